@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then prepare data/jokes.csv, train configs/char.yaml and print samples
+#   make test   set up, then run the test suite and ruff
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+
+.PHONY: install test demo lint clean
+
+$(BIN)/lstmgen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: an unpinned torch would pull the newest multi-GB CUDA build
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/lstmgen
+
+test: install
+	$(BIN)/python -m pytest
+	$(BIN)/ruff check .
+
+lint: install
+	$(BIN)/ruff check .
+
+demo: install
+	$(BIN)/lstmgen prepare data/jokes.csv
+	$(BIN)/lstmgen train --config configs/char.yaml --overwrite
+	$(BIN)/lstmgen sample "Hey, " --temperature 0.8 --num-samples 5 --seed 1
+	$(BIN)/lstmgen eval
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,55 @@
+"""Token stream -> contiguous lanes -> (x, y) BPTT windows; the hidden state is carried between windows.
+
+No per-item Dataset/DataLoader: one epoch of a (B, L) lane tensor is L / seq_len slices, each a view.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import LstmgenError
+
+IGNORE = -100  # cross_entropy's ignore_index: padding targets that count for nothing
+
+
+def batchify(stream: torch.Tensor, batch_size: int, device=None) -> torch.Tensor:
+    """(N,) ids -> (B, N // B) long: lane b is the b-th contiguous slice, so lane b's windows read in order."""
+    n_lane = stream.numel() // batch_size
+    if n_lane < 2:
+        raise LstmgenError(
+            f"the training split has {stream.numel()} tokens, too few for train.batch_size={batch_size}; "
+            "lower train.batch_size or prepare more text"
+        )
+    return stream[: batch_size * n_lane].view(batch_size, n_lane).to(device=device, dtype=torch.long)
+
+
+def num_windows(lanes: torch.Tensor, seq_len: int) -> int:
+    """Windows per epoch: every position but the last of each lane is an input once."""
+    return math.ceil((lanes.size(1) - 1) / seq_len)
+
+
+def get_batch(lanes: torch.Tensor, window: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Window `window` of the epoch: x (B, T) and targets y (B, T) shifted by one; T < seq_len at the end."""
+    start = window * seq_len
+    end = min(start + seq_len, lanes.size(1) - 1)
+    return lanes[:, start:end], lanes[:, start + 1 : end + 1]
+
+
+def eval_lanes(stream: torch.Tensor, eor_id: int, batch_size: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every token of a held-out stream as a target, conditioned the way training saw it.
+
+    The stream is prefixed with <eor> (so its first record starts like any other), cut into at most
+    `batch_size` lanes, and padded: padded targets are IGNORE, so the sum of NLL covers each token once.
+    Returns x, y, each (B, L) long.
+    """
+    ids = torch.cat([torch.tensor([eor_id]), stream.to(torch.long)])
+    x, y = ids[:-1], ids[1:]
+    n = y.numel()
+    b = max(1, min(batch_size, n // 64))  # lanes of at least ~64 tokens: little context is lost at lane starts
+    length = math.ceil(n / b)
+    pad = b * length - n
+    x = torch.cat([x, torch.full((pad,), eor_id)]).view(b, length)
+    y = torch.cat([y, torch.full((pad,), IGNORE)]).view(b, length)
+    return x.to(device), y.to(device)

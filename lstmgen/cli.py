@@ -1,0 +1,736 @@
+"""The `lstmgen` command line: parse, call the library, render. Data goes to stdout, everything else to stderr.
+
+torch and pandas are imported inside the commands that need them, so `lstmgen --help` and `lstmgen list`
+start instantly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__, registry
+from .errors import LstmgenError
+
+app = typer.Typer(
+    help="Train LSTM text generators from a CSV or text file, then sample and evaluate them.\n\n"
+    "Everything lives in one registry ($LSTMGEN_HOME, default ~/.local/share/lstmgen): after `prepare`, "
+    "name corpora and models, never paths.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft_wrap: one line stays one line in logs
+
+EXIT_ERROR, EXIT_USAGE = 1, 2
+
+
+class Tokenizer(str, Enum):
+    char = "char"
+    word = "word"
+
+
+class Records(str, Enum):
+    line = "line"
+    file = "file"
+
+
+class Format(str, Enum):
+    auto = "auto"
+    csv = "csv"
+    txt = "txt"
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+
+
+class Kind(str, Enum):
+    model = "model"
+    corpus = "corpus"
+
+
+def fail(message: str, code: int = EXIT_ERROR):
+    """One clear line on stderr, then a non-zero exit."""
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def usage(message: str):
+    fail(message, EXIT_USAGE)
+
+
+def user_errors(fn):
+    """Turn library errors into `fail` lines instead of tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LstmgenError as e:
+            fail(str(e))
+
+    return wrapper
+
+
+def out(line: str = "") -> None:
+    """Write one line of product to stdout; a closed pipe (`| head -1`) ends the program quietly."""
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at devnull so the interpreter's final flush does not complain, then exit quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        raise typer.Exit(0) from None
+
+
+def out_json(obj) -> None:
+    out(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def version_callback(value: bool):
+    if value:
+        out(f"lstmgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit."),
+    ] = None,
+):
+    pass
+
+
+# -- prepare -------------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def prepare(
+    input: Annotated[str, typer.Argument(help="A .csv or .txt file, or - for stdin.")],
+    name: Annotated[Optional[str], typer.Option(help="Corpus name in the registry [default: the file's stem].")] = None,
+    tokenizer: Annotated[Tokenizer, typer.Option(help="Split text into characters or words.")] = Tokenizer.char,
+    column: Annotated[
+        Optional[str], typer.Option(help="CSV column with the text [default: Joke/text, or the only text column].")
+    ] = None,
+    records: Annotated[
+        Records, typer.Option(help="Text input: one record per line, or the whole file as one stream.")
+    ] = Records.line,
+    format: Annotated[
+        Format, typer.Option(help="Input format [default: by file extension; stdin is txt].")
+    ] = Format.auto,
+    encoding: Annotated[str, typer.Option(help="Text encoding of the input.")] = "utf-8",
+    val_frac: Annotated[float, typer.Option(help="Fraction of records held out for validation.")] = 0.05,
+    test_frac: Annotated[float, typer.Option(help="Fraction of records held out for testing.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the record split.")] = 0,
+    min_freq: Annotated[int, typer.Option(help="Word tokenizer: words seen fewer times become <unk>.")] = 2,
+    max_vocab: Annotated[Optional[int], typer.Option(help="Word tokenizer: keep at most this many tokens.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the corpus summary as JSON on stdout.")] = False,
+):
+    """Tokenize a CSV or text file into a corpus: token ids per split (train/val/test, by record) + vocab.
+
+    Every record ends with an end-of-record token, so a model learns where a text ends.
+
+    Examples:
+
+      lstmgen prepare data/jokes.csv
+
+      lstmgen prepare data/jokes.csv --tokenizer word --name jokes-word
+
+      lstmgen prepare shakespeare.txt --records file
+
+      cat lines.txt | lstmgen prepare - --name mylines
+    """
+    from .corpus import build_corpus, read_records, read_source
+
+    name = registry.check_name(name or ("stdin" if input == "-" else Path(input).stem), "corpus name")
+    if min_freq < 1:
+        usage(f"--min-freq must be at least 1, got {min_freq}")
+    if max_vocab is not None and max_vocab < 3:
+        usage(f"--max-vocab must be at least 3, got {max_vocab}")
+    source = read_source(input, format.value, encoding)
+    texts, col = read_records(source, column, records.value)
+    corpus = build_corpus(
+        source,
+        texts,
+        tokenizer=tokenizer.value,
+        stream=records == Records.file and not source.is_csv,
+        val_frac=val_frac,
+        test_frac=test_frac,
+        seed=seed,
+        min_freq=min_freq,
+        max_vocab=max_vocab,
+        column=col,
+    )
+    path = registry.save_corpus(name, corpus)
+    meta = corpus["meta"]
+    if json_out:
+        out_json({"name": name, "path": str(path), **meta})
+    rec, tok = meta["records"], meta["tokens"]
+    err.print(
+        f"prepared corpus [bold]{name}[/] from {source.name}" + (f" (column {col})" if col else "") + ": "
+        f"{meta['tokenizer']} vocab {meta['vocab_size']:,}; records train/val/test "
+        f"{rec['train']:,}/{rec['val']:,}/{rec['test']:,}; tokens {tok['train']:,}/{tok['val']:,}/{tok['test']:,}"
+        + (f"; <unk> in val {meta['unk_rate']['val']:.1%}" if "unk_rate" in meta else "")
+    )
+    err.print(f"  saved to {path}; next: lstmgen train --config configs/{meta['tokenizer']}.yaml --corpus {name}")
+
+
+# -- train ---------------------------------------------------------------------------------------------
+
+
+class TrainReporter:
+    """Renders train() events on stderr: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.live = not quiet and err.is_terminal
+        self.progress = None
+        self.val = None
+
+    def __call__(self, kind: str, d: dict) -> None:
+        if self.quiet:
+            return
+        getattr(self, f"on_{kind}", lambda d: None)(d)
+
+    def on_start(self, d):
+        resumed = f", resumed at step {d['resumed_step']:,}" if d["resumed_step"] is not None else ""
+        limit = f"{d['total_steps']:,} steps" if d["total_steps"] else "time-limited"
+        err.print(
+            f"training [bold]{d['name']}[/]: {d['parameters']:,} parameters on {d['device']} ({d['precision']}), "
+            f"{d['train_tokens']:,} train tokens, {d['steps_per_epoch']:,} steps/epoch, {limit}{resumed}"
+        )
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=20),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=False,
+            )
+            self.task = self.progress.add_task("step 0", total=1000, stats="")
+            self.progress.start()
+
+    def stats(self, d) -> str:
+        val = f" val {self.val:.3f}" if self.val is not None else ""
+        return f"loss {d['loss']:.3f}{val} {d['tokens_per_s']:,.0f} tok/s"
+
+    def on_step(self, d):
+        total = f"/{d['total_steps']:,}" if d["total_steps"] else ""
+        desc = f"step {d['step']:,}{total} ep {d['epoch']}"
+        if self.progress:
+            self.progress.update(
+                self.task, description=desc, stats=self.stats(d), completed=1000 * min(d["progress"], 1)
+            )
+        else:
+            eta = (d["elapsed_s"] / d["progress"] * (1 - d["progress"])) if d["progress"] > 0 else None
+            err.print(f"{desc} {self.stats(d)} lr {d['lr']:.2e}" + (f" eta {eta:.0f}s" if eta is not None else ""))
+
+    def on_eval(self, d):
+        self.val = d["val_loss"]
+        if not self.progress:
+            mark = " (best)" if d["improved"] else ""
+            err.print(f"eval step {d['step']:,}: val loss {d['val_loss']:.4f}{mark}")
+
+    def on_end(self, d):
+        self.close()
+        best = f"{d['best_val_loss']:.4f}" if d["best_val_loss"] is not None else "n/a"
+        err.print(
+            f"done: {d['steps']:,} steps, {d['epochs']} epochs in {d['elapsed_s']:.1f}s, "
+            f"{d['tokens_per_s']:,} tok/s, best val loss {best} ({d['stop_reason'].replace('_', ' ')})"
+        )
+
+    def close(self):
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    corpus: Annotated[Optional[str], typer.Option(help="Corpus name (overrides the config's `corpus`).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Model name (overrides the config's `name`).")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override one key: --set train.max_steps=30 (repeatable).")
+    ] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides train.device).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the model from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model of the same name.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line summarising the run on stdout.")
+    ] = False,
+):
+    """Train an LSTM language model on a prepared corpus, with validation, early stopping and checkpoints.
+
+    Config precedence: built-in defaults, then the YAML file, then --set, then --corpus/--name/--device.
+    Ctrl-C or SIGTERM saves a checkpoint first; continue later with --resume.
+
+    Examples:
+
+      lstmgen train --config configs/char.yaml
+
+      lstmgen train --config configs/char.yaml --set train.max_steps=200 --name quick
+
+      lstmgen train --name char --resume --set train.max_epochs=40
+    """
+    from .config import config_from_dict, load_config
+
+    overrides = list(set_ or [])
+    overrides += [f"{k}={v}" for k, v in (("corpus", corpus), ("name", name), ("train.device", device)) if v]
+    payload = None
+    if resume:
+        if overwrite:
+            usage("--resume and --overwrite contradict each other; pick one")
+        model_name = name or (load_config(config).name if config else None)
+        if not model_name:
+            usage("--resume needs the model: pass --name NAME (or the --config it was trained with)")
+        payload = registry.load_model_payload(model_name, "last")
+        if "train_state" not in payload:
+            fail(f"model {model_name!r} has no resumable checkpoint (last.pt lacks training state)")
+        if any(
+            o.split("=")[0].strip().startswith(("model.", "corpus")) for o in overrides if not o.startswith("name=")
+        ):
+            usage("--resume keeps the model's shape and corpus; drop model.*/corpus overrides")
+        saved = config_from_dict(payload["config"]).to_dict()
+        cfg = load_config(None, _flatten(saved) + [o for o in overrides if not o.startswith("name=")])
+    else:
+        cfg = load_config(config, overrides)
+    registry.check_name(cfg.name, "model name")
+    model_dir = registry.entry_dir("model", cfg.name)
+
+    from .train import train as run_training
+
+    data = registry.load_corpus(cfg.corpus)
+    if payload is not None and payload["corpus"].get("sha256") != data["meta"].get("sha256"):
+        fail(
+            f"corpus {cfg.corpus!r} changed since model {cfg.name!r} started training; "
+            "re-prepare the original file or train a new model"
+        )
+    if not resume and any(model_dir.glob("*.pt")):
+        if not overwrite:
+            fail(
+                f"model {cfg.name!r} already exists; continue it with --resume, replace it with --overwrite, "
+                "or pick another --name"
+            )
+        for p in model_dir.glob("*.pt"):
+            p.unlink()
+
+    reporter = TrainReporter(quiet)
+    signals = _StopSignals()
+    try:
+        with signals:
+            summary = run_training(cfg, data, resume=payload, on_event=reporter, should_stop=signals.requested)
+    finally:
+        reporter.close()
+    if json_out:
+        out_json(summary)
+    if summary["stop_reason"] == "interrupted":
+        code = 128 + signals.signum
+        err.print(
+            f"interrupted at step {summary['steps']:,}: checkpoint saved; continue with "
+            f"`lstmgen train --name {cfg.name} --resume`"
+        )
+        raise typer.Exit(code)
+
+
+def _flatten(d: dict, prefix: str = "") -> list[str]:
+    """{"train": {"lr": 0.1}} -> ["train.lr=0.1"] (values as YAML scalars)."""
+    items = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            items += _flatten(v, f"{prefix}{k}.")
+        else:
+            items.append(f"{prefix}{k}={json.dumps(v)}")
+    return items
+
+
+class _StopSignals:
+    """While active, the first Ctrl-C/SIGTERM asks training to stop after the current step; a second one aborts."""
+
+    def __init__(self):
+        self.signum = 0
+        self.previous = {}
+
+    def requested(self) -> bool:
+        return self.signum != 0
+
+    def _handle(self, signum, frame):
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+        err.print("\nstopping after this step and saving a checkpoint (press Ctrl-C again to abort)")
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread: no handlers, training runs to its limits
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+
+
+# -- sample --------------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def sample(
+    prompt: Annotated[
+        Optional[str], typer.Argument(help="Seed text; - (or piped stdin) reads one prompt per line.")
+    ] = None,
+    model: Annotated[
+        Optional[str], typer.Option("--model", "-m", help="Model name [default: the registry's default].")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Stop after this many tokens if no end-of-record came.")] = 300,
+    temperature: Annotated[float, typer.Option(help="Below 1: safer, above 1: wilder.")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k most likely tokens.")] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option(help="Sample only from the smallest set with this much probability.")
+    ] = None,
+    greedy: Annotated[
+        bool, typer.Option("--greedy", help="Always take the most likely token (tends to loop).")
+    ] = False,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", "-n", help="Samples per prompt (one batched forward per step).")
+    ] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed, for reproducible output [default: random].")] = None,
+    skip_unknown: Annotated[
+        bool, typer.Option("--skip-unknown", help="Char models: drop prompt characters the vocab lacks.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per sample on stdout.")] = False,
+):
+    """Generate text from a trained model, continuing PROMPT until an end-of-record token or --max-tokens.
+
+    Decoding is stateful: the prompt is read once, then each token costs one step with the carried LSTM
+    state. With no PROMPT on a terminal, samples start from the beginning of a record.
+
+    Examples:
+
+      lstmgen sample "Hey, " --temperature 0.8
+
+      lstmgen sample "Why did" -n 5 --top-p 0.9 --seed 1
+
+      printf 'Why\\nWhat do you call\\n' | lstmgen sample - --json
+    """
+    if temperature <= 0:
+        usage(f"--temperature must be > 0 (got {temperature}); use --greedy for argmax decoding")
+    if top_k is not None and top_k < 1:
+        usage(f"--top-k must be at least 1 (got {top_k})")
+    if top_p is not None and not 0 < top_p <= 1:
+        usage(f"--top-p must be in (0, 1] (got {top_p})")
+    if max_tokens < 1:
+        usage(f"--max-tokens must be at least 1 (got {max_tokens})")
+    if num_samples < 1:
+        usage(f"--num-samples must be at least 1 (got {num_samples})")
+    if prompt == "":
+        usage("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
+    if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
+        prompts = [line.rstrip("\r\n") for line in sys.stdin]
+        if not prompts and prompt is None:
+            prompts = [""]
+    else:
+        prompts = [prompt or ""]
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+
+    from .sample import load_model
+    from .sample import sample as run_sample
+
+    name = registry.resolve_model(model)
+    loaded = load_model(name)
+    vocab = loaded.vocab
+    for p in prompts:
+        missing = vocab.unknown(p)
+        if missing and vocab.kind == "word":
+            err.print(
+                f"note: {len(missing)} prompt word(s) not in {name!r}'s vocabulary, read as <unk>: "
+                + ", ".join(missing[:10])
+            )
+        elif missing and skip_unknown:
+            err.print(
+                f"note: dropped {len(missing)} prompt character(s) {name!r}'s vocabulary lacks: "
+                + ", ".join(repr(m) for m in missing[:10])
+            )
+        samples = run_sample(
+            loaded,
+            p,
+            num_samples=num_samples,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            greedy=greedy,
+            seed=seed,
+            skip_unknown=skip_unknown,
+        )
+        for s in samples:
+            if json_out:
+                out_json(
+                    {
+                        "model": name,
+                        "prompt": s.prompt,
+                        "text": s.text,
+                        "completion": s.completion,
+                        "tokens": s.tokens,
+                        "stop_reason": s.stop_reason,
+                        "seed": s.seed,
+                    }
+                )
+            else:
+                out(s.text)
+
+
+# -- eval ----------------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    model: Annotated[
+        Optional[str], typer.Option("--model", "-m", help="Model name [default: the registry's default].")
+    ] = None,
+    split: Annotated[Split, typer.Option(help="Held-out split of the model's corpus.")] = Split.test,
+    file: Annotated[
+        Optional[str], typer.Option(help="Evaluate on this .csv/.txt file (or -) instead of a split.")
+    ] = None,
+    column: Annotated[Optional[str], typer.Option(help="CSV column with the text (with --file).")] = None,
+    records: Annotated[
+        Records, typer.Option(help="Text file: one record per line, or one stream (with --file).")
+    ] = Records.line,
+    format: Annotated[Format, typer.Option(help="Input format of --file.")] = Format.auto,
+    encoding: Annotated[str, typer.Option(help="Text encoding of --file.")] = "utf-8",
+    skip_unknown: Annotated[
+        bool, typer.Option("--skip-unknown", help="Char models: drop characters the vocab lacks.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
+):
+    """Measure a model on held-out text: cross-entropy (nats/token), perplexity and bits per character.
+
+    Bits per character divide the total by the text's characters, so char and word models compare.
+
+    Examples:
+
+      lstmgen eval
+
+      lstmgen eval --model char --split val --json
+
+      lstmgen eval --model char --file more_jokes.csv
+    """
+    from .corpus import encode_records, n_chars, read_records, read_source
+    from .sample import load_model
+    from .train import evaluate, metrics, pick_device
+
+    name = registry.resolve_model(model)
+    dev = pick_device(device)
+    loaded = load_model(name, device=dev)
+    vocab = loaded.vocab
+    if file is not None:
+        source = read_source(file, format.value, encoding)
+        texts, _ = read_records(source, column, records.value)
+        stream = encode_records(vocab, texts, skip_unknown=skip_unknown, where=source.name)
+        chars, where = n_chars(texts), source.name
+    else:
+        stream = loaded.payload["heldout"][split.value]
+        chars, where = loaded.payload["corpus"]["chars"][split.value], f"{split.value} split"
+        if stream.numel() == 0:
+            fail(
+                f"model {name!r} has an empty {split.value} split; evaluate with --file, or prepare with a larger "
+                f"--{split.value}-frac"
+            )
+    nll, n = evaluate(loaded.model, stream, vocab.eor_id, device=dev)
+    m = metrics(nll, n, chars)
+    result = {"model": name, "on": where, **m}
+    if vocab.unk_id is not None:
+        result["unk_rate"] = round(float((stream == vocab.unk_id).float().mean()), 4)
+    if json_out:
+        out_json(result)
+    else:
+        out(
+            f"{name} on {where}: loss {m['loss']:.4f} nats/token, perplexity {m['perplexity']:.2f}, "
+            f"{m['bits_per_char']:.4f} bits/char ({m['tokens']:,} tokens, {m['chars']:,} chars)"
+        )
+
+
+# -- registry commands ---------------------------------------------------------------------------------
+
+
+def _fmt(v, spec: str = "") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+@app.command("list")
+@user_errors
+def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False):
+    """List corpora and models in the registry.
+
+    Examples:
+
+      lstmgen list
+
+      lstmgen list --json | jq '.models[].name'
+    """
+    entries = registry.list_entries()
+    if json_out:
+        out_json(entries)
+        return
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    corpora = Table(title=f"corpora in {entries['home']}", title_justify="left")
+    for col in ("name", "tokenizer", "vocab", "records", "train tokens", "source", "created"):
+        corpora.add_column(col)
+    for c in entries["corpora"]:
+        corpora.add_row(
+            c["name"],
+            _fmt(c.get("tokenizer")),
+            _fmt(c.get("vocab_size"), ","),
+            _fmt(sum((c.get("records") or {}).values()) or None, ","),
+            _fmt((c.get("tokens") or {}).get("train"), ","),
+            _fmt(c.get("source")),
+            _fmt(c.get("created")),
+        )
+    models = Table(title="models", title_justify="left")
+    for col in ("name", "tokenizer", "parameters", "steps", "best val loss", "status", "corpus", "updated"):
+        models.add_column(col)
+    for m in entries["models"]:
+        mark = " *" if m["name"] == entries["default_model"] else ""
+        models.add_row(
+            m["name"] + mark,
+            _fmt(m.get("tokenizer")),
+            _fmt(m.get("parameters"), ","),
+            _fmt(m.get("steps"), ","),
+            _fmt(m.get("best_val_loss"), ".4f"),
+            _fmt(m.get("status")),
+            _fmt(m.get("corpus")),
+            _fmt(m.get("updated")),
+        )
+    console.print(corpora)
+    console.print(models)
+    if entries["default_model"]:
+        console.print(f"* default model: {entries['default_model']}")
+
+
+def _find(name: str, kind: Kind | None) -> str:
+    registry.check_name(name)
+    kinds = [kind.value] if kind else [k for k in registry.KINDS if registry.entry_dir(k, name).is_dir()]
+    if not kinds:
+        registry.require("model", name)  # raises NotFound with a suggestion
+    if len(kinds) > 1:
+        usage(f"{name!r} is both a corpus and a model; add --kind corpus or --kind model")
+    return kinds[0]
+
+
+@app.command()
+@user_errors
+def show(
+    name: Annotated[str, typer.Argument(help="Corpus or model name.")],
+    kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+):
+    """Show one corpus or model: its metadata, config and metrics history.
+
+    Examples:
+
+      lstmgen show char
+
+      lstmgen show jokes --kind corpus --json
+    """
+    k = _find(name, kind)
+    data = registry.info(k, name)
+    if k == "model":
+        payload = registry.load_model_payload(name)
+        data |= {"config": payload["config"], "history": payload["history"], "trained_on": payload["corpus"]}
+    if json_out:
+        out_json(data)
+        return
+    out(f"{k} {name}  ({data['path']})")
+    for key, value in data.items():
+        if key in ("name", "kind", "path", "history", "config"):
+            continue
+        out(f"  {key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+    if k == "model":
+        out("  config:")
+        for line in _flatten(data["config"]):
+            out(f"    {line}")
+        hist = data["history"]
+        if hist:
+            out("  history (step, train loss, val loss):")
+            for h in hist[-10:]:
+                out(f"    {h['step']:>7}  {_fmt(h['train_loss'], '.4f')}  {_fmt(h['val_loss'], '.4f')}")
+
+
+@app.command()
+@user_errors
+def rm(
+    name: Annotated[str, typer.Argument(help="Corpus or model name.")],
+    kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
+):
+    """Delete a corpus or model from the registry. Models keep working after their corpus is deleted.
+
+    Examples:
+
+      lstmgen rm old-model
+    """
+    k = _find(name, kind)
+    path = registry.remove(k, name)
+    err.print(f"removed {k} {name} ({path})")
+
+
+@app.command()
+@user_errors
+def default(name: Annotated[Optional[str], typer.Argument(help="Model to make the default.")] = None):
+    """Show or set the model `sample` and `eval` use when --model is not given.
+
+    Examples:
+
+      lstmgen default char
+    """
+    if name:
+        registry.set_default_model(name)
+        err.print(f"default model: {name}")
+    else:
+        chosen = registry.default_model()
+        if chosen is None:
+            fail("no models yet: train one with `lstmgen train --config configs/char.yaml`")
+        out(chosen)
+
+
+def main():
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

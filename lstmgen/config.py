@@ -1,0 +1,206 @@
+"""Training configuration: dataclass defaults <- YAML file <- `--set key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import LstmgenError
+
+
+class ConfigError(LstmgenError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    embed: int = 128  # token embedding width
+    hidden: int = 256  # LSTM hidden size per layer
+    n_layer: int = 2
+    dropout: float = 0.1  # on embeddings, between LSTM layers and before the head
+    tie_weights: bool = False  # share embedding and output matrices (needs embed == hidden)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64  # parallel lanes of the token stream
+    seq_len: int = 128  # BPTT window length
+    lr: float = 3e-3  # peak learning rate (AdamW)
+    min_lr_ratio: float = 0.1  # cosine schedule ends at lr * min_lr_ratio
+    warmup_steps: int = 50
+    schedule: str = "cosine"  # cosine | constant
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    max_steps: int | None = None
+    max_epochs: int | None = 20
+    max_time: float | None = None  # seconds of wall time
+    eval_every: int = 100  # steps between validation passes
+    patience: int | None = 5  # stop after this many evaluations without improvement
+    checkpoint_every: int = 100  # steps between `last` checkpoints
+    log_every: int = 10  # steps between progress reports
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast)
+
+
+@dataclass
+class Config:
+    corpus: str = "jokes"  # registry corpus name
+    name: str = "char"  # model name in the registry
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "train.schedule": ("cosine", "constant"),
+    "train.precision": ("auto", "fp32", "bf16"),
+}
+POSITIVE = {
+    "model.embed",
+    "model.hidden",
+    "model.n_layer",
+    "train.batch_size",
+    "train.seq_len",
+    "train.lr",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.log_every",
+    "train.max_steps",
+    "train.max_epochs",
+    "train.max_time",
+    "train.patience",
+}
+NON_NEGATIVE = {"train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.min_lr_ratio"}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults, then the YAML file at `path`, then `key=value` overrides (dotted keys)."""
+    raw: dict = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not key=value (example: --set train.max_steps=30)")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            parsed = value
+        _set_dotted(raw, key.strip(), parsed)
+    cfg = _build(Config, raw, prefix="")
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Rebuild a Config saved with a model (as `Config.to_dict()`)."""
+    return _build(Config, raw, prefix="")
+
+
+def validate(cfg: Config) -> None:
+    for key in POSITIVE | NON_NEGATIVE:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is None:
+            continue
+        if key in POSITIVE and value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+        if key in NON_NEGATIVE and value < 0:
+            raise ConfigError(f"{key} must not be negative, got {value}")
+    if not 0 <= cfg.model.dropout < 1:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+    if cfg.model.tie_weights and cfg.model.embed != cfg.model.hidden:
+        raise ConfigError(
+            f"model.tie_weights needs model.embed == model.hidden (got {cfg.model.embed} and {cfg.model.hidden})"
+        )
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+    t = cfg.train
+    if t.max_steps is None and t.max_epochs is None and t.max_time is None:
+        raise ConfigError("set at least one of train.max_steps, train.max_epochs, train.max_time")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{at}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of keys (corpus:, name:, model:, train:), got {type(raw).__name__}"
+        )
+    return raw
+
+
+def _set_dotted(raw: dict, key: str, value) -> None:
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key}: {part} is not a section")
+        node = child
+    node[last] = value
+
+
+def _build(cls, raw, prefix: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key {prefix}{key}{hint}")
+    kwargs = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value if value is not None else {}, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value, hint, key: str):
+    """Check `value` against a field type (int, float, bool, str, or `X | None`)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{key} must not be null")
+    for t in options:
+        if t is bool and isinstance(value, bool):
+            return value
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if t is str and isinstance(value, str):
+            return value
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in options)
+    raise ConfigError(f"{key} must be {names}, got {value!r}")

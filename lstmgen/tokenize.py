@@ -1,0 +1,140 @@
+"""Char and word tokenizers and the Vocab (stoi/itos, special tokens) that travels with every corpus and model."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import LstmgenError
+
+EOR = "<eor>"  # end of record: ends every record in training, so generation learns where a joke ends
+UNK = "<unk>"  # word models only: any word the vocab lacks
+KINDS = ("char", "word")
+
+# A word (letters/digits, keeping inner apostrophes: "don't", "rock'n'roll") or one punctuation mark.
+WORD_RE = re.compile(r"\w+(?:['\u2019]\w+)*|[^\w\s]")
+NO_SPACE_BEFORE = set(".,!?;:%)]}\u2026")
+NO_SPACE_AFTER = set("([{$")
+JOINERS = set("-/")  # glue both sides: "well-known", "and/or"
+
+
+def tokenize_words(text: str) -> list[str]:
+    """Split text into words and punctuation marks (not `split(' ')`)."""
+    return WORD_RE.findall(text)
+
+
+def detokenize_words(tokens: Iterable[str]) -> str:
+    """Join word tokens into readable text: no space before closing punctuation, after openers, around joiners."""
+    out: list[str] = []
+    glue_next = True  # no space before the first token
+    in_quote = False
+    for tok in tokens:
+        glue = glue_next or tok in NO_SPACE_BEFORE or tok in JOINERS
+        glue_next = tok in NO_SPACE_AFTER or tok in JOINERS
+        if tok == '"':
+            glue = glue or in_quote  # a closing quote hugs the word before it
+            glue_next = not in_quote  # an opening quote hugs the word after it
+            in_quote = not in_quote
+        out.append(tok if glue else " " + tok)
+    return "".join(out)
+
+
+class UnknownTokens(LstmgenError):
+    """Text contains characters a char vocab lacks."""
+
+    def __init__(self, unknown: list[str], where: str = "text"):
+        self.unknown = unknown
+        shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        super().__init__(
+            f"{where} has {len(unknown)} character(s) the model's vocabulary lacks: {shown}; "
+            "remove them or pass --skip-unknown to drop them"
+        )
+
+
+@dataclass
+class Vocab:
+    kind: str  # "char" or "word"
+    itos: list[str]  # id -> token; specials first
+    stoi: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @property
+    def eor_id(self) -> int:
+        return self.stoi[EOR]
+
+    @property
+    def unk_id(self) -> int | None:
+        return self.stoi.get(UNK)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(text) if self.kind == "char" else tokenize_words(text)
+
+    def detokenize(self, tokens: Iterable[str]) -> str:
+        return "".join(tokens) if self.kind == "char" else detokenize_words(tokens)
+
+    def unknown(self, text: str) -> list[str]:
+        """Tokens of `text` this vocab lacks, each once, in order of appearance."""
+        return list(dict.fromkeys(t for t in self.tokenize(text) if t not in self.stoi))
+
+    def encode(self, text: str, skip_unknown: bool = False, where: str = "text") -> list[int]:
+        """Token ids of `text`. Unknown words become <unk>; unknown chars raise unless `skip_unknown`."""
+        tokens = self.tokenize(text)
+        if self.unk_id is not None:
+            return [self.stoi.get(t, self.unk_id) for t in tokens]
+        if not skip_unknown:
+            missing = [t for t in tokens if t not in self.stoi]
+            if missing:
+                raise UnknownTokens(list(dict.fromkeys(missing)), where)
+        return [self.stoi[t] for t in tokens if t in self.stoi]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`, stopping at the first end-of-record."""
+        tokens = []
+        for i in ids:
+            if i == self.eor_id:
+                break
+            tokens.append(self.itos[i])
+        return self.detokenize(tokens)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "itos": list(self.itos)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Vocab:
+        return cls(kind=d["kind"], itos=list(d["itos"]))
+
+
+def build_vocab(
+    kind: str,
+    train_texts: Iterable[str],
+    all_texts: Iterable[str] = (),
+    min_freq: int = 1,
+    max_vocab: int | None = None,
+) -> Vocab:
+    """A vocab for `kind`.
+
+    Char: every character of all splits (the alphabet is not a held-out secret, and a char model has no
+    <unk>). Word: words of the training split seen at least `min_freq` times, most frequent first, at
+    most `max_vocab` entries in all; the rest map to <unk>, so held-out perplexity stays honest.
+    """
+    if kind == "char":
+        chars = set()
+        for text in (*train_texts, *all_texts):
+            chars.update(text)
+        return Vocab("char", [EOR, *sorted(chars)])
+    if kind != "word":
+        raise LstmgenError(f"unknown tokenizer {kind!r}; use one of {', '.join(KINDS)}")
+    counts = Counter()
+    for text in train_texts:
+        counts.update(tokenize_words(text))
+    words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+    if max_vocab is not None:
+        words = words[: max(0, max_vocab - 2)]
+    return Vocab("word", [EOR, UNK, *words])

@@ -1,0 +1,400 @@
+"""Training loop, evaluation and checkpoints. Reports through a callback and never prints."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict
+from datetime import datetime, timezone
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+
+from . import registry
+from .batches import IGNORE, batchify, eval_lanes, get_batch, num_windows
+from .config import Config
+from .errors import LstmgenError
+from .model import LSTMLM
+from .tokenize import Vocab
+
+OnEvent = Callable[[str, dict], None]
+
+
+# -- device and precision ------------------------------------------------------------------------------
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LstmgenError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LstmgenError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise LstmgenError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LstmgenError("device 'mps' asked for, but MPS is not available; use --device cpu")
+    return device
+
+
+@cache
+def cpu_bf16_lstm_works() -> bool:
+    """Whether oneDNN runs an LSTM under bf16 autocast here: it needs avx512_bf16/AMX, and errors without."""
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.nn.LSTM(8, 8)(torch.zeros(2, 1, 8))
+        return True
+    except RuntimeError:
+        return False
+
+
+def pick_precision(precision: str, device: torch.device) -> str:
+    """ "fp32" or "bf16" (autocast). auto: bf16 where the hardware runs it natively, else fp32."""
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        supported = cpu_bf16_lstm_works()
+    else:
+        supported = False
+    if precision == "auto":
+        return "bf16" if supported else "fp32"
+    if precision == "bf16" and not supported:
+        raise LstmgenError(
+            f"train.precision=bf16 is not supported on this {device.type} (on CPUs it needs "
+            "avx512_bf16 or AMX); use train.precision=fp32 or auto"
+        )
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# -- evaluation ----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    model: LSTMLM, stream: torch.Tensor, eor_id: int, batch_size: int = 32, seq_len: int = 256, device=None
+) -> tuple[float, int]:
+    """Summed NLL (nats) over every token of `stream` and the number of tokens, in eval mode and fp32."""
+    if stream.numel() == 0:
+        return 0.0, 0
+    was_training = model.training
+    model.eval()
+    x, y = eval_lanes(stream, eor_id, batch_size, device)
+    total, state = 0.0, None
+    for start in range(0, x.size(1), seq_len):
+        logits, state = model(x[:, start : start + seq_len], state)
+        total += F.cross_entropy(
+            logits.flatten(0, 1).float(), y[:, start : start + seq_len].flatten(), ignore_index=IGNORE, reduction="sum"
+        ).item()
+    model.train(was_training)
+    return total, int(stream.numel())
+
+
+def metrics(nll: float, n_tokens: int, n_chars: int) -> dict:
+    """Mean cross-entropy, perplexity and bits per character (comparable across tokenizers)."""
+    loss = nll / max(n_tokens, 1)
+    return {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 700)),
+        "bits_per_char": nll / math.log(2) / max(n_chars, 1),
+        "tokens": n_tokens,
+        "chars": n_chars,
+    }
+
+
+# -- schedule ------------------------------------------------------------------------------------------
+
+
+def lr_at(cfg: Config, step: int, progress: float) -> float:
+    """Linear warmup over warmup_steps, then cosine from lr to lr * min_lr_ratio as progress goes 0 -> 1.
+
+    A pure function of (step, progress), both saved in checkpoints: restoring them restores the schedule.
+    """
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.schedule == "constant":
+        return t.lr
+    cos = 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * cos)
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+
+
+def build_optimizer(model: LSTMLM, cfg: Config) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases), as in nanoGPT."""
+    params = list(dict.fromkeys(model.parameters()))  # tied weights appear once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.99))
+
+
+def train(
+    cfg: Config,
+    corpus: dict,
+    *,
+    resume: dict | None = None,
+    on_event: OnEvent | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
+    """Train cfg.name on `corpus` (a loaded registry corpus), writing checkpoints to the registry.
+
+    `resume` is a loaded last.pt payload. `should_stop()` is polled once per step (the CLI sets it on
+    Ctrl-C/SIGTERM); the loop then saves a checkpoint and returns with stop_reason "interrupted".
+    Returns a summary dict: steps, epochs, elapsed_s, tokens_per_s, best_val_loss, name, stop_reason.
+    """
+    emit = on_event or (lambda kind, data: None)
+    t = cfg.train
+    device = pick_device(t.device)
+    precision = pick_precision(t.precision, device)
+    vocab = Vocab.from_dict(corpus["vocab"])
+    model_dir = registry.entry_dir("model", cfg.name)
+
+    torch.manual_seed(t.seed)
+    model = LSTMLM(len(vocab), cfg.model).to(device)
+    optimizer = build_optimizer(model, cfg)
+    lanes = batchify(corpus["splits"]["train"], t.batch_size, device)  # (B, L)
+    val_ids = corpus["splits"]["val"]
+    n_windows = num_windows(lanes, t.seq_len)
+
+    # Everything --resume must restore; the rest is rebuilt deterministically from the config.
+    s = {
+        "step": 0,
+        "epoch": 0,
+        "window": 0,
+        "elapsed": 0.0,
+        "tokens": 0,
+        "best_val": None,
+        "bad_evals": 0,
+        "history": [],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    hidden = None  # (h, c), each (n_layer, B, H); None at an epoch start = zeros
+    if resume is not None:
+        ts = resume["train_state"]
+        model.load_state_dict(resume["state_dict"])
+        optimizer.load_state_dict(ts["optimizer"])
+        s.update({k: ts[k] for k in ("step", "epoch", "window", "elapsed", "tokens", "best_val", "bad_evals")})
+        s["history"], s["created"] = list(resume["history"]), resume["created"]
+        torch.set_rng_state(ts["rng_cpu"])
+        if device.type == "cuda" and ts.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ts["rng_cuda"], device)
+        if ts.get("hidden") is not None:
+            hidden = tuple(h.to(device) for h in ts["hidden"])
+
+    heldout = {k: corpus["splits"][k] for k in ("val", "test")}
+    corpus_meta = corpus["meta"]
+
+    def progress() -> float:
+        fractions = [
+            s["step"] / t.max_steps if t.max_steps else 0.0,
+            (s["epoch"] + s["window"] / n_windows) / t.max_epochs if t.max_epochs else 0.0,
+            s["elapsed"] / t.max_time if t.max_time else 0.0,
+        ]
+        return max(fractions)
+
+    def payload(with_train_state: bool) -> dict:
+        p = {
+            "format_version": registry.MODEL_FORMAT,
+            "name": cfg.name,
+            "created": s["created"],
+            "vocab": vocab.to_dict(),
+            "model_config": asdict(cfg.model),
+            "config": cfg.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "history": s["history"],
+            "step": s["step"],
+            "epoch": s["epoch"],
+            "best_val_loss": s["best_val"],
+            "corpus": {k: corpus_meta.get(k) for k in ("source", "sha256", "tokenizer", "chars", "records", "tokens")}
+            | {"name": cfg.corpus},
+            "heldout": heldout,  # val/test ids: `eval` works after the corpus is deleted
+        }
+        if with_train_state:
+            p["train_state"] = {
+                "step": s["step"],
+                "epoch": s["epoch"],
+                "window": s["window"],
+                "elapsed": s["elapsed"],
+                "tokens": s["tokens"],
+                "best_val": s["best_val"],
+                "bad_evals": s["bad_evals"],
+                "optimizer": optimizer.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "hidden": tuple(h.detach().cpu() for h in hidden) if hidden is not None else None,
+            }
+        return p
+
+    def save(which: str, status: str) -> None:
+        registry.save_pt(model_dir / f"{which}.pt", payload(with_train_state=which == "last"))
+        registry.write_json(
+            model_dir / "info.json",
+            {
+                "kind": "model",
+                "name": cfg.name,
+                "corpus": cfg.corpus,
+                "tokenizer": vocab.kind,
+                "vocab_size": len(vocab),
+                "parameters": model.num_params(),
+                "steps": s["step"],
+                "epochs": s["epoch"],
+                "best_val_loss": s["best_val"],
+                "status": status,
+                "created": s["created"],
+                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "model": asdict(cfg.model),
+            },
+        )
+        emit("checkpoint", {"which": which, "step": s["step"], "path": str(model_dir / f"{which}.pt")})
+
+    def run_eval() -> bool:
+        """Validate, record, keep `best`; True when patience has run out."""
+        nll, n = evaluate(model, val_ids, vocab.eor_id, device=device)
+        val_loss = nll / n if n else float("nan")
+        improved = n > 0 and (s["best_val"] is None or val_loss < s["best_val"])
+        if improved:
+            s["best_val"], s["bad_evals"] = val_loss, 0
+        elif n:
+            s["bad_evals"] += 1
+        s["history"].append(
+            {
+                "step": s["step"],
+                "epoch": s["epoch"],
+                "train_loss": last_loss,
+                "val_loss": val_loss,
+                "lr": lr,
+                "elapsed_s": round(s["elapsed"], 2),
+            }
+        )
+        emit("eval", {"step": s["step"], "val_loss": val_loss, "best_val_loss": s["best_val"], "improved": improved})
+        if improved:
+            save("best", "training")
+        return bool(t.patience) and s["bad_evals"] >= t.patience
+
+    total_steps = (
+        min(x for x in (t.max_steps, t.max_epochs and t.max_epochs * n_windows) if x)
+        if (t.max_steps or t.max_epochs)
+        else None
+    )
+    emit(
+        "start",
+        {
+            "name": cfg.name,
+            "device": str(device),
+            "precision": precision,
+            "parameters": model.num_params(),
+            "steps_per_epoch": n_windows,
+            "total_steps": total_steps,
+            "max_time": t.max_time,
+            "resumed_step": s["step"] if resume else None,
+            "train_tokens": int(lanes.numel()),
+        },
+    )
+
+    model.train()
+    stop_reason, last_loss, lr = None, None, t.lr
+    run_tokens, step_time, last_eval_step = 0, 0.0, s["step"] if resume else -1
+    clock = time.perf_counter()
+    while True:
+        if t.max_steps and s["step"] >= t.max_steps:
+            stop_reason = "max_steps"
+        elif t.max_epochs and s["epoch"] >= t.max_epochs:
+            stop_reason = "max_epochs"
+        elif t.max_time and s["elapsed"] >= t.max_time:
+            stop_reason = "max_time"
+        elif should_stop and should_stop():
+            stop_reason = "interrupted"
+        if stop_reason:
+            break
+
+        t0 = time.perf_counter()
+        x, y = get_batch(lanes, s["window"], t.seq_len)  # (B, T) each
+        lr = lr_at(cfg, s["step"], progress())
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(device, precision):
+            logits, hidden = model(x, hidden)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        hidden = (hidden[0].detach(), hidden[1].detach())  # carry the state, not the graph
+        last_loss = loss.item()
+
+        s["step"] += 1
+        s["window"] += 1
+        s["tokens"] += x.numel()
+        run_tokens += x.numel()
+        if s["window"] == n_windows:  # next epoch: lanes restart, and so does the state
+            s["epoch"], s["window"], hidden = s["epoch"] + 1, 0, None
+        now = time.perf_counter()
+        step_time += now - t0
+        s["elapsed"] += now - clock
+        clock = now
+
+        if not math.isfinite(last_loss):
+            save("last", "diverged")
+            raise LstmgenError(
+                f"training diverged at step {s['step']} (loss {last_loss}); lower train.lr or set train.grad_clip"
+            )
+        if s["step"] % t.log_every == 0:
+            emit(
+                "step",
+                {
+                    "step": s["step"],
+                    "epoch": s["epoch"],
+                    "loss": last_loss,
+                    "lr": lr,
+                    "tokens_per_s": run_tokens / step_time,
+                    "elapsed_s": s["elapsed"],
+                    "total_steps": total_steps,
+                    "progress": progress(),
+                },
+            )
+        patience_out = False
+        if s["step"] % t.eval_every == 0:
+            patience_out = run_eval()
+            last_eval_step = s["step"]
+        if s["step"] % t.checkpoint_every == 0:
+            save("last", "training")
+        s["elapsed"] += time.perf_counter() - clock  # eval and saving count towards max_time
+        clock = time.perf_counter()
+        if patience_out:
+            stop_reason = "early_stop"
+            break
+
+    if last_eval_step != s["step"] and stop_reason != "interrupted":
+        run_eval()
+    save("last", "interrupted" if stop_reason == "interrupted" else "done")
+    summary = {
+        "name": cfg.name,
+        "steps": s["step"],
+        "epochs": round(s["epoch"] + s["window"] / n_windows, 3),
+        "elapsed_s": round(s["elapsed"], 2),
+        "tokens_per_s": round(run_tokens / step_time) if step_time else 0,
+        "best_val_loss": s["best_val"],
+        "stop_reason": stop_reason,
+        "device": str(device),
+        "precision": precision,
+    }
+    emit("end", summary)
+    return summary
