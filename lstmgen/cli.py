@@ -591,6 +591,10 @@ def _fmt(v, spec: str = "") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _when(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else "-"  # minutes are enough in a table
+
+
 @app.command("list")
 @user_errors
 def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False):
@@ -620,7 +624,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _fmt(sum((c.get("records") or {}).values()) or None, ","),
             _fmt((c.get("tokens") or {}).get("train"), ","),
             _fmt(c.get("source")),
-            _fmt(c.get("created")),
+            _when(c.get("created")),
         )
     models = Table(title="models", title_justify="left")
     for col in ("name", "tokenizer", "parameters", "steps", "best val loss", "status", "corpus", "updated"):
@@ -635,7 +639,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _fmt(m.get("best_val_loss"), ".4f"),
             _fmt(m.get("status")),
             _fmt(m.get("corpus")),
-            _fmt(m.get("updated")),
+            _when(m.get("updated")),
         )
     console.print(corpora)
     console.print(models)

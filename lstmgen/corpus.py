@@ -81,6 +81,13 @@ def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LstmgenError(f"{source.name} is not a readable CSV: {first}") from None
+    if len(df.columns) == 1:
+        for sep in (";", "\t", "|"):
+            if sep in str(df.columns[0]):
+                raise LstmgenError(
+                    f"{source.name} looks delimited by {sep!r}, not commas (header {str(df.columns[0])!r}); "
+                    "save it as a comma-separated CSV, or as .txt with one record per line"
+                )
     text_columns = [c for c in df.columns if pd.api.types.is_string_dtype(df[c]) or df[c].dtype == object]
     if column is not None:
         if column not in df.columns:

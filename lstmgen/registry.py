@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from .errors import LstmgenError
@@ -117,7 +118,9 @@ def load_pt(path: Path) -> dict:
     import torch
 
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about foreign pickles; our error line says it all
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise NotFound(f"{path} is missing") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:

@@ -87,7 +87,7 @@ def generate(
         logits = logits[:, -1].expand(num_samples, -1)  # (N, V)
         h, c = h.expand(-1, num_samples, -1).contiguous(), c.expand(-1, num_samples, -1).contiguous()
         done = torch.zeros(num_samples, dtype=torch.bool, device=device)
-        for _ in range(max_tokens):
+        for i in range(max_tokens):
             if greedy:
                 nxt = logits.argmax(dim=-1)
             else:
@@ -96,8 +96,8 @@ def generate(
             nxt = nxt.masked_fill(done, eor_id)
             yield nxt
             done |= nxt == eor_id
-            if bool(done.all()):
-                return
+            if bool(done.all()) or i == max_tokens - 1:
+                return  # no forward for a token nobody will read
             logits, (h, c) = model(nxt.unsqueeze(1), (h, c))  # (N, 1, V)
             logits = logits[:, -1]
 

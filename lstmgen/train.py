@@ -258,7 +258,7 @@ def train(
                 "best_val_loss": s["best_val"],
                 "status": status,
                 "created": s["created"],
-                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "updated": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                 "model": asdict(cfg.model),
             },
         )

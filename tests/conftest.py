@@ -1,0 +1,82 @@
+"""Shared fixtures: every test gets its own empty registry, and tiny corpora/models at toy sizes."""
+
+import csv
+
+import pytest
+import torch
+
+from lstmgen import registry
+from lstmgen.config import load_config
+from lstmgen.corpus import build_corpus, read_records, read_source
+from lstmgen.train import train
+
+JOKES = [
+    "Why did the cat sit on the mat? It was warm.",
+    "What do you call a sleepy dog? A napping pup.",
+    "Hey, did you hear about the bread? It was a loaf story.",
+    "Why do ducks quack? They cannot whistle.",
+    "I told my plant a joke. It did not grow on it.",
+    "What is a fish without eyes? A fsh.",
+    "Hey, why is the sun bright? It went to school.",
+    "Why did the cow cross the road? To reach the moo-vies.",
+] * 6
+
+
+@pytest.fixture(autouse=True)
+def registry_home(tmp_path, monkeypatch):
+    """Point LSTMGEN_HOME at a fresh temp dir, as users of llm-style tools expect tests to do."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LSTMGEN_HOME", str(home))
+    torch.set_num_threads(1)
+    return home
+
+
+@pytest.fixture
+def jokes_csv(tmp_path):
+    path = tmp_path / "jokes.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ID", "Joke"])
+        for i, j in enumerate(JOKES, 1):
+            w.writerow([i, j])
+    return path
+
+
+def tiny_config(**train_overrides):
+    sets = [
+        "corpus=toy",
+        "name=tiny",
+        "model.embed=8",
+        "model.hidden=16",
+        "model.n_layer=2",
+        "model.dropout=0.1",
+        "train.batch_size=4",
+        "train.seq_len=16",
+        "train.max_epochs=null",
+        "train.max_steps=12",
+        "train.eval_every=4",
+        "train.checkpoint_every=4",
+        "train.log_every=2",
+        "train.warmup_steps=2",
+        "train.device=cpu",
+        "train.precision=fp32",
+    ]
+    sets += [f"train.{k}={v}" for k, v in train_overrides.items()]
+    return load_config(None, sets)
+
+
+@pytest.fixture
+def toy_corpus(jokes_csv):
+    source = read_source(str(jokes_csv))
+    records, col = read_records(source)
+    corpus = build_corpus(source, records, tokenizer="char", val_frac=0.1, test_frac=0.1, column=col)
+    registry.save_corpus("toy", corpus)
+    return registry.load_corpus("toy")
+
+
+@pytest.fixture
+def tiny_model(toy_corpus):
+    """A 2x16 char model trained for 12 steps into the registry as 'tiny'."""
+    cfg = tiny_config()
+    train(cfg, toy_corpus)
+    return cfg

@@ -1,0 +1,197 @@
+"""End-to-end through the CLI: exit codes, stdout (product) and stderr (everything else) checked separately."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lstmgen import registry
+from lstmgen.cli import app
+
+runner = CliRunner()
+
+TINY = [
+    "--set",
+    "model.embed=8",
+    "--set",
+    "model.hidden=16",
+    "--set",
+    "model.n_layer=1",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "train.seq_len=16",
+    "--set",
+    "train.max_steps=8",
+    "--set",
+    "train.max_epochs=null",
+    "--set",
+    "train.eval_every=4",
+    "--set",
+    "train.checkpoint_every=4",
+    "--set",
+    "train.max_time=null",
+]
+
+
+def run(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def ok(*args, input=None):
+    r = run(*args, input=input)
+    assert r.exit_code == 0, r.stderr + r.stdout
+    return r
+
+
+def bad(*args, code=1, input=None):
+    r = run(*args, input=input)
+    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    assert r.stdout == ""
+    return r.stderr
+
+
+@pytest.fixture
+def trained(jokes_csv):
+    ok("prepare", jokes_csv, "--name", "toy", "--val-frac", "0.1", "--test-frac", "0.1")
+    ok("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", "--quiet", *TINY)
+
+
+def test_pipeline_prepare_train_sample_eval_list(jokes_csv):
+    r = ok("prepare", jokes_csv, "--name", "toy")
+    assert r.stdout == "" and "prepared corpus toy" in r.stderr and "records train/val/test" in r.stderr
+
+    r = ok("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", "--json", *TINY)
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["name"] == "tiny" and summary["steps"] == 8 and summary["tokens_per_s"] > 0
+    assert {"epochs", "elapsed_s", "best_val_loss"} <= set(summary)
+    assert "training tiny" in r.stderr and "eval step 4" in r.stderr  # plain progress lines off a terminal
+
+    r = ok("sample", "Why", "--seed", "1", "--max-tokens", "30")
+    assert r.stdout.startswith("Why") and r.stderr == ""  # the default model is the one just trained
+
+    r = ok("sample", "Why", "--model", "tiny", "-n", "3", "--seed", "1", "--max-tokens", "30", "--json")
+    samples = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(samples) == 3
+    assert all(s["prompt"] == "Why" and s["text"].startswith("Why") and s["seed"] == 1 for s in samples)
+    assert all(s["stop_reason"] in ("eor", "max_tokens") and s["tokens"] <= 30 for s in samples)
+
+    r = ok("eval", "--json")
+    m = json.loads(r.stdout)
+    assert m["model"] == "tiny" and m["on"] == "test split" and m["bits_per_char"] > 0
+    assert m["perplexity"] == pytest.approx(2.718281828 ** m["loss"], rel=1e-6)
+    assert ok("eval", "--split", "val").stdout.startswith("tiny on val split: loss")
+
+    listing = json.loads(ok("list", "--json").stdout)
+    assert [c["name"] for c in listing["corpora"]] == ["toy"]
+    assert listing["models"][0]["name"] == "tiny" and listing["models"][0]["steps"] == 8
+    assert listing["default_model"] == "tiny"
+    assert "tiny *" in ok("list").stdout
+
+    shown = json.loads(ok("show", "tiny", "--json").stdout)
+    assert shown["config"]["model"]["hidden"] == 16 and shown["history"]
+
+
+def test_same_seed_same_output(trained):
+    a = ok("sample", "Hey", "--seed", "5", "-n", "2", "--max-tokens", "40").stdout
+    assert a == ok("sample", "Hey", "--seed", "5", "-n", "2", "--max-tokens", "40").stdout
+
+
+def test_prompts_from_stdin_one_output_each_in_order(trained):
+    r = ok("sample", "-", "--json", "--seed", "2", "--max-tokens", "20", input="Why\nWhat do\nHey, \n")
+    assert [json.loads(line)["prompt"] for line in r.stdout.splitlines()] == ["Why", "What do", "Hey, "]
+    r = ok("sample", "--seed", "2", "--max-tokens", "20", input="Why\nWhat\n")  # piped stdin, no PROMPT
+    assert len(r.stdout.splitlines()) == 2
+
+
+def test_model_survives_deleting_its_corpus(trained):
+    ok("rm", "toy")
+    assert ok("sample", "Why", "--seed", "1", "--max-tokens", "10").stdout.startswith("Why")
+    assert json.loads(ok("eval", "--json").stdout)["tokens"] > 0
+
+
+def test_eval_on_another_file(trained, tmp_path):
+    f = tmp_path / "more.txt"
+    f.write_text("Why did the cat nap?\nWhat is a dog?\n")
+    m = json.loads(ok("eval", "--file", f, "--json").stdout)
+    assert m["on"].endswith("more.txt") and m["chars"] == len("Why did the cat nap?") + 1 + len("What is a dog?") + 1
+
+
+def test_resume_continues_from_last_checkpoint(trained):
+    r = ok("train", "--name", "tiny", "--resume", "--set", "train.max_steps=12", "--json", "--quiet")
+    assert json.loads(r.stdout)["steps"] == 12
+    assert "--resume" in bad("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", *TINY)
+
+
+def test_word_model_maps_unknown_prompt_words_to_unk(jokes_csv):
+    ok("prepare", jokes_csv, "--name", "w", "--tokenizer", "word", "--min-freq", "1")
+    ok("train", "-c", "configs/word.yaml", "--corpus", "w", "--name", "wm", "--quiet", *TINY)
+    r = ok("sample", "Why zyzzyva", "--seed", "1", "--max-tokens", "5")
+    assert "zyzzyva" in r.stderr and "<unk>" in r.stderr
+    assert r.stdout.startswith("Why zyzzyva")
+
+
+def test_char_model_names_unknown_prompt_chars(trained):
+    err = bad("sample", "Why \u00e9\u00e9 \u4e2d", "--max-tokens", "5")
+    assert "'\u00e9'" in err and "'\u4e2d'" in err and "--skip-unknown" in err and len(err.strip().splitlines()) == 1
+    r = ok("sample", "Why \u00e9", "--skip-unknown", "--max-tokens", "5", "--seed", "1")
+    assert "dropped 1" in r.stderr and r.stdout.startswith("Why \u00e9")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--temperature", "0"], "--temperature must be > 0"),
+        (["--temperature", "-1"], "--temperature must be > 0"),
+        (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
+        (["--top-p", "0"], "--top-p must be in (0, 1]"),
+        (["--top-k", "-3"], "--top-k must be at least 1"),
+        (["--max-tokens", "0"], "--max-tokens must be at least 1"),
+    ],
+)
+def test_bad_sampling_options_are_usage_errors(trained, args, message):
+    err = bad("sample", "Why", *args, code=2)
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_empty_prompt_is_refused(trained):
+    assert "prompt is empty" in bad("sample", "", code=2)
+
+
+def test_unknown_names_suggest_the_closest(trained):
+    assert "did you mean 'tiny'" in bad("sample", "Why", "--model", "tinyy")
+    assert "did you mean 'toy'" in bad("train", "-c", "configs/char.yaml", "--corpus", "toyy", *TINY)
+    assert "invalid" in bad("prepare", "configs/char.yaml", "--name", "../evil")
+
+
+def test_bad_inputs_leave_the_registry_unchanged(trained, tmp_path):
+    before = sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*"))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "is empty" in bad("prepare", empty)
+    semi = tmp_path / "semi.csv"
+    semi.write_text("ID;Joke\n1;a joke\n2;another\n")
+    assert "delimited by ';'" in bad("prepare", semi)
+    assert "no column 'Body'" in bad("prepare", "data/jokes.csv", "--column", "Body")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("corpus: toy\nmodel: {hidden: -1}\n")
+    assert "model.hidden must be positive" in bad("train", "-c", cfg)
+    cfg.write_text("corpus: toy\ntrain: {epochs: 3}\n")
+    assert "unknown config key train.epochs" in bad("train", "-c", cfg)
+    assert "already exists" in bad("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", *TINY)
+    after = sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*"))
+    assert before == after
+
+
+def test_rm_default_and_show(trained):
+    assert ok("default").stdout.strip() == "tiny"
+    assert "corpus toy" in ok("show", "toy").stdout
+    ok("rm", "tiny")
+    assert "no models" in bad("sample", "Why")
+
+
+def test_version_and_help():
+    assert ok("--version").stdout.startswith("lstmgen ")
+    for cmd in ("prepare", "train", "sample", "eval", "list", "show", "rm", "default"):
+        assert "Example" in ok(cmd, "--help").stdout

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from lstmgen.config import Config, ConfigError, config_from_dict, load_config
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+def test_defaults_then_yaml_then_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: mine\nmodel: {hidden: 32}\ntrain: {lr: 0.01, max_steps: 5}\n")
+    cfg = load_config(p, ["train.lr=0.02", "train.max_time=null"])
+    assert cfg.name == "mine" and cfg.model.hidden == 32 and cfg.model.embed == Config().model.embed
+    assert cfg.train.lr == 0.02 and cfg.train.max_steps == 5 and cfg.train.max_time is None
+
+
+def test_resolved_config_roundtrips():
+    cfg = load_config(None, ["model.hidden=64", "train.max_steps=3"])
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_names_its_command(path):
+    load_config(path)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("#") and "lstmgen train --config configs/" + path.name in first
+
+
+def test_shipped_configs_exist():
+    assert {"char.yaml", "word.yaml"} <= {p.name for p in CONFIGS}
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("model: {hiden: 3}\n", "model.hiden; did you mean model.hidden?"),
+        ("train: {lr: fast}\n", "train.lr must be float"),
+        ("train: {batch_size: 2.5}\n", "train.batch_size must be int"),
+        ("model: {hidden: 0}\n", "model.hidden must be positive"),
+        ("train: {seq_len: -4}\n", "train.seq_len must be positive"),
+        ("model: {dropout: 1.5}\n", "model.dropout must be in [0, 1)"),
+        ("train: {precision: fp8}\n", "train.precision must be one of"),
+        ("model: {tie_weights: true, embed: 8, hidden: 16}\n", "tie_weights needs model.embed == model.hidden"),
+        ("model: [1, 2]\n", "model must be a mapping"),
+        ("model: {hidden: 3\n", "invalid YAML at line"),
+        ("- a\n- b\n", "expected a mapping"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, yaml_text, message):
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml_text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert message in str(e.value)
+
+
+def test_bad_overrides():
+    with pytest.raises(ConfigError, match="not key=value"):
+        load_config(None, ["train.lr"])
+    with pytest.raises(ConfigError, match="unknown config key train.max_step; did you mean train.max_steps"):
+        load_config(None, ["train.max_step=3"])
+    with pytest.raises(ConfigError, match="at least one of"):
+        load_config(None, ["train.max_epochs=null"])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")

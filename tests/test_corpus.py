@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from lstmgen.corpus import build_corpus, read_records, read_source, split_records
+from lstmgen.errors import LstmgenError
+
+
+def write(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return str(p)
+
+
+def test_csv_text_column_auto_detected(tmp_path):
+    src = read_source(write(tmp_path, "a.csv", 'ID,Joke\n1,"Hi, there"\n2,Yo\n'))
+    assert read_records(src) == (["Hi, there", "Yo"], "Joke")
+
+
+def test_csv_only_string_column_and_explicit_column(tmp_path):
+    src = read_source(write(tmp_path, "a.csv", "n,body,tag\n1,one fish,x\n2,two fish,y\n"))
+    with pytest.raises(LstmgenError, match="cannot tell which column.*pass --column"):
+        read_records(src)
+    assert read_records(src, column="body")[0] == ["one fish", "two fish"]
+    with pytest.raises(LstmgenError, match="no column 'nope'; its columns are: n, body, tag"):
+        read_records(src, column="nope")
+    src = read_source(write(tmp_path, "b.csv", "n,body\n1,one fish\n2,two fish\n"))
+    assert read_records(src) == (["one fish", "two fish"], "body")
+
+
+def test_text_lines_or_one_stream(tmp_path):
+    src = read_source(write(tmp_path, "a.txt", "first\r\n\r\nsecond\rthird\n"))
+    assert read_records(src)[0] == ["first", "second", "third"]  # CRLF and CR normalised
+    assert read_records(src, records="file")[0] == ["first\n\nsecond\nthird"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "binary file"),
+        (b"caf\xe9 au lait\n", r"not valid utf-8: byte 0xe9 at line 1.*--encoding"),
+    ],
+)
+def test_bad_files_get_clear_errors(tmp_path, content, message):
+    with pytest.raises(LstmgenError, match=message):
+        read_source(write(tmp_path, "x.txt", content))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(LstmgenError, match="does not exist"):
+        read_source(str(tmp_path / "none.csv"))
+
+
+def test_split_is_by_record_seeded_and_covers_everything():
+    a = split_records(100, 0.1, 0.1, seed=1)
+    assert a == split_records(100, 0.1, 0.1, seed=1)
+    assert a != split_records(100, 0.1, 0.1, seed=2)
+    assert sorted(a["train"] + a["val"] + a["test"]) == list(range(100))
+    assert len(a["val"]) == len(a["test"]) == 10
+    with pytest.raises(LstmgenError, match="too few"):
+        split_records(2, 0.05, 0.05, 0)
+
+
+def test_corpus_payload(tmp_path):
+    src = read_source(write(tmp_path, "a.txt", "\n".join(f"record {i}" for i in range(40))))
+    records, _ = read_records(src)
+    c = build_corpus(src, records, val_frac=0.1, test_frac=0.1)
+    s, meta = c["splits"], c["meta"]
+    assert s["train"].dtype == torch.uint8  # compact: vocab < 256
+    assert meta["records"] == {"train": 32, "val": 4, "test": 4}
+    assert meta["sha256"] == src.sha256 and meta["source"].endswith("a.txt")
+    eor = c["vocab"]["itos"].index("<eor>")
+    assert int((s["train"] == eor).sum()) == 32  # one end-of-record per record
+    assert meta["chars"]["val"] == sum(len(f"record {i}") + 1 for i in range(40)) // 10 or meta["chars"]["val"] > 0
+
+
+def test_word_corpus_has_unk_rate(tmp_path):
+    src = read_source(write(tmp_path, "a.txt", "\n".join(f"the cat {i}" for i in range(30))))
+    c = build_corpus(src, read_records(src)[0], tokenizer="word", min_freq=2)
+    assert c["vocab"]["itos"][:2] == ["<eor>", "<unk>"]
+    assert c["meta"]["unk_rate"]["val"] > 0  # the numbers are unique: held-out ones are <unk>

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from lstmgen.batches import IGNORE, batchify, eval_lanes, get_batch, num_windows
+from lstmgen.config import ModelConfig
+from lstmgen.model import LSTMLM
+
+N, T, E, H, V = 2, 7, 4, 5, 6
+
+
+def toy(n_layer=2, dropout=0.0, tie=False):
+    torch.manual_seed(0)
+    return LSTMLM(V, ModelConfig(embed=H if tie else E, hidden=H, n_layer=n_layer, dropout=dropout, tie_weights=tie))
+
+
+def test_shapes_and_state_layout():
+    m = toy(n_layer=3)
+    logits, (h, c) = m(torch.randint(0, V, (N, T)))
+    assert logits.shape == (N, T, V)
+    assert h.shape == c.shape == (3, N, H)  # (n_layer, B, H): the tutorial passed (B, ...) here
+
+
+def test_tied_weights_share_one_matrix():
+    m = toy(tie=True)
+    assert m.head.weight is m.embed.weight
+
+
+def test_stateful_step_by_step_equals_full_rerun_in_eval_mode():
+    """The well-known question: one token at a time with the carried (h, c) == the whole text from zeros."""
+    m = toy(dropout=0.5).eval()
+    idx = torch.randint(0, V, (N, T))
+    with torch.no_grad():
+        full, _ = m(idx)
+        state, steps = None, []
+        for t in range(T):
+            logits, state = m(idx[:, t : t + 1], state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_train_mode_dropout_is_what_makes_them_differ():
+    m = toy(dropout=0.5).train()
+    idx = torch.randint(0, V, (N, T))
+    assert not torch.allclose(m(idx)[0], m(idx)[0])
+
+
+def test_batchify_lanes_are_contiguous_and_windows_shift_by_one():
+    stream = torch.arange(22, dtype=torch.uint8)
+    lanes = batchify(stream, 2)
+    assert lanes.tolist() == [list(range(11)), list(range(11, 22))]
+    assert num_windows(lanes, 4) == 3
+    x, y = get_batch(lanes, 2, 4)  # the short last window
+    assert x.tolist() == [[8, 9], [19, 20]] and y.tolist() == [[9, 10], [20, 21]]
+    with pytest.raises(Exception, match="too few"):
+        batchify(torch.arange(3), 4)
+
+
+def test_eval_lanes_cover_every_token_once():
+    stream = torch.arange(1, 200)
+    x, y = eval_lanes(stream, eor_id=0, batch_size=4)
+    targets = y[y != IGNORE]
+    assert sorted(targets.tolist()) == stream.tolist()
+    assert x[0, 0] == 0 and y[0, 0] == 1  # the first token is predicted from <eor>, like a record start

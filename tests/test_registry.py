@@ -1,0 +1,87 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from lstmgen import registry
+from lstmgen.errors import LstmgenError
+
+
+@pytest.mark.parametrize("bad", ["", "../etc", "a/b", "a\0b", "..", "x..y", "-lead", "sp ace"])
+def test_names_cannot_escape_the_registry(bad):
+    with pytest.raises(LstmgenError, match="invalid"):
+        registry.check_name(bad)
+
+
+def test_not_found_suggests_the_closest_name(tiny_model):
+    with pytest.raises(registry.NotFound, match="no model named 'tinny'.*did you mean 'tiny'"):
+        registry.require("model", "tinny")
+
+
+def test_failed_save_leaves_the_previous_file(tmp_path):
+    path = tmp_path / "x.pt"
+    registry.save_pt(path, {"a": torch.ones(2)})
+
+    class Boom:
+        def __reduce__(self):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(LstmgenError, match="No space left on device.*previous file is unchanged"):
+        registry.save_pt(path, {"a": Boom()})
+    assert torch.equal(registry.load_pt(path)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temp file left behind
+
+
+def test_crafted_pickle_is_refused_unexecuted(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    d = registry.home() / "models" / "evil"
+    d.mkdir(parents=True)
+    (d / "best.pt").write_bytes(pickle.dumps({"state_dict": Evil()}))
+    with pytest.raises(LstmgenError, match="corrupt or not an lstmgen file"):
+        registry.load_model_payload("evil")
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_a_clear_error(tiny_model):
+    path = registry.model_file("tiny", "last")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(LstmgenError, match="corrupt"):
+        registry.load_model_payload("tiny", "last")
+
+
+def test_newer_format_is_refused(tiny_model):
+    path = registry.model_file("tiny")
+    payload = registry.load_pt(path)
+    registry.save_pt(path, payload | {"format_version": 99})
+    with pytest.raises(LstmgenError, match="newer"):
+        registry.load_model_payload("tiny")
+
+
+def test_listing_survives_missing_files(tiny_model):
+    d = registry.entry_dir("model", "tiny")
+    (d / "info.json").unlink()
+    (d / "best.pt").unlink()
+    listing = registry.list_entries()
+    assert [m["name"] for m in listing["models"]] == ["tiny"] and listing["models"][0]["checkpoints"] == ["last"]
+
+
+def test_default_model_is_latest_unless_set(toy_corpus, tiny_model):
+    assert registry.default_model() == "tiny"
+    from lstmgen.train import train
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(max_steps=2)
+    cfg.name = "newer"
+    train(cfg, toy_corpus)
+    assert registry.default_model() == "newer"
+    registry.set_default_model("tiny")
+    assert registry.default_model() == "tiny"
+    registry.remove("model", "tiny")
+    assert registry.default_model() == "newer"

@@ -1,0 +1,58 @@
+import torch
+
+from lstmgen.sample import filter_logits, generate, load_model, sample
+
+
+def test_top_k_and_top_p_filtering():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, top_p=0.1)).tolist() == [[False, True, True, True]]
+    assert not torch.isinf(filter_logits(logits, top_p=1.0)).any()
+    torch.testing.assert_close(filter_logits(logits, temperature=2.0), logits / 2)
+
+
+def test_decoding_is_stateful_one_token_per_step(tiny_model):
+    """The prompt is fed once; every later forward is (N, 1): O(1) per token, no re-encoding."""
+    loaded = load_model("tiny")
+    shapes = []
+    loaded.model.register_forward_hook(lambda mod, args, out: shapes.append(tuple(args[0].shape)))
+    prompt = loaded.vocab.encode("Why did")
+    steps = list(
+        generate(
+            loaded.model,
+            prompt,
+            loaded.vocab.eor_id,
+            num_samples=3,
+            max_tokens=20,
+            generator=torch.Generator().manual_seed(0),
+        )
+    )
+    assert shapes[0] == (1, len(prompt) + 1)  # <eor> + prompt, once
+    assert all(s == (3, 1) for s in shapes[1:])
+    assert len(shapes) == len(steps)  # never more than one forward per token
+
+
+def test_generation_starts_at_a_record_start_and_stops_at_eor(tiny_model):
+    loaded = load_model("tiny")
+    model, eor = loaded.model, loaded.vocab.eor_id
+    # Make <eor> overwhelmingly likely: every sample stops after one token.
+    with torch.no_grad():
+        model.head.bias[eor] = 100.0
+    out = sample(loaded, "Why", num_samples=4, max_tokens=50, seed=0)
+    assert [s.stop_reason for s in out] == ["eor"] * 4 and all(s.text == "Why" and s.tokens == 0 for s in out)
+
+
+def test_seed_reproducible_and_max_tokens(tiny_model):
+    loaded = load_model("tiny")
+    a = sample(loaded, "Hey", num_samples=2, max_tokens=15, seed=7, temperature=1.5)
+    b = sample(loaded, "Hey", num_samples=2, max_tokens=15, seed=7, temperature=1.5)
+    assert [s.text for s in a] == [s.text for s in b]
+    assert all(s.text.startswith("Hey") and s.tokens <= 15 for s in a)
+    assert all(s.stop_reason == "max_tokens" for s in a if s.tokens == 15)
+
+
+def test_greedy_is_deterministic(tiny_model):
+    loaded = load_model("tiny")
+    texts = {sample(loaded, "What", greedy=True, max_tokens=20, seed=s)[0].text for s in range(3)}
+    assert len(texts) == 1

@@ -1,0 +1,80 @@
+import math
+
+import pytest
+import torch
+
+import lstmgen.train as train_mod
+from lstmgen import registry
+from lstmgen.errors import LstmgenError
+from lstmgen.train import lr_at, metrics, pick_precision, train
+
+from .conftest import tiny_config
+
+
+def weights(name):
+    return registry.load_model_payload(name, "last")["state_dict"]
+
+
+def test_training_lowers_the_loss_and_writes_both_checkpoints(toy_corpus):
+    events = []
+    summary = train(tiny_config(max_steps=40, lr=0.01), toy_corpus, on_event=lambda k, d: events.append((k, d)))
+    evals = [d["val_loss"] for k, d in events if k == "eval"]
+    assert evals[-1] < evals[0]
+    assert summary["steps"] == 40 and summary["stop_reason"] == "max_steps" and summary["tokens_per_s"] > 0
+    assert summary["best_val_loss"] == pytest.approx(min(evals))
+    d = registry.entry_dir("model", "tiny")
+    for which in ("best", "last"):  # plain data only: loadable without unpickling code
+        payload = torch.load(d / f"{which}.pt", weights_only=True)
+        assert payload["vocab"]["kind"] == "char" and payload["config"]["model"]["hidden"] == 16
+    assert registry.info("model", "tiny")["steps"] == 40
+
+
+def test_interrupted_then_resumed_run_is_bit_identical(toy_corpus):
+    """Model, optimizer, schedule, RNG, data position and carried hidden state are all restored."""
+    train(tiny_config(max_steps=13), toy_corpus)
+    straight = weights("tiny")
+
+    cfg = tiny_config(max_steps=13)
+    cfg.name = "split"
+    calls = iter(range(100))
+    first = train(cfg, toy_corpus, should_stop=lambda: next(calls) >= 6)  # Ctrl-C after step 6
+    assert first["stop_reason"] == "interrupted" and first["steps"] == 6
+    second = train(cfg, toy_corpus, resume=registry.load_model_payload("split", "last"))
+    assert second["steps"] == 13
+    resumed = weights("split")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_early_stopping_with_patience(toy_corpus, monkeypatch):
+    losses = iter([5.0, 4.0, 4.5, 4.6, 4.7, 4.8])
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: (next(losses) * 10, 10))
+    summary = train(tiny_config(max_steps=100, patience=2), toy_corpus)
+    assert summary["stop_reason"] == "early_stop" and summary["steps"] == 16  # evals at 4, 8, 12, 16
+    assert summary["best_val_loss"] == 4.0
+
+
+def test_time_limit(toy_corpus):
+    summary = train(tiny_config(max_steps="null", max_time=0.5, eval_every=1000, checkpoint_every=1000), toy_corpus)
+    assert summary["stop_reason"] == "max_time" and summary["steps"] > 0
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = tiny_config(lr=1.0, warmup_steps=4, min_lr_ratio=0.1)
+    assert lr_at(cfg, 0, 0.0) == 0.25 and lr_at(cfg, 3, 0.0) == 1.0
+    assert lr_at(cfg, 10, 0.5) == pytest.approx(0.55) and lr_at(cfg, 10, 1.0) == pytest.approx(0.1)
+
+
+def test_bits_per_char_is_nats_over_ln2_per_char():
+    m = metrics(nll=100 * math.log(2), n_tokens=50, n_chars=100)
+    assert m["bits_per_char"] == pytest.approx(1.0) and m["loss"] == pytest.approx(2 * math.log(2))
+
+
+def test_bf16_request_is_checked_against_the_hardware():
+    cpu = torch.device("cpu")
+    assert pick_precision("fp32", cpu) == "fp32"
+    if train_mod.cpu_bf16_lstm_works():
+        assert pick_precision("auto", cpu) == "bf16"
+    else:
+        assert pick_precision("auto", cpu) == "fp32"
+        with pytest.raises(LstmgenError, match="bf16 is not supported"):
+            pick_precision("bf16", cpu)
