@@ -72,12 +72,14 @@ def generate(
     top_p: float | None = None,
     greedy: bool = False,
     generator: torch.Generator | None = None,
+    banned: tuple[int, ...] = (),
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of each of `num_samples` streams, (N,) per step, until all hit <eor> or max_tokens.
 
     The model sees <eor> + prompt first, exactly as training saw a record start. Each later step feeds
     only the last token with the carried (h, c): O(1) per token, never re-encoding the text. A stream
-    that has ended keeps yielding <eor>; callers stop reading it at its first <eor>.
+    that has ended keeps yielding <eor>; callers stop reading it at its first <eor>. Tokens in `banned`
+    are never produced.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -88,6 +90,8 @@ def generate(
         h, c = h.expand(-1, num_samples, -1).contiguous(), c.expand(-1, num_samples, -1).contiguous()
         done = torch.zeros(num_samples, dtype=torch.bool, device=device)
         for i in range(max_tokens):
+            if banned:  # e.g. <unk>: a placeholder is never what a user wants to read
+                logits = logits.index_fill(-1, torch.tensor(banned, device=device), float("-inf"))
             if greedy:
                 nxt = logits.argmax(dim=-1)
             else:
@@ -142,6 +146,7 @@ def sample(
         top_p=top_p,
         greedy=greedy,
         generator=generator,
+        banned=() if vocab.unk_id is None else (vocab.unk_id,),
     ):
         for i, tok in enumerate(nxt.tolist()):
             if not finished[i]:

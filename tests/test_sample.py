@@ -56,3 +56,22 @@ def test_greedy_is_deterministic(tiny_model):
     loaded = load_model("tiny")
     texts = {sample(loaded, "What", greedy=True, max_tokens=20, seed=s)[0].text for s in range(3)}
     assert len(texts) == 1
+
+
+def test_word_models_never_sample_unk(toy_corpus):
+    from lstmgen import registry
+    from lstmgen.corpus import build_corpus, read_records, read_source
+    from lstmgen.train import train
+
+    from .conftest import tiny_config
+
+    src = read_source(registry.load_corpus("toy")["meta"]["source"])
+    registry.save_corpus("w", build_corpus(src, read_records(src)[0], tokenizer="word", min_freq=3))
+    cfg = tiny_config(max_steps=2)
+    cfg.corpus, cfg.name = "w", "wm"
+    train(cfg, registry.load_corpus("w"))
+    loaded = load_model("wm")
+    with torch.no_grad():
+        loaded.model.head.bias[loaded.vocab.unk_id] = 100.0  # <unk> would win every draw
+    out = sample(loaded, "Why", num_samples=4, max_tokens=10, seed=0)
+    assert all("<unk>" not in s.text for s in out)
