@@ -13,6 +13,8 @@ $(BIN)/lstmgen: pyproject.toml
 	# torch first and pinned: an unpinned torch would pull the newest multi-GB CUDA build
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# bytecode now: with PYTHONDONTWRITEBYTECODE set, an editable install would recompile on every start
+	$(BIN)/python -m compileall -q lstmgen
 	@touch $@
 
 install: $(BIN)/lstmgen

@@ -580,7 +580,8 @@ def eval_(
     else:
         out(
             f"{name} on {where}: loss {m['loss']:.4f} nats/token, perplexity {m['perplexity']:.2f}, "
-            f"{m['bits_per_char']:.4f} bits/char ({m['tokens']:,} tokens, {m['chars']:,} chars)"
+            f"{m['bits_per_char']:.4f} bits/char ({m['tokens']:,} tokens, {m['chars']:,} chars"
+            + (f", {result['unk_rate']:.1%} <unk>)" if "unk_rate" in result else ")")
         )
 
 
@@ -612,7 +613,8 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
         return
     from rich.table import Table
 
-    console = Console(highlight=False)
+    # Off a terminal there is no width to fit: keep each row on one line rather than wrap at 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     corpora = Table(title=f"corpora in {entries['home']}", title_justify="left")
     for col in ("name", "tokenizer", "vocab", "records", "train tokens", "source", "created"):
         corpora.add_column(col)
@@ -623,7 +625,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _fmt(c.get("vocab_size"), ","),
             _fmt(sum((c.get("records") or {}).values()) or None, ","),
             _fmt((c.get("tokens") or {}).get("train"), ","),
-            _fmt(c.get("source")),
+            Path(c["source"]).name if c.get("source") else "-",
             _when(c.get("created")),
         )
     models = Table(title="models", title_justify="left")
@@ -701,15 +703,20 @@ def show(
 def rm(
     name: Annotated[str, typer.Argument(help="Corpus or model name.")],
     kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
 ):
     """Delete a corpus or model from the registry. Models keep working after their corpus is deleted.
 
     Examples:
 
       lstmgen rm old-model
+
+      lstmgen rm jokes --kind corpus
     """
     k = _find(name, kind)
     path = registry.remove(k, name)
+    if json_out:
+        out_json({"removed": name, "kind": k, "path": str(path)})
     err.print(f"removed {k} {name} ({path})")
 
 

@@ -1,0 +1,56 @@
+"""Ctrl-C/SIGTERM during a real `lstmgen train` process: a checkpoint is saved, the exit code says why."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lstmgen import registry
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_saves_a_checkpoint_and_resume_continues(jokes_csv, signum, code):
+    cli = [sys.executable, "-m", "lstmgen"]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    subprocess.run([*cli, "prepare", str(jokes_csv), "--name", "toy"], check=True, env=env, capture_output=True)
+    sets = [
+        "model.embed=8",
+        "model.hidden=16",
+        "train.batch_size=2",
+        "train.seq_len=8",
+        "train.max_steps=100000",
+        "train.max_epochs=null",
+        "train.max_time=null",
+        "train.eval_every=100000",
+        "train.checkpoint_every=100000",
+    ]
+    proc = subprocess.Popen(
+        [*cli, "train", "--corpus", "toy", "--name", "sig", *sum([["--set", s] for s in sets], [])],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while "training sig" not in proc.stderr.readline():  # started: the handlers are in place
+        assert proc.poll() is None, proc.stderr.read()
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "interrupted at step" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    steps = registry.load_model_payload("sig", "last")["train_state"]["step"]
+    assert steps > 0
+    r = subprocess.run(
+        [*cli, "train", "--name", "sig", "--resume", "--set", f"train.max_steps={steps + 3}", "--json", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == steps + 3
