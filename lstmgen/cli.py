@@ -219,13 +219,13 @@ class TrainReporter:
             f"{d['train_tokens']:,} train tokens, {d['steps_per_epoch']:,} steps/epoch, {limit}{resumed}"
         )
         if self.live:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+            # One line within 80 columns: "step 1,400/10,000 ep 36 ━━━━ loss 1.049 val 1.532 10,452 tok/s eta 0:00:14"
             self.progress = Progress(
                 TextColumn("{task.description}"),
-                BarColumn(bar_width=20),
+                BarColumn(bar_width=10),
                 TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
                 console=err,
@@ -301,28 +301,15 @@ def train(
 
       lstmgen train --name char --resume --set train.max_epochs=40
     """
-    from .config import config_from_dict, load_config
+    from .config import load_config
 
-    overrides = list(set_ or [])
-    overrides += [f"{k}={v}" for k, v in (("corpus", corpus), ("name", name), ("train.device", device)) if v]
-    payload = None
+    if resume and overwrite:
+        usage("--resume and --overwrite contradict each other; pick one")
+    flags = [f"{k}={v}" for k, v in (("corpus", corpus), ("name", name), ("train.device", device)) if v]
     if resume:
-        if overwrite:
-            usage("--resume and --overwrite contradict each other; pick one")
-        model_name = name or (load_config(config).name if config else None)
-        if not model_name:
-            usage("--resume needs the model: pass --name NAME (or the --config it was trained with)")
-        payload = registry.load_model_payload(model_name, "last")
-        if "train_state" not in payload:
-            fail(f"model {model_name!r} has no resumable checkpoint (last.pt lacks training state)")
-        if any(
-            o.split("=")[0].strip().startswith(("model.", "corpus")) for o in overrides if not o.startswith("name=")
-        ):
-            usage("--resume keeps the model's shape and corpus; drop model.*/corpus overrides")
-        saved = config_from_dict(payload["config"]).to_dict()
-        cfg = load_config(None, _flatten(saved) + [o for o in overrides if not o.startswith("name=")])
+        cfg, payload = _resume_config(config, name, list(set_ or []) + flags)
     else:
-        cfg = load_config(config, overrides)
+        cfg, payload = load_config(config, list(set_ or []) + flags), None
     registry.check_name(cfg.name, "model name")
     model_dir = registry.entry_dir("model", cfg.name)
 
@@ -359,6 +346,23 @@ def train(
             f"`lstmgen train --name {cfg.name} --resume`"
         )
         raise typer.Exit(code)
+
+
+def _resume_config(config: Path | None, name: str | None, overrides: list[str]):
+    """The saved config of the model to resume, with `overrides` on top, and its last.pt payload."""
+    from .config import config_from_dict, load_config
+
+    model_name = name or (load_config(config).name if config else None)
+    if not model_name:
+        usage("--resume needs the model: pass --name NAME (or the --config it was trained with)")
+    fixed = [o for o in overrides if o.split("=")[0].strip().startswith(("model.", "corpus"))]
+    if fixed:
+        usage(f"--resume keeps the model's shape and corpus; drop {', '.join(fixed)}")
+    payload = registry.load_model_payload(model_name, "last")
+    if "train_state" not in payload:
+        fail(f"model {model_name!r} has no resumable checkpoint (its last.pt lacks the training state)")
+    saved = config_from_dict(payload["config"]).to_dict()
+    return load_config(None, _flatten(saved) + overrides), payload
 
 
 def _flatten(d: dict, prefix: str = "") -> list[str]:
