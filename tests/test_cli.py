@@ -195,3 +195,13 @@ def test_version_and_help():
     assert ok("--version").stdout.startswith("lstmgen ")
     for cmd in ("prepare", "train", "sample", "eval", "list", "show", "rm", "default"):
         assert "Example" in ok(cmd, "--help").stdout
+
+
+def test_prepare_from_stdin_and_unconditional_sample():
+    lines = "\n".join(f"Why did chicken {i} cross? To get across." for i in range(30))
+    r = ok("prepare", "-", "--name", "piped", input=lines)
+    assert "prepared corpus piped from <stdin>" in r.stderr
+    ok("train", "-c", "configs/char.yaml", "--corpus", "piped", "--name", "p", "--quiet", *TINY)
+    r = ok("sample", "--seed", "1", "--max-tokens", "20", "--json", input="")  # empty stdin: start of a record
+    s = json.loads(r.stdout)
+    assert s["prompt"] == "" and s["text"] == s["completion"] and s["stop_reason"] in ("eor", "max_tokens")
