@@ -681,7 +681,9 @@ def show(
     k = _find(name, kind)
     data = registry.info(k, name)
     if k == "model":
-        payload = registry.load_model_payload(name)
+        # last.pt has the whole history; best.pt stops at its best step
+        has_last = (registry.entry_dir("model", name) / "last.pt").is_file()
+        payload = registry.load_model_payload(name, "last" if has_last else None)
         data |= {"config": payload["config"], "history": payload["history"], "trained_on": payload["corpus"]}
     if json_out:
         out_json(data)

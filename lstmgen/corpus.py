@@ -197,7 +197,7 @@ def build_corpus(
     vocab = build_vocab(tokenizer, parts["train"], parts["val"] + parts["test"], min_freq=min_freq, max_vocab=max_vocab)
     splits = {k: encode_records(vocab, parts[k]) for k in SPLITS}
     meta = {
-        "source": source.name,
+        "source": source.name if source.name == "<stdin>" else str(Path(source.name).resolve()),
         "sha256": source.sha256,
         "column": column,
         "tokenizer": tokenizer,

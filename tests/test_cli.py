@@ -90,7 +90,8 @@ def test_pipeline_prepare_train_sample_eval_list(jokes_csv):
     assert "tiny *" in ok("list").stdout
 
     shown = json.loads(ok("show", "tiny", "--json").stdout)
-    assert shown["config"]["model"]["hidden"] == 16 and shown["history"]
+    assert shown["config"]["model"]["hidden"] == 16
+    assert [h["step"] for h in shown["history"]] == [4, 8]  # the whole run, not just up to the best step
 
 
 def test_same_seed_same_output(trained):
