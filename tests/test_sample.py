@@ -75,3 +75,19 @@ def test_word_models_never_sample_unk(toy_corpus):
         loaded.model.head.bias[loaded.vocab.unk_id] = 100.0  # <unk> would win every draw
     out = sample(loaded, "Why", num_samples=4, max_tokens=10, seed=0)
     assert all("<unk>" not in s.text for s in out)
+
+
+def test_sampler_agrees_with_refeeding_the_whole_text_from_zero_state(tiny_model):
+    """The question's 'method 1' (re-run everything each step) and the stateful sampler pick the same tokens."""
+    loaded = load_model("tiny")
+    model, eor = loaded.model, loaded.vocab.eor_id
+    prompt = loaded.vocab.encode("Why did")
+    stateful = [int(t) for t in generate(model, prompt, eor, max_tokens=40, greedy=True)]
+    ids, refed = [eor, *prompt], []
+    with torch.no_grad():
+        for _ in range(len(stateful)):
+            logits, _ = model(torch.tensor([ids]))  # the whole text, from the zero state, every step
+            nxt = int(logits[0, -1].argmax())
+            refed.append(nxt)
+            ids.append(nxt)
+    assert refed == stateful
