@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/ruff check .
 
 demo: install
-	$(BIN)/lstmgen prepare data/jokes.csv
+	$(BIN)/lstmgen prepare data/jokes.csv --overwrite
 	$(BIN)/lstmgen train --config configs/char.yaml --overwrite
 	$(BIN)/lstmgen sample "Hey, " --temperature 0.8 --num-samples 5 --seed 1
 	$(BIN)/lstmgen eval

@@ -143,6 +143,9 @@ def prepare(
     seed: Annotated[int, typer.Option(help="Seed of the record split.")] = 0,
     min_freq: Annotated[int, typer.Option(help="Word tokenizer: words seen fewer times become <unk>.")] = 2,
     max_vocab: Annotated[Optional[int], typer.Option(help="Word tokenizer: keep at most this many tokens.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing corpus of the same name.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the corpus summary as JSON on stdout.")] = False,
 ):
     """Tokenize a CSV or text file into a corpus: token ids per split (train/val/test, by record) + vocab.
@@ -157,7 +160,7 @@ def prepare(
 
       lstmgen prepare shakespeare.txt --records file
 
-      cat lines.txt | lstmgen prepare - --name mylines
+      cat lines.txt | lstmgen prepare - --name mylines --overwrite
     """
     from .corpus import build_corpus, read_records, read_source
 
@@ -166,6 +169,8 @@ def prepare(
         usage(f"--min-freq must be at least 1, got {min_freq}")
     if max_vocab is not None and max_vocab < 3:
         usage(f"--max-vocab must be at least 3, got {max_vocab}")
+    if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
+        fail(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")
     source = read_source(input, format.value, encoding)
     texts, col = read_records(source, column, records.value)
     corpus = build_corpus(
@@ -316,19 +321,11 @@ def train(
     from .train import train as run_training
 
     data = registry.load_corpus(cfg.corpus)
-    if payload is not None and payload["corpus"].get("sha256") != data["meta"].get("sha256"):
+    if not resume and not overwrite and any(model_dir.glob("*.pt")):
         fail(
-            f"corpus {cfg.corpus!r} changed since model {cfg.name!r} started training; "
-            "re-prepare the original file or train a new model"
+            f"model {cfg.name!r} already exists; continue it with --resume, replace it with --overwrite, "
+            "or pick another --name"
         )
-    if not resume and any(model_dir.glob("*.pt")):
-        if not overwrite:
-            fail(
-                f"model {cfg.name!r} already exists; continue it with --resume, replace it with --overwrite, "
-                "or pick another --name"
-            )
-        for p in model_dir.glob("*.pt"):
-            p.unlink()
 
     reporter = TrainReporter(quiet)
     signals = _StopSignals()
@@ -348,21 +345,24 @@ def train(
         raise typer.Exit(code)
 
 
+RESUME_FIXED = ("model.", "corpus", "train.batch_size", "train.seq_len")
+
+
 def _resume_config(config: Path | None, name: str | None, overrides: list[str]):
     """The saved config of the model to resume, with `overrides` on top, and its last.pt payload."""
-    from .config import config_from_dict, load_config
+    from .config import load_config
 
     model_name = name or (load_config(config).name if config else None)
     if not model_name:
         usage("--resume needs the model: pass --name NAME (or the --config it was trained with)")
-    fixed = [o for o in overrides if o.split("=")[0].strip().startswith(("model.", "corpus"))]
+    # The data position and carried hidden state are laid out by these: they cannot change mid-run.
+    fixed = [o for o in overrides if o.split("=")[0].strip().startswith(RESUME_FIXED)]
     if fixed:
-        usage(f"--resume keeps the model's shape and corpus; drop {', '.join(fixed)}")
+        usage(f"--resume keeps the model's shape, corpus, batch_size and seq_len; drop {', '.join(fixed)}")
     payload = registry.load_model_payload(model_name, "last")
     if "train_state" not in payload:
         fail(f"model {model_name!r} has no resumable checkpoint (its last.pt lacks the training state)")
-    saved = config_from_dict(payload["config"]).to_dict()
-    return load_config(None, _flatten(saved) + overrides), payload
+    return load_config(None, overrides, base=payload["config"]), payload
 
 
 def _flatten(d: dict, prefix: str = "") -> list[str]:
@@ -475,7 +475,7 @@ def sample(
     name = registry.resolve_model(model)
     loaded = load_model(name)
     vocab = loaded.vocab
-    for p in prompts:
+    for i, p in enumerate(prompts):
         missing = vocab.unknown(p)
         if missing and vocab.kind == "word":
             err.print(
@@ -496,7 +496,7 @@ def sample(
             top_k=top_k,
             top_p=top_p,
             greedy=greedy,
-            seed=seed,
+            seed=seed + i,  # each prompt its own draws, still reproducible from --seed
             skip_unknown=skip_unknown,
         )
         for s in samples:
@@ -564,6 +564,8 @@ def eval_(
     if file is not None:
         source = read_source(file, format.value, encoding)
         texts, _ = read_records(source, column, records.value)
+        if skip_unknown and vocab.kind == "char":  # bits/char over the characters actually scored
+            texts = ["".join(ch for ch in t if ch in vocab.stoi) for t in texts]
         stream = encode_records(vocab, texts, skip_unknown=skip_unknown, where=source.name)
         chars, where = n_chars(texts), source.name
     else:
@@ -647,10 +649,12 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _fmt(m.get("corpus")),
             _when(m.get("updated")),
         )
-    console.print(corpora)
-    console.print(models)
-    if entries["default_model"]:
-        console.print(f"* default model: {entries['default_model']}")
+    with console.capture() as captured:  # rendered first, then written by out(): `| head` ends quietly
+        console.print(corpora)
+        console.print(models)
+        if entries["default_model"]:
+            console.print(f"* default model: {entries['default_model']}")
+    out(captured.get().rstrip("\n"))
 
 
 def _find(name: str, kind: Kind | None) -> str:
@@ -746,8 +750,22 @@ def default(name: Annotated[Optional[str], typer.Argument(help="Model to make th
 
 
 def main():
+    """Console entry point. Runs the app non-standalone so that usage errors are one line, like every other."""
     try:
-        app()
-    except KeyboardInterrupt:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # typer releases that depend on click
+        from click.exceptions import ClickException
+    try:
+        code = app(standalone_mode=False)
+    except ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # help was printed already
+            sys.exit(EXIT_USAGE)
+        command = e.ctx.command_path if getattr(e, "ctx", None) else "lstmgen"
+        err.print(f"[bold red]error:[/] {e.format_message()} (see `{command} --help`)")
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted")
         sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

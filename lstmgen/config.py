@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -82,9 +84,9 @@ POSITIVE = {
 NON_NEGATIVE = {"train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.min_lr_ratio"}
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults, then the YAML file at `path`, then `key=value` overrides (dotted keys)."""
-    raw: dict = {}
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
+    """Defaults, then `base` (a saved `Config.to_dict()`) or the YAML file at `path`, then `key=value` overrides."""
+    raw: dict = copy.deepcopy(base) if base is not None else {}
     if path is not None:
         raw = _read_yaml(Path(path))
     for item in overrides:
@@ -99,11 +101,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     cfg = _build(Config, raw, prefix="")
     validate(cfg)
     return cfg
-
-
-def config_from_dict(raw: dict) -> Config:
-    """Rebuild a Config saved with a model (as `Config.to_dict()`)."""
-    return _build(Config, raw, prefix="")
 
 
 def validate(cfg: Config) -> None:
@@ -198,9 +195,25 @@ def _coerce(value, hint, key: str):
             return value
         if t is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        if t is float and not isinstance(value, bool):
+            number = _to_float(value)
+            if number is not None:
+                if not math.isfinite(number):
+                    raise ConfigError(f"{key} must be a finite number, got {value!r}")
+                return number
         if t is str and isinstance(value, str):
             return value
     names = " or ".join("null" if t is type(None) else t.__name__ for t in options)
     raise ConfigError(f"{key} must be {names}, got {value!r}")
+
+
+def _to_float(value) -> float | None:
+    """Ints, floats, and strings such as "3e-4" (YAML 1.1 reads exponents without a dot as strings)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None

@@ -6,6 +6,7 @@ import hashlib
 import io
 import random
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,7 +78,17 @@ def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
     import pandas as pd  # deferred: keeps `lstmgen --help` fast
 
     try:
-        df = pd.read_csv(io.StringIO(source.text), keep_default_na=False, dtype_backend="numpy_nullable")
+        with warnings.catch_warnings():
+            # index_col=False: a row with more fields than the header is an error, not a silent index shift
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(
+                io.StringIO(source.text), keep_default_na=False, index_col=False, dtype_backend="numpy_nullable"
+            )
+    except pd.errors.ParserWarning:
+        raise LstmgenError(
+            f"{source.name}: some rows have more fields than the header; quote text that contains commas "
+            '(for example 1,"Hi, there")'
+        ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LstmgenError(f"{source.name} is not a readable CSV: {first}") from None
@@ -194,6 +205,12 @@ def build_corpus(
     else:
         index = split_records(len(records), val_frac, test_frac, seed)
         parts = {k: [records[i] for i in idx] for k, idx in index.items()}
+    for split, frac in (("val", val_frac), ("test", test_frac)):
+        if frac > 0 and not parts[split]:
+            raise LstmgenError(
+                f"the {split} split came out empty: {source.name} is too short for "
+                f"--{split}-frac {frac}; give more text or a larger fraction"
+            )
     vocab = build_vocab(tokenizer, parts["train"], parts["val"] + parts["test"], min_freq=min_freq, max_vocab=max_vocab)
     splits = {k: encode_records(vocab, parts[k]) for k in SPLITS}
     meta = {

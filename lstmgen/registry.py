@@ -123,9 +123,12 @@ def load_pt(path: Path) -> dict:
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise NotFound(f"{path} is missing") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LstmgenError(f"{path} is corrupt or not an lstmgen file ({first}); delete it or train again") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError):
+        # Not torch's message: it suggests weights_only=False, which is exactly what must never happen.
+        raise LstmgenError(
+            f"{path} is corrupt, truncated, or not an lstmgen file (only plain tensors and data load, and "
+            "loading never runs code from the file); delete it, or prepare/train again"
+        ) from None
     if not isinstance(payload, dict):
         raise LstmgenError(f"{path} is not an lstmgen file")
     return payload
@@ -180,8 +183,15 @@ def model_file(name: str, which: str | None = None) -> Path:
     raise NotFound(f"model {name!r} has no {which or 'saved'} checkpoint yet in {d}; train it first")
 
 
+MODEL_KEYS = ("vocab", "model_config", "config", "state_dict", "history", "corpus", "heldout")
+
+
 def load_model_payload(name: str, which: str | None = None) -> dict:
-    payload = load_pt(model_file(name, which))
+    path = model_file(name, which)
+    payload = load_pt(path)
+    missing = [k for k in MODEL_KEYS if k not in payload]
+    if missing:
+        raise LstmgenError(f"{path} is not a complete lstmgen model (missing {', '.join(missing)}); train it again")
     version = payload.get("format_version")
     if not isinstance(version, int) or version > MODEL_FORMAT:
         raise LstmgenError(

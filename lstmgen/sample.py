@@ -11,6 +11,7 @@ import torch
 
 from . import registry
 from .config import ModelConfig
+from .errors import LstmgenError
 from .model import LSTMLM
 from .tokenize import Vocab
 
@@ -26,8 +27,12 @@ def load_model(name: str, which: str | None = None, device="cpu") -> Loaded:
     """A registry model in eval mode, on `device` (a model trained on GPU loads on CPU)."""
     payload = registry.load_model_payload(name, which)
     vocab = Vocab.from_dict(payload["vocab"])
-    model = LSTMLM(len(vocab), ModelConfig(**payload["model_config"]))
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model = LSTMLM(len(vocab), ModelConfig(**payload["model_config"]))
+        model.load_state_dict(payload["state_dict"])
+    except (TypeError, RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise LstmgenError(f"model {name!r} has weights that do not fit its config ({first}); train it again") from None
     return Loaded(model.to(device).eval(), vocab, payload)
 
 
@@ -155,10 +160,12 @@ def sample(
                 if not finished[i]:
                     streams[i].append(tok)
     out = []
-    prompt_tokens = vocab.tokenize(prompt)
+    # The text starts with the prompt the model actually read (without skipped characters).
+    read = "".join(ch for ch in prompt if ch in vocab.stoi) if skip_unknown and vocab.kind == "char" else prompt
+    prompt_tokens = vocab.tokenize(read)
     for ids, ended in zip(streams, finished, strict=True):
         generated = [vocab.itos[i] for i in ids]
-        text = vocab.detokenize(prompt_tokens + generated) if vocab.kind == "word" else prompt + "".join(generated)
-        completion = text[len(prompt) :] if text.startswith(prompt) else vocab.detokenize(generated)
+        text = vocab.detokenize(prompt_tokens + generated) if vocab.kind == "word" else read + "".join(generated)
+        completion = text[len(read) :] if text.startswith(read) else vocab.detokenize(generated)
         out.append(Sample(prompt, text, completion, len(ids), "eor" if ended else "max_tokens", seed))
     return out

@@ -13,8 +13,10 @@ EOR = "<eor>"  # end of record: ends every record in training, so generation lea
 UNK = "<unk>"  # word models only: any word the vocab lacks
 KINDS = ("char", "word")
 
-# A word (letters/digits, keeping inner apostrophes: "don't", "rock'n'roll") or one punctuation mark.
-WORD_RE = re.compile(r"\w+(?:['\u2019]\w+)*|[^\w\s]")
+# A number with inner separators ("5.99", "3:30", "1,000"), a word keeping inner apostrophes ("don't",
+# "rock'n'roll"), or one punctuation mark.
+WORD_RE = re.compile(r"\d+(?:[.,:]\d+)+|\w+(?:['\u2019]\w+)*|[^\w\s]")
+QUOTES = {'"', "'"}  # alternate: an opening quote hugs the next token, a closing one the previous
 NO_SPACE_BEFORE = set(".,!?;:%)]}\u2026")
 NO_SPACE_AFTER = set("([{$")
 JOINERS = set("-/")  # glue both sides: "well-known", "and/or"
@@ -29,14 +31,14 @@ def detokenize_words(tokens: Iterable[str]) -> str:
     """Join word tokens into readable text: no space before closing punctuation, after openers, around joiners."""
     out: list[str] = []
     glue_next = True  # no space before the first token
-    in_quote = False
+    open_quote: dict[str, bool] = dict.fromkeys(QUOTES, False)
     for tok in tokens:
         glue = glue_next or tok in NO_SPACE_BEFORE or tok in JOINERS
         glue_next = tok in NO_SPACE_AFTER or tok in JOINERS
-        if tok == '"':
-            glue = glue or in_quote  # a closing quote hugs the word before it
-            glue_next = not in_quote  # an opening quote hugs the word after it
-            in_quote = not in_quote
+        if tok in QUOTES:
+            glue = glue or open_quote[tok]  # a closing quote hugs the token before it
+            glue_next = not open_quote[tok]  # an opening quote hugs the token after it
+            open_quote[tok] = not open_quote[tok]
         out.append(tok if glue else " " + tok)
     return "".join(out)
 

@@ -136,6 +136,18 @@ def lr_at(cfg: Config, step: int, progress: float) -> float:
 # -- the loop ------------------------------------------------------------------------------------------
 
 
+def check_resumable(payload: dict, corpus: dict, cfg: Config) -> None:
+    """The corpus must be the one the run started on: same vocab, same held-out records."""
+    same = payload["vocab"] == corpus["vocab"] and all(
+        torch.equal(payload["heldout"][k], corpus["splits"][k]) for k in ("val", "test")
+    )
+    if not same:
+        raise LstmgenError(
+            f"corpus {cfg.corpus!r} is not the one model {cfg.name!r} started training on (its "
+            "vocabulary or split differs); prepare it as before, or train a new model"
+        )
+
+
 def build_optimizer(model: LSTMLM, cfg: Config) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not biases), as in nanoGPT."""
     params = list(dict.fromkeys(model.parameters()))  # tied weights appear once
@@ -166,12 +178,22 @@ def train(
     vocab = Vocab.from_dict(corpus["vocab"])
     model_dir = registry.entry_dir("model", cfg.name)
 
+    val_ids = corpus["splits"]["val"]
+    if val_ids.numel() == 0:
+        raise LstmgenError(
+            f"corpus {cfg.corpus!r} has an empty validation split, which picks the best checkpoint "
+            "and stops early; prepare it again with a larger --val-frac"
+        )
+    if resume is not None:
+        check_resumable(resume, corpus, cfg)
     torch.manual_seed(t.seed)
     model = LSTMLM(len(vocab), cfg.model).to(device)
     optimizer = build_optimizer(model, cfg)
     lanes = batchify(corpus["splits"]["train"], t.batch_size, device)  # (B, L)
-    val_ids = corpus["splits"]["val"]
     n_windows = num_windows(lanes, t.seq_len)
+    if resume is None:  # a fresh run replaces what was there, now that everything above has passed
+        for stale in (*model_dir.glob("*.pt"), model_dir / "info.json"):
+            stale.unlink(missing_ok=True)
 
     # Everything --resume must restore; the rest is rebuilt deterministically from the config.
     s = {
@@ -351,10 +373,10 @@ def train(
         s["elapsed"] += now - clock
         clock = now
 
-        if not math.isfinite(last_loss):
-            save("last", "diverged")
+        if not math.isfinite(last_loss):  # keep the last finite checkpoint: no save here
             raise LstmgenError(
-                f"training diverged at step {s['step']} (loss {last_loss}); lower train.lr or set train.grad_clip"
+                f"training diverged at step {s['step']} (loss {last_loss}); the last checkpoint is kept; "
+                "lower train.lr or set train.grad_clip, then --resume"
             )
         if s["step"] % t.log_every == 0:
             emit(

@@ -137,7 +137,7 @@ def test_char_model_names_unknown_prompt_chars(trained):
     err = bad("sample", "Why \u00e9\u00e9 \u4e2d", "--max-tokens", "5")
     assert "'\u00e9'" in err and "'\u4e2d'" in err and "--skip-unknown" in err and len(err.strip().splitlines()) == 1
     r = ok("sample", "Why \u00e9", "--skip-unknown", "--max-tokens", "5", "--seed", "1")
-    assert "dropped 1" in r.stderr and r.stdout.startswith("Why \u00e9")
+    assert "dropped 1" in r.stderr and r.stdout.startswith("Why ") and "\u00e9" not in r.stdout
 
 
 @pytest.mark.parametrize(
@@ -206,3 +206,47 @@ def test_prepare_from_stdin_and_unconditional_sample():
     r = ok("sample", "--seed", "1", "--max-tokens", "20", "--json", input="")  # empty stdin: start of a record
     s = json.loads(r.stdout)
     assert s["prompt"] == "" and s["text"] == s["completion"] and s["stop_reason"] in ("eor", "max_tokens")
+
+
+def test_resume_refuses_to_change_the_data_layout(trained):
+    assert "drop train.batch_size=8" in bad(
+        "train", "--name", "tiny", "--resume", "--set", "train.batch_size=8", code=2
+    )
+
+
+def test_failed_overwrite_keeps_the_old_model(trained):
+    before = (registry.entry_dir("model", "tiny") / "last.pt").read_bytes()
+    assert "too few" in bad(
+        "train",
+        "-c",
+        "configs/char.yaml",
+        "--corpus",
+        "toy",
+        "--name",
+        "tiny",
+        "--overwrite",
+        *TINY,
+        "--set",
+        "train.batch_size=100000",
+    )
+    assert (registry.entry_dir("model", "tiny") / "last.pt").read_bytes() == before
+
+
+def test_resume_on_a_different_corpus_is_refused(trained, jokes_csv):
+    assert "already exists" in bad("prepare", jokes_csv, "--name", "toy")
+    ok("prepare", jokes_csv, "--name", "toy", "--overwrite", "--seed", "5", "--val-frac", "0.1", "--test-frac", "0.1")
+    assert "not the one model 'tiny' started training on" in bad("train", "--name", "tiny", "--resume")
+
+
+def test_each_stdin_prompt_gets_its_own_seed(trained):
+    r = ok("sample", "-", "--json", "--seed", "1", "--max-tokens", "5", input="Why\nWhy\n")
+    assert [json.loads(line)["seed"] for line in r.stdout.splitlines()] == [1, 2]
+
+
+def test_installed_entry_point_prints_usage_errors_on_one_line():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "lstmgen", "eval", "--split", "train"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and "'train' is not one of" in r.stderr

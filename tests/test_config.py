@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lstmgen.config import Config, ConfigError, config_from_dict, load_config
+from lstmgen.config import Config, ConfigError, load_config
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -17,7 +17,18 @@ def test_defaults_then_yaml_then_overrides(tmp_path):
 
 def test_resolved_config_roundtrips():
     cfg = load_config(None, ["model.hidden=64", "train.max_steps=3"])
-    assert config_from_dict(cfg.to_dict()) == cfg
+    assert load_config(None, base=cfg.to_dict()) == cfg
+    tiny = load_config(None, ["train.lr=1e-05", "train.max_steps=3"])
+    assert load_config(None, base=tiny.to_dict()).train.lr == 1e-05  # saved configs reload, exponents and all
+
+
+def test_exponent_floats_are_floats(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train: {lr: 3e-4, weight_decay: 1e-7}\n")
+    cfg = load_config(p, ["train.min_lr_ratio=5e-2"])
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.min_lr_ratio) == (3e-4, 1e-7, 5e-2)
+    with pytest.raises(ConfigError, match="train.lr must be a finite number"):
+        load_config(None, ["train.lr=nan"])
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

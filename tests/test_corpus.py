@@ -16,6 +16,12 @@ def test_csv_text_column_auto_detected(tmp_path):
     assert read_records(src) == (["Hi, there", "Yo"], "Joke")
 
 
+def test_csv_row_with_extra_fields_is_an_error_not_a_shifted_column(tmp_path):
+    src = read_source(write(tmp_path, "a.csv", "ID,Joke\n1,a,b,c\n2,foo\n3,bar\n"))
+    with pytest.raises(LstmgenError, match="more fields than the header"):
+        read_records(src)
+
+
 def test_csv_only_string_column_and_explicit_column(tmp_path):
     src = read_source(write(tmp_path, "a.csv", "n,body,tag\n1,one fish,x\n2,two fish,y\n"))
     with pytest.raises(LstmgenError, match="cannot tell which column.*pass --column"):

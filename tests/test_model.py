@@ -56,8 +56,9 @@ def test_batchify_lanes_are_contiguous_and_windows_shift_by_one():
 
 
 def test_eval_lanes_cover_every_token_once():
-    stream = torch.arange(1, 200)
+    stream = torch.arange(1, 10_000)
     x, y = eval_lanes(stream, eor_id=0, batch_size=4)
+    assert x.shape == (2, 5000)  # lanes of at least 4,096 tokens
     targets = y[y != IGNORE]
     assert sorted(targets.tolist()) == stream.tolist()
     assert x[0, 0] == 0 and y[0, 0] == 1  # the first token is predicted from <eor>, like a record start

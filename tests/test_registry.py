@@ -43,9 +43,17 @@ def test_crafted_pickle_is_refused_unexecuted(tmp_path):
     d = registry.home() / "models" / "evil"
     d.mkdir(parents=True)
     (d / "best.pt").write_bytes(pickle.dumps({"state_dict": Evil()}))
-    with pytest.raises(LstmgenError, match="corrupt or not an lstmgen file"):
+    with pytest.raises(LstmgenError, match="not an lstmgen file") as e:
         registry.load_model_payload("evil")
     assert not marker.exists()
+    assert "weights_only=False" not in str(e.value)  # never advise the unsafe load
+
+
+def test_incomplete_model_file_is_a_clear_error(tiny_model):
+    path = registry.model_file("tiny", "best")
+    registry.save_pt(path, {"format_version": 1, "vocab": {}})
+    with pytest.raises(LstmgenError, match="not a complete lstmgen model .missing model_config, config"):
+        registry.load_model_payload("tiny", "best")
 
 
 def test_truncated_checkpoint_is_a_clear_error(tiny_model):

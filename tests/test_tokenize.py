@@ -36,6 +36,7 @@ def test_word_tokenizer_splits_punctuation_not_contractions():
         'He said "hi there" to me.',
         "A well-known (and/or famous) fact: 100% true...",
         "Why? Because; it's $5!",
+        "She said 'hello' to me at 3:30 for $5.99, all 1,000 of them.",
     ],
 )
 def test_word_detokenize_gives_readable_text(text):
@@ -43,7 +44,7 @@ def test_word_detokenize_gives_readable_text(text):
 
 
 def test_word_detokenize_output_retokenizes_to_the_same_tokens():
-    tokens = ["a", "'", "b", "-", "c", '"', "d", ".", "(", "e", ")", "'", "s"]
+    tokens = ["a", "'", "b", "-", "c", '"', "d", ".", "(", "e", ")", "'", "s", "5", ".", "99", "'", "'"]
     assert tokenize_words(detokenize_words(tokens)) == tokens
 
 

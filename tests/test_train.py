@@ -78,3 +78,24 @@ def test_bf16_request_is_checked_against_the_hardware():
         assert pick_precision("auto", cpu) == "fp32"
         with pytest.raises(LstmgenError, match="bf16 is not supported"):
             pick_precision("bf16", cpu)
+
+
+def test_divergence_keeps_the_last_finite_checkpoint(toy_corpus, monkeypatch):
+    train(tiny_config(max_steps=4), toy_corpus)
+    saved = weights("tiny")
+    real = train_mod.F.cross_entropy
+    monkeypatch.setattr(train_mod.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(LstmgenError, match="diverged at step 5.*last checkpoint is kept"):
+        train(tiny_config(max_steps=8), toy_corpus, resume=registry.load_model_payload("tiny", "last"))
+    assert all(torch.equal(saved[k], v) for k, v in weights("tiny").items())
+
+
+def test_empty_validation_split_is_refused(tmp_path):
+    from lstmgen.corpus import build_corpus, read_records, read_source
+
+    p = tmp_path / "t.txt"
+    p.write_text("\n".join(f"line {i}" for i in range(40)))
+    src = read_source(str(p))
+    registry.save_corpus("toy", build_corpus(src, read_records(src)[0], val_frac=0.0))
+    with pytest.raises(LstmgenError, match="empty validation split"):
+        train(tiny_config(), registry.load_corpus("toy"))
