@@ -13,11 +13,12 @@ $(BIN)/lstmgen: pyproject.toml
 	# torch first and pinned: an unpinned torch would pull the newest multi-GB CUDA build
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# bytecode now: with PYTHONDONTWRITEBYTECODE set, an editable install would recompile on every start
-	$(BIN)/python -m compileall -q lstmgen
 	@touch $@
 
+# Bytecode on every install: with PYTHONDONTWRITEBYTECODE set, an editable install would otherwise
+# recompile on every start (lstmgen --help: 0.38 s instead of 0.25 s). Unchanged files are skipped.
 install: $(BIN)/lstmgen
+	@$(BIN)/python -m compileall -q lstmgen
 
 test: install
 	$(BIN)/python -m pytest
