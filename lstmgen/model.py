@@ -30,9 +30,5 @@ class LSTMLM(nn.Module):
         out, state = self.lstm(x, state)  # (B, T, H); h and c are (n_layer, B, H), not (B, ...)
         return self.head(self.drop(out)), state
 
-    def zero_state(self, batch_size: int, device=None) -> State:
-        shape = (self.cfg.n_layer, batch_size, self.cfg.hidden)
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
-
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
