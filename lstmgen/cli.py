@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__, registry
 from .errors import LstmgenError
@@ -63,7 +64,7 @@ class Kind(str, Enum):
 
 def fail(message: str, code: int = EXIT_ERROR):
     """One clear line on stderr, then a non-zero exit."""
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")  # user text such as "[draft].txt" is not markup
     raise typer.Exit(code)
 
 
@@ -164,7 +165,11 @@ def prepare(
     """
     from .corpus import build_corpus, read_records, read_source
 
-    name = registry.check_name(name or ("stdin" if input == "-" else Path(input).stem), "corpus name")
+    name = registry.check_name(
+        name or ("stdin" if input == "-" else registry.name_from(Path(input).stem)), "corpus name"
+    )
+    if val_frac <= 0:
+        usage("--val-frac must be above 0: validation picks the best checkpoint and stops training early")
     if min_freq < 1:
         usage(f"--min-freq must be at least 1, got {min_freq}")
     if max_vocab is not None and max_vocab < 3:
@@ -191,12 +196,16 @@ def prepare(
         out_json({"name": name, "path": str(path), **meta})
     rec, tok = meta["records"], meta["tokens"]
     err.print(
-        f"prepared corpus [bold]{name}[/] from {source.name}" + (f" (column {col})" if col else "") + ": "
+        f"prepared corpus [bold]{name}[/] from {escape(source.name)}"
+        + (f" (column {escape(col)})" if col else "")
+        + ": "
         f"{meta['tokenizer']} vocab {meta['vocab_size']:,}; records train/val/test "
         f"{rec['train']:,}/{rec['val']:,}/{rec['test']:,}; tokens {tok['train']:,}/{tok['val']:,}/{tok['test']:,}"
         + (f"; <unk> in val {meta['unk_rate']['val']:.1%}" if "unk_rate" in meta else "")
     )
-    err.print(f"  saved to {path}; next: lstmgen train --config configs/{meta['tokenizer']}.yaml --corpus {name}")
+    err.print(
+        f"  saved to {escape(str(path))}; next: lstmgen train --config configs/{meta['tokenizer']}.yaml --corpus {name}"
+    )
 
 
 # -- train ---------------------------------------------------------------------------------------------
@@ -356,7 +365,8 @@ def _resume_config(config: Path | None, name: str | None, overrides: list[str]):
     if not model_name:
         usage("--resume needs the model: pass --name NAME (or the --config it was trained with)")
     # The data position and carried hidden state are laid out by these: they cannot change mid-run.
-    fixed = [o for o in overrides if o.split("=")[0].strip().startswith(RESUME_FIXED)]
+    keys = [o.split("=")[0].strip() for o in overrides]
+    fixed = [o for o, k in zip(overrides, keys, strict=True) if k.startswith(RESUME_FIXED) or k in ("model", "train")]
     if fixed:
         usage(f"--resume keeps the model's shape, corpus, batch_size and seq_len; drop {', '.join(fixed)}")
     payload = registry.load_model_payload(model_name, "last")
@@ -468,6 +478,8 @@ def sample(
         prompts = [prompt or ""]
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
+    if not 0 <= seed < 2**63 - len(prompts):
+        usage(f"--seed must be between 0 and 2^63 - 1 (got {seed})")
 
     from .sample import load_model
     from .sample import sample as run_sample
@@ -480,12 +492,12 @@ def sample(
         if missing and vocab.kind == "word":
             err.print(
                 f"note: {len(missing)} prompt word(s) not in {name!r}'s vocabulary, read as <unk>: "
-                + ", ".join(missing[:10])
+                + escape(", ".join(missing[:10]))
             )
         elif missing and skip_unknown:
             err.print(
                 f"note: dropped {len(missing)} prompt character(s) {name!r}'s vocabulary lacks: "
-                + ", ".join(repr(m) for m in missing[:10])
+                + escape(", ".join(repr(m) for m in missing[:10]))
             )
         samples = run_sample(
             loaded,
@@ -761,7 +773,7 @@ def main():
         if type(e).__name__ == "NoArgsIsHelpError":  # help was printed already
             sys.exit(EXIT_USAGE)
         command = e.ctx.command_path if getattr(e, "ctx", None) else "lstmgen"
-        err.print(f"[bold red]error:[/] {e.format_message()} (see `{command} --help`)")
+        err.print(f"[bold red]error:[/] {escape(e.format_message())} (see `{escape(command)} --help`)")
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted")

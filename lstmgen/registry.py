@@ -52,6 +52,11 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def name_from(stem: str) -> str:
+    """A valid registry name from a file stem: "my jokes (v2)" -> "my-jokes-v2"."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).replace("..", ".").strip("-.") or "corpus"
+
+
 def entry_dir(kind: str, name: str) -> Path:
     check_name(name, f"{kind} name")
     return home() / ("corpora" if kind == "corpus" else "models") / name

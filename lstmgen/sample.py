@@ -26,8 +26,8 @@ class Loaded:
 def load_model(name: str, which: str | None = None, device="cpu") -> Loaded:
     """A registry model in eval mode, on `device` (a model trained on GPU loads on CPU)."""
     payload = registry.load_model_payload(name, which)
-    vocab = Vocab.from_dict(payload["vocab"])
     try:
+        vocab = Vocab.from_dict(payload["vocab"])
         model = LSTMLM(len(vocab), ModelConfig(**payload["model_config"]))
         model.load_state_dict(payload["state_dict"])
     except (TypeError, RuntimeError, KeyError) as e:

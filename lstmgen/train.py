@@ -137,10 +137,17 @@ def lr_at(cfg: Config, step: int, progress: float) -> float:
 
 
 def check_resumable(payload: dict, corpus: dict, cfg: Config) -> None:
-    """The corpus must be the one the run started on: same vocab, same held-out records."""
-    same = payload["vocab"] == corpus["vocab"] and all(
-        torch.equal(payload["heldout"][k], corpus["splits"][k]) for k in ("val", "test")
-    )
+    """The corpus must be the one the run started on: same source bytes, vocab, token counts, held-out records."""
+    saved, meta = payload["corpus"], corpus["meta"]
+    try:
+        same = (
+            saved.get("sha256") == meta.get("sha256")
+            and saved.get("tokens") == meta.get("tokens")
+            and payload["vocab"] == corpus["vocab"]
+            and all(torch.equal(payload["heldout"][k], corpus["splits"][k]) for k in ("val", "test"))
+        )
+    except (KeyError, TypeError, AttributeError):  # a damaged checkpoint cannot vouch for its corpus
+        same = False
     if not same:
         raise LstmgenError(
             f"corpus {cfg.corpus!r} is not the one model {cfg.name!r} started training on (its "
@@ -155,6 +162,20 @@ def build_optimizer(model: LSTMLM, cfg: Config) -> torch.optim.AdamW:
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.99))
+
+
+def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.device):
+    """Load a last.pt payload into model, optimizer, loop state `s` and RNG; return the carried hidden state."""
+    ts = resume["train_state"]
+    model.load_state_dict(resume["state_dict"])
+    optimizer.load_state_dict(ts["optimizer"])
+    s.update({k: ts[k] for k in ("step", "epoch", "window", "elapsed", "tokens", "best_val", "bad_evals")})
+    s["saved_step"] = ts["step"]
+    s["history"], s["created"] = list(resume["history"]), resume["created"]
+    torch.set_rng_state(ts["rng_cpu"])
+    if device.type == "cuda" and ts.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(ts["rng_cuda"], device)
+    return tuple(h.to(device) for h in ts["hidden"]) if ts.get("hidden") is not None else None
 
 
 def train(
@@ -191,9 +212,9 @@ def train(
     optimizer = build_optimizer(model, cfg)
     lanes = batchify(corpus["splits"]["train"], t.batch_size, device)  # (B, L)
     n_windows = num_windows(lanes, t.seq_len)
-    if resume is None:  # a fresh run replaces what was there, now that everything above has passed
-        for stale in (*model_dir.glob("*.pt"), model_dir / "info.json"):
-            stale.unlink(missing_ok=True)
+    # A fresh run replaces what was there, but only at its first save: a run that fails before that
+    # (bad settings, early divergence) leaves an earlier model of this name untouched.
+    stale = [*model_dir.glob("*.pt"), model_dir / "info.json"] if resume is None else []
 
     # Everything --resume must restore; the rest is rebuilt deterministically from the config.
     s = {
@@ -206,19 +227,17 @@ def train(
         "bad_evals": 0,
         "history": [],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "saved_step": None,  # the step of the newest checkpoint on disk from this run
     }
     hidden = None  # (h, c), each (n_layer, B, H); None at an epoch start = zeros
     if resume is not None:
-        ts = resume["train_state"]
-        model.load_state_dict(resume["state_dict"])
-        optimizer.load_state_dict(ts["optimizer"])
-        s.update({k: ts[k] for k in ("step", "epoch", "window", "elapsed", "tokens", "best_val", "bad_evals")})
-        s["history"], s["created"] = list(resume["history"]), resume["created"]
-        torch.set_rng_state(ts["rng_cpu"])
-        if device.type == "cuda" and ts.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(ts["rng_cuda"], device)
-        if ts.get("hidden") is not None:
-            hidden = tuple(h.to(device) for h in ts["hidden"])
+        try:
+            hidden = _restore(resume, model, optimizer, s, device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise LstmgenError(
+                f"model {cfg.name!r}: last.pt is damaged or incomplete ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120]}); train it again with --overwrite"
+            ) from None
 
     heldout = {k: corpus["splits"][k] for k in ("val", "test")}
     corpus_meta = corpus["meta"]
@@ -265,6 +284,9 @@ def train(
         return p
 
     def save(which: str, status: str) -> None:
+        while stale:
+            stale.pop().unlink(missing_ok=True)
+        s["saved_step"] = s["step"]
         registry.save_pt(model_dir / f"{which}.pt", payload(with_train_state=which == "last"))
         registry.write_json(
             model_dir / "info.json",
@@ -286,14 +308,26 @@ def train(
         )
         emit("checkpoint", {"which": which, "step": s["step"], "path": str(model_dir / f"{which}.pt")})
 
+    def diverged(loss: float):
+        kept = (
+            f"the checkpoint of step {s['saved_step']:,} is kept"
+            if s["saved_step"] is not None
+            else "nothing was saved, and an earlier model of this name is untouched"
+        )
+        raise LstmgenError(
+            f"training diverged at step {s['step']:,} (loss {loss}); {kept}; lower train.lr or set train.grad_clip"
+        )
+
     def run_eval() -> bool:
         """Validate, record, keep `best`; True when patience has run out."""
         nll, n = evaluate(model, val_ids, vocab.eor_id, device=device)
-        val_loss = nll / n if n else float("nan")
-        improved = n > 0 and (s["best_val"] is None or val_loss < s["best_val"])
+        val_loss = nll / n
+        if not math.isfinite(val_loss):
+            diverged(val_loss)
+        improved = s["best_val"] is None or val_loss < s["best_val"]
         if improved:
             s["best_val"], s["bad_evals"] = val_loss, 0
-        elif n:
+        else:
             s["bad_evals"] += 1
         s["history"].append(
             {
@@ -374,10 +408,7 @@ def train(
         clock = now
 
         if not math.isfinite(last_loss):  # keep the last finite checkpoint: no save here
-            raise LstmgenError(
-                f"training diverged at step {s['step']} (loss {last_loss}); the last checkpoint is kept; "
-                "lower train.lr or set train.grad_clip, then --resume"
-            )
+            diverged(last_loss)
         if s["step"] % t.log_every == 0:
             emit(
                 "step",

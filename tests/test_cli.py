@@ -250,3 +250,21 @@ def test_installed_entry_point_prints_usage_errors_on_one_line():
     r = subprocess.run([sys.executable, "-m", "lstmgen", "eval", "--split", "train"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and "'train' is not one of" in r.stderr
+
+
+def test_user_text_is_never_read_as_markup(tmp_path):
+    missing = tmp_path / "missing [draft].txt"
+    assert f"input file {missing} does not exist" in bad("prepare", missing)
+    real = tmp_path / "my jokes [v2].txt"
+    real.write_text("\n".join(f"joke number {i}" for i in range(30)))
+    assert "prepared corpus my-jokes-v2 from" in ok("prepare", real).stderr  # a valid name from the stem
+
+
+def test_resume_refuses_whole_section_overrides(trained):
+    assert "drop train={max_steps: 40}" in bad(
+        "train", "--name", "tiny", "--resume", "--set", "train={max_steps: 40}", code=2
+    )
+
+
+def test_out_of_range_seed_is_a_usage_error(trained):
+    assert "--seed must be between 0 and 2^63 - 1" in bad("sample", "Why", "--seed", str(2**64), code=2)
