@@ -160,7 +160,11 @@ def _set_dotted(raw: dict, key: str, value) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"cannot set {key}: {part} is not a section")
         node = child
-    node[last] = value
+    if isinstance(value, dict) and isinstance(node.get(last), dict):
+        for k, v in value.items():  # --set 'train={lr: 0.01}' changes lr, not the rest of the section
+            _set_dotted(node[last], str(k), v)
+    else:
+        node[last] = value
 
 
 def _build(cls, raw, prefix: str):

@@ -15,6 +15,13 @@ def test_defaults_then_yaml_then_overrides(tmp_path):
     assert cfg.train.lr == 0.02 and cfg.train.max_steps == 5 and cfg.train.max_time is None
 
 
+def test_section_override_merges(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train: {lr: 0.01, max_steps: 5}\n")
+    cfg = load_config(p, ["train={max_steps: 9}"])
+    assert cfg.train.lr == 0.01 and cfg.train.max_steps == 9
+
+
 def test_resolved_config_roundtrips():
     cfg = load_config(None, ["model.hidden=64", "train.max_steps=3"])
     assert load_config(None, base=cfg.to_dict()) == cfg
