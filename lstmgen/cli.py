@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -514,17 +515,7 @@ def sample(
         )
         for s in samples:
             if json_out:
-                out_json(
-                    {
-                        "model": name,
-                        "prompt": s.prompt,
-                        "text": s.text,
-                        "completion": s.completion,
-                        "tokens": s.tokens,
-                        "stop_reason": s.stop_reason,
-                        "seed": s.seed,
-                    }
-                )
+                out_json({"model": name, **asdict(s)})
             else:
                 out(s.text)
 
@@ -566,7 +557,7 @@ def eval_(
 
       lstmgen eval --model char --file more_jokes.csv
     """
-    from .corpus import encode_records, n_chars, read_records, read_source
+    from .corpus import encode_records, n_chars, read_records, read_source, unk_rate
     from .sample import load_model
     from .train import evaluate, metrics, pick_device
 
@@ -577,8 +568,8 @@ def eval_(
     if file is not None:
         source = read_source(file, format.value, encoding)
         texts, _ = read_records(source, column, records.value)
-        if skip_unknown and vocab.kind == "char":  # bits/char over the characters actually scored
-            texts = ["".join(ch for ch in t if ch in vocab.stoi) for t in texts]
+        if skip_unknown:  # bits/char over the characters actually scored
+            texts = [vocab.known(t) for t in texts]
         stream = encode_records(vocab, texts, skip_unknown=skip_unknown, where=source.name)
         chars, where = n_chars(texts), source.name
     else:
@@ -593,7 +584,7 @@ def eval_(
     m = metrics(nll, n, chars)
     result = {"model": name, "on": where, **m}
     if vocab.unk_id is not None:
-        result["unk_rate"] = round(float((stream == vocab.unk_id).float().mean()), 4)
+        result["unk_rate"] = unk_rate(stream, vocab)
     if json_out:
         out_json(result)
     else:

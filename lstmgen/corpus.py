@@ -181,6 +181,13 @@ def encode_records(vocab: Vocab, records: list[str], skip_unknown: bool = False,
     return torch.tensor(ids, dtype=ids_dtype(len(vocab)))
 
 
+def unk_rate(ids, vocab: Vocab) -> float:
+    """Share of `ids` that are <unk> (0 for an empty tensor or a vocab without <unk>)."""
+    if vocab.unk_id is None or ids.numel() == 0:
+        return 0.0
+    return round(float((ids == vocab.unk_id).float().mean()), 4)
+
+
 def n_chars(records: list[str]) -> int:
     """Characters the records stand for, counting each end-of-record as one (a newline): bits/char divide by it."""
     return sum(len(r) + 1 for r in records)
@@ -230,7 +237,5 @@ def build_corpus(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if vocab.unk_id is not None:
-        meta["unk_rate"] = {
-            k: round(float((splits[k] == vocab.unk_id).float().mean()), 4) if splits[k].numel() else 0.0 for k in SPLITS
-        }
+        meta["unk_rate"] = {k: unk_rate(splits[k], vocab) for k in SPLITS}
     return {"format_version": CORPUS_FORMAT, "vocab": vocab.to_dict(), "splits": splits, "meta": meta}

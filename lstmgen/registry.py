@@ -207,14 +207,16 @@ def load_model_payload(name: str, which: str | None = None) -> dict:
 
 def default_model() -> str | None:
     """The model set with `lstmgen default`, else the most recently trained one."""
+    return _default_of([info("model", n) for n in names("model")])
+
+
+def _default_of(models: list[dict]) -> str | None:
+    """Among `info()` dicts: the one chosen with `lstmgen default`, else the latest with a checkpoint."""
     chosen = read_json(home() / "registry.json").get("default_model")
-    if chosen and (home() / "models" / chosen).is_dir():
+    if chosen and any(m["name"] == chosen for m in models):
         return chosen
-    infos = [read_json(home() / "models" / n / "info.json") | {"name": n} for n in names("model")]
-    infos = [i for i in infos if any((home() / "models" / i["name"]).glob("*.pt"))]
-    if not infos:
-        return None
-    return max(infos, key=lambda i: (i.get("updated", ""), i["name"]))["name"]
+    trained = [m for m in models if m["checkpoints"]]
+    return max(trained, key=lambda m: (m.get("updated", ""), m["name"]))["name"] if trained else None
 
 
 def set_default_model(name: str) -> None:
@@ -246,11 +248,12 @@ def info(kind: str, name: str) -> dict:
 
 
 def list_entries() -> dict:
+    models = [info("model", n) for n in names("model")]  # each info.json read once
     return {
         "home": str(home()),
-        "default_model": default_model(),
+        "default_model": _default_of(models),
         "corpora": [info("corpus", n) for n in names("corpus")],
-        "models": [info("model", n) for n in names("model")],
+        "models": models,
     }
 
 
@@ -258,8 +261,8 @@ def remove(kind: str, name: str) -> Path:
     d = require(kind, name)
     shutil.rmtree(d)
     reg = home() / "registry.json"
-    if kind == "model" and read_json(reg).get("default_model") == name:
-        data = read_json(reg)
+    data = read_json(reg)
+    if kind == "model" and data.get("default_model") == name:
         data.pop("default_model")
         write_json(reg, data)
     return d

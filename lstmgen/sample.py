@@ -95,9 +95,10 @@ def generate(
         logits = logits[:, -1].expand(num_samples, -1)  # (N, V)
         h, c = h.expand(-1, num_samples, -1).contiguous(), c.expand(-1, num_samples, -1).contiguous()
         done = torch.zeros(num_samples, dtype=torch.bool, device=device)
+        banned_ids = torch.tensor(banned, dtype=torch.long, device=device)  # e.g. <unk>: never what users want
         for i in range(max_tokens):
-            if banned:  # e.g. <unk>: a placeholder is never what a user wants to read
-                logits = logits.index_fill(-1, torch.tensor(banned, device=device), float("-inf"))
+            if banned:
+                logits = logits.index_fill(-1, banned_ids, float("-inf"))
             if greedy:
                 nxt = logits.argmax(dim=-1)
             else:
@@ -161,7 +162,7 @@ def sample(
                     streams[i].append(tok)
     out = []
     # The text starts with the prompt the model actually read (without skipped characters).
-    read = "".join(ch for ch in prompt if ch in vocab.stoi) if skip_unknown and vocab.kind == "char" else prompt
+    read = vocab.known(prompt) if skip_unknown else prompt
     prompt_tokens = vocab.tokenize(read)
     for ids, ended in zip(streams, finished, strict=True):
         generated = [vocab.itos[i] for i in ids]

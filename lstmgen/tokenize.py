@@ -85,6 +85,10 @@ class Vocab:
         """Tokens of `text` this vocab lacks, each once, in order of appearance."""
         return list(dict.fromkeys(t for t in self.tokenize(text) if t not in self.stoi))
 
+    def known(self, text: str) -> str:
+        """`text` without the characters a char vocab lacks (what --skip-unknown reads); word vocabs keep all."""
+        return "".join(ch for ch in text if ch in self.stoi) if self.kind == "char" else text
+
     def encode(self, text: str, skip_unknown: bool = False, where: str = "text") -> list[int]:
         """Token ids of `text`. Unknown words become <unk>; unknown chars raise unless `skip_unknown`."""
         tokens = self.tokenize(text)

@@ -26,11 +26,15 @@ OnEvent = Callable[[str, dict], None]
 # -- device and precision ------------------------------------------------------------------------------
 
 
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -41,7 +45,7 @@ def pick_device(name: str = "auto") -> torch.device:
         raise LstmgenError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise LstmgenError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if device.type == "mps" and not _mps_available():
         raise LstmgenError("device 'mps' asked for, but MPS is not available; use --device cpu")
     return device
 
@@ -94,14 +98,14 @@ def evaluate(
     was_training = model.training
     model.eval()
     x, y = eval_lanes(stream, eor_id, batch_size, device)
-    total, state = 0.0, None
+    total, state = torch.zeros((), device=x.device), None
     for start in range(0, x.size(1), seq_len):
         logits, state = model(x[:, start : start + seq_len], state)
         total += F.cross_entropy(
             logits.flatten(0, 1).float(), y[:, start : start + seq_len].flatten(), ignore_index=IGNORE, reduction="sum"
-        ).item()
+        )
     model.train(was_training)
-    return total, int(stream.numel())
+    return total.item(), int(stream.numel())  # one device sync, not one per window
 
 
 def metrics(nll: float, n_tokens: int, n_chars: int) -> dict:
@@ -148,6 +152,16 @@ def check_resumable(payload: dict, corpus: dict, cfg: Config) -> None:
         )
     except (KeyError, TypeError, AttributeError):  # a damaged checkpoint cannot vouch for its corpus
         same = False
+    saved_cfg = payload.get("config") or {}
+    now = cfg.to_dict()
+    layout = [
+        f"{sec}.{k}"
+        for sec, keys in (("model", now["model"]), ("train", ("batch_size", "seq_len")))
+        for k in keys
+        if (saved_cfg.get(sec) or {}).get(k) != now[sec][k]
+    ]
+    if layout:  # they lay out the weights, the data position and the carried hidden state
+        raise LstmgenError(f"cannot resume model {cfg.name!r} with a different {', '.join(layout)}")
     if not same:
         raise LstmgenError(
             f"corpus {cfg.corpus!r} is not the one model {cfg.name!r} started training on (its "
@@ -164,12 +178,16 @@ def build_optimizer(model: LSTMLM, cfg: Config) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.99))
 
 
+# Loop counters that last.pt carries and --resume restores (with optimizer, RNG and hidden state).
+RESUMED = ("step", "epoch", "window", "elapsed", "tokens", "best_val", "bad_evals")
+
+
 def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.device):
     """Load a last.pt payload into model, optimizer, loop state `s` and RNG; return the carried hidden state."""
     ts = resume["train_state"]
     model.load_state_dict(resume["state_dict"])
     optimizer.load_state_dict(ts["optimizer"])
-    s.update({k: ts[k] for k in ("step", "epoch", "window", "elapsed", "tokens", "best_val", "bad_evals")})
+    s.update({k: ts[k] for k in RESUMED})
     s["saved_step"] = ts["step"]
     s["history"], s["created"] = list(resume["history"]), resume["created"]
     torch.set_rng_state(ts["rng_cpu"])
@@ -269,13 +287,7 @@ def train(
         }
         if with_train_state:
             p["train_state"] = {
-                "step": s["step"],
-                "epoch": s["epoch"],
-                "window": s["window"],
-                "elapsed": s["elapsed"],
-                "tokens": s["tokens"],
-                "best_val": s["best_val"],
-                "bad_evals": s["bad_evals"],
+                **{k: s[k] for k in RESUMED},
                 "optimizer": optimizer.state_dict(),
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -344,11 +356,8 @@ def train(
             save("best", "training")
         return bool(t.patience) and s["bad_evals"] >= t.patience
 
-    total_steps = (
-        min(x for x in (t.max_steps, t.max_epochs and t.max_epochs * n_windows) if x)
-        if (t.max_steps or t.max_epochs)
-        else None
-    )
+    step_limits = [x for x in (t.max_steps, t.max_epochs and t.max_epochs * n_windows) if x]
+    total_steps = min(step_limits) if step_limits else None  # None: only max_time bounds the run
     emit(
         "start",
         {

@@ -103,3 +103,9 @@ def test_empty_validation_split_is_refused(tmp_path):
     registry.save_corpus("toy", build_corpus(src, read_records(src)[0], val_frac=0.0))
     with pytest.raises(LstmgenError, match="empty validation split"):
         train(tiny_config(), registry.load_corpus("toy"))
+
+
+def test_library_resume_refuses_a_different_data_layout(toy_corpus):
+    train(tiny_config(max_steps=4), toy_corpus)
+    with pytest.raises(LstmgenError, match="different train.batch_size"):
+        train(tiny_config(max_steps=8, batch_size=2), toy_corpus, resume=registry.load_model_payload("tiny", "last"))
