@@ -176,23 +176,24 @@ def prepare(
         usage(f"--min-freq must be at least 1, got {min_freq}")
     if max_vocab is not None and max_vocab < 3:
         usage(f"--max-vocab must be at least 3, got {max_vocab}")
-    if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
-        fail(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")
-    source = read_source(input, format.value, encoding)
-    texts, col = read_records(source, column, records.value)
-    corpus = build_corpus(
-        source,
-        texts,
-        tokenizer=tokenizer.value,
-        stream=records == Records.file and not source.is_csv,
-        val_frac=val_frac,
-        test_frac=test_frac,
-        seed=seed,
-        min_freq=min_freq,
-        max_vocab=max_vocab,
-        column=col,
-    )
-    path = registry.save_corpus(name, corpus)
+    with registry.lock("corpus", name, "preparing it"):  # two prepares of one name never interleave
+        if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
+            fail(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")
+        source = read_source(input, format.value, encoding)
+        texts, col = read_records(source, column, records.value)
+        corpus = build_corpus(
+            source,
+            texts,
+            tokenizer=tokenizer.value,
+            stream=records == Records.file and not source.is_csv,
+            val_frac=val_frac,
+            test_frac=test_frac,
+            seed=seed,
+            min_freq=min_freq,
+            max_vocab=max_vocab,
+            column=col,
+        )
+        path = registry.save_corpus(name, corpus)
     meta = corpus["meta"]
     if json_out:
         out_json({"name": name, "path": str(path), **meta})
@@ -322,29 +323,32 @@ def train(
     if resume and overwrite:
         usage("--resume and --overwrite contradict each other; pick one")
     flags = [f"{k}={v}" for k, v in (("corpus", corpus), ("name", name), ("train.device", device)) if v]
-    if resume:
-        cfg, payload = _resume_config(config, name, list(set_ or []) + flags)
-    else:
-        cfg, payload = load_config(config, list(set_ or []) + flags), None
-    registry.check_name(cfg.name, "model name")
-    model_dir = registry.entry_dir("model", cfg.name)
+    overrides = list(set_ or []) + flags
+    cfg = None if resume else load_config(config, overrides)
+    model_name = registry.check_name(cfg.name if cfg else _resume_name(config, name), "model name")
+    # One writer per model: a second `train` of this name refuses instead of interleaving checkpoints.
+    with registry.lock("model", model_name, "training it"):
+        payload = None
+        if resume:
+            cfg, payload = _resume_config(config, model_name, overrides)
+        model_dir = registry.entry_dir("model", cfg.name)
 
-    from .train import train as run_training
+        from .train import train as run_training
 
-    data = registry.load_corpus(cfg.corpus)
-    if not resume and not overwrite and any(model_dir.glob("*.pt")):
-        fail(
-            f"model {cfg.name!r} already exists; continue it with --resume, replace it with --overwrite, "
-            "or pick another --name"
-        )
+        data = registry.load_corpus(cfg.corpus)
+        if not resume and not overwrite and any(model_dir.glob("*.pt")):
+            fail(
+                f"model {cfg.name!r} already exists; continue it with --resume, replace it with --overwrite, "
+                "or pick another --name"
+            )
 
-    reporter = TrainReporter(quiet)
-    signals = _StopSignals()
-    try:
-        with signals:
-            summary = run_training(cfg, data, resume=payload, on_event=reporter, should_stop=signals.requested)
-    finally:
-        reporter.close()
+        reporter = TrainReporter(quiet)
+        signals = _StopSignals()
+        try:
+            with signals:
+                summary = run_training(cfg, data, resume=payload, on_event=reporter, should_stop=signals.requested)
+        finally:
+            reporter.close()
     if json_out:
         out_json(summary)
     if summary["stop_reason"] == "interrupted":
@@ -359,19 +363,35 @@ def train(
 RESUME_FIXED = ("model.", "corpus", "train.batch_size", "train.seq_len")
 
 
-def _resume_config(config: Path | None, name: str | None, overrides: list[str]):
-    """The saved config of the model to resume, with `overrides` on top, and its last.pt payload."""
+def _resume_name(config: Path | None, name: str | None) -> str:
     from .config import load_config
 
     model_name = name or (load_config(config).name if config else None)
     if not model_name:
         usage("--resume needs the model: pass --name NAME (or the --config it was trained with)")
+    return model_name
+
+
+def _resume_config(config: Path | None, model_name: str, overrides: list[str]):
+    """The saved config of the model to resume, with `overrides` on top, and its last.pt payload.
+
+    A run killed before its first checkpoint has nothing to resume: with --config it starts from step 0
+    (so a job script can always say --resume), without one it fails.
+    """
+    from .config import load_config
+
+    try:
+        payload = registry.load_model_payload(model_name, "last")
+    except registry.NotFound:
+        if config is None:
+            fail(f"model {model_name!r} has no checkpoint to resume from; start it with --config")
+        err.print(f"note: model {model_name!r} has no checkpoint to resume from yet; starting it from step 0")
+        return load_config(config, overrides), None
     # The data position and carried hidden state are laid out by these: they cannot change mid-run.
     keys = [o.split("=")[0].strip() for o in overrides]
     fixed = [o for o, k in zip(overrides, keys, strict=True) if k.startswith(RESUME_FIXED) or k in ("model", "train")]
     if fixed:
         usage(f"--resume keeps the model's shape, corpus, batch_size and seq_len; drop {', '.join(fixed)}")
-    payload = registry.load_model_payload(model_name, "last")
     if "train_state" not in payload:
         fail(f"model {model_name!r} has no resumable checkpoint (its last.pt lacks the training state)")
     return load_config(None, overrides, base=payload["config"]), payload

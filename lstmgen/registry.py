@@ -16,12 +16,15 @@ Every .pt file holds only tensors, numbers, strings, lists and dicts, and is loa
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from .errors import LstmgenError
@@ -33,6 +36,18 @@ MODEL_FORMAT = 1
 
 class NotFound(LstmgenError):
     pass
+
+
+class SaveFailed(LstmgenError):
+    """A registry write failed (disk full, permissions); the file it would have replaced is unchanged."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"could not save {path} ({reason}); what was there before is unchanged")
+
+
+class Busy(LstmgenError):
+    """Another process holds the entry's lock (training the model, preparing the corpus)."""
 
 
 def home() -> Path:
@@ -89,31 +104,150 @@ def require(kind: str, name: str) -> Path:
     return d
 
 
+# -- locks ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def lock(kind: str, name: str, doing: str):
+    """Hold the entry's lock while writing it (train, prepare, rm); raise Busy if another process holds it.
+
+    An advisory flock on locks/KIND-NAME.lock: the kernel releases it when the holder exits, however it
+    exits (kill -9 included), so a crash never leaves a stale lock. Readers (`sample`, `eval`, `list`) take
+    no lock: atomic writes already show them the last complete file. The lock file names its holder and
+    is deleted on release, so a command that fails leaves the registry as it found it.
+    """
+    path = home() / "locks" / f"{kind}-{check_name(name, f'{kind} name')}.lock"
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the locks dir was just removed by a releasing process
+            continue
+        if not _try_lock(fd):
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another lstmgen process"
+            os.close(fd)
+            raise Busy(f"{kind} {name!r} is busy ({holder}); wait for it to finish, or use another name")
+        try:
+            same_file = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        os.close(fd)  # we locked a file its holder had just deleted on release: try again
+    try:
+        os.ftruncate(fd, 0)
+        started = datetime.now().astimezone().isoformat(timespec="seconds")
+        os.write(fd, f"pid {os.getpid()} {doing} since {started}".encode())
+        clear_partial(entry_dir(kind, name))  # a writer killed mid-save left these; none can be live now
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still holding it: see the samestat check above
+        os.close(fd)  # closing releases the lock
+        try:
+            path.parent.rmdir()
+        except OSError:  # other locks are held, or it is gone already
+            pass
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows: lock the first byte instead
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
 # -- atomic writes -------------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(file) on a temp file beside `path`, fsync, then rename over `path`: readers see old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class _RecordingWriter:
+    """A file wrapper that remembers the OSError of a failed write.
+
+    torch.save reports a failed write (say, a full disk) as "RuntimeError: unexpected pos 704 vs 598";
+    the OSError it swallowed is the message the user needs.
+    """
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def atomic_write(path: Path, write, before_replace=None) -> None:
+    """Call write(file) on a temp file beside `path`, fsync, then rename over `path`: readers see old or new.
+
+    `before_replace()` runs after the new bytes are safely on disk and before the rename (train uses it to
+    drop an older run's files only once the new checkpoint exists). A process killed at any moment
+    leaves `path` complete, old or new, plus at worst a `.NAME.*.tmp` file that `clear_partial` removes.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            writer = _RecordingWriter(f)
+            try:
+                write(writer)
+            except RuntimeError:
+                if writer.error is None:
+                    raise
+                raise writer.error from None
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise SaveFailed(path, reason) from None
         raise
+    _fsync_dir(path.parent)  # the rename itself survives a power cut
 
 
-def save_pt(path: Path, payload: dict) -> None:
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:  # Windows cannot open directories; its renames are journaled anyway
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def clear_partial(d: Path) -> None:
+    """Remove the temp files a process killed mid-write left in `d` (`lock` calls it once it holds the lock)."""
+    for tmp in d.glob(".*.tmp") if d.is_dir() else ():
+        tmp.unlink(missing_ok=True)
+
+
+def save_pt(path: Path, payload: dict, before_replace=None) -> None:
     import torch
 
-    try:
-        atomic_write(path, lambda f: torch.save(payload, f))
-    except OSError as e:
-        raise LstmgenError(f"could not save {path} ({e.strerror or e}); the previous file is unchanged") from None
+    atomic_write(path, lambda f: torch.save(payload, f), before_replace)
 
 
 def load_pt(path: Path) -> dict:
@@ -259,7 +393,8 @@ def list_entries() -> dict:
 
 def remove(kind: str, name: str) -> Path:
     d = require(kind, name)
-    shutil.rmtree(d)
+    with lock(kind, name, "removing it"):
+        shutil.rmtree(d)
     reg = home() / "registry.json"
     data = read_json(reg)
     if kind == "model" and data.get("default_model") == name:

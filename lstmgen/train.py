@@ -188,7 +188,7 @@ def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.devi
     model.load_state_dict(resume["state_dict"])
     optimizer.load_state_dict(ts["optimizer"])
     s.update({k: ts[k] for k in RESUMED})
-    s["saved_step"] = ts["step"]
+    s["saved"] = {"last": ts["step"]}
     s["history"], s["created"] = list(resume["history"]), resume["created"]
     torch.set_rng_state(ts["rng_cpu"])
     if device.type == "cuda" and ts.get("rng_cuda") is not None:
@@ -245,7 +245,7 @@ def train(
         "bad_evals": 0,
         "history": [],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "saved_step": None,  # the step of the newest checkpoint on disk from this run
+        "saved": {},  # which -> step, for the checkpoints this run has on disk
     }
     hidden = None  # (h, c), each (n_layer, B, H); None at an epoch start = zeros
     if resume is not None:
@@ -295,39 +295,51 @@ def train(
             }
         return p
 
-    def save(which: str, status: str) -> None:
+    def kept() -> str:
+        """What a failure leaves behind, for its error line."""
+        for which in ("last", "best"):  # last.pt is what --resume continues from
+            if which in s["saved"]:
+                return f"{which}.pt of step {s['saved'][which]:,} is intact"
+        return "nothing was saved, and an earlier model of this name is untouched"
+
+    def drop_stale() -> None:
         while stale:
             stale.pop().unlink(missing_ok=True)
-        s["saved_step"] = s["step"]
-        registry.save_pt(model_dir / f"{which}.pt", payload(with_train_state=which == "last"))
-        registry.write_json(
-            model_dir / "info.json",
-            {
-                "kind": "model",
-                "name": cfg.name,
-                "corpus": cfg.corpus,
-                "tokenizer": vocab.kind,
-                "vocab_size": len(vocab),
-                "parameters": model.num_params(),
-                "steps": s["step"],
-                "epochs": s["epoch"],
-                "best_val_loss": s["best_val"],
-                "status": status,
-                "created": s["created"],
-                "updated": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-                "model": asdict(cfg.model),
-            },
-        )
-        emit("checkpoint", {"which": which, "step": s["step"], "path": str(model_dir / f"{which}.pt")})
+
+    def save(which: str, status: str) -> None:
+        path = model_dir / f"{which}.pt"
+        try:
+            # An older run's files go only once this checkpoint is on disk (just before its rename).
+            registry.save_pt(path, payload(with_train_state=which == "last"), before_replace=drop_stale)
+            s["saved"][which] = s["step"]
+            registry.write_json(
+                model_dir / "info.json",
+                {
+                    "kind": "model",
+                    "name": cfg.name,
+                    "corpus": cfg.corpus,
+                    "tokenizer": vocab.kind,
+                    "vocab_size": len(vocab),
+                    "parameters": model.num_params(),
+                    "steps": s["step"],
+                    "epochs": s["epoch"],
+                    "best_val_loss": s["best_val"],
+                    "status": status,
+                    "created": s["created"],
+                    "updated": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                    "model": asdict(cfg.model),
+                },
+            )
+        except registry.SaveFailed as e:
+            raise LstmgenError(
+                f"could not save {e.path.name} of step {s['step']:,} in {model_dir} ({e.reason}); {kept()}; "
+                "free some space, then continue with --resume"
+            ) from None
+        emit("checkpoint", {"which": which, "step": s["step"], "path": str(path)})
 
     def diverged(loss: float):
-        kept = (
-            f"the checkpoint of step {s['saved_step']:,} is kept"
-            if s["saved_step"] is not None
-            else "nothing was saved, and an earlier model of this name is untouched"
-        )
         raise LstmgenError(
-            f"training diverged at step {s['step']:,} (loss {loss}); {kept}; lower train.lr or set train.grad_clip"
+            f"training diverged at step {s['step']:,} (loss {loss}); {kept()}; lower train.lr or set train.grad_clip"
         )
 
     def run_eval() -> bool:

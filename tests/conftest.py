@@ -1,6 +1,8 @@
 """Shared fixtures: every test gets its own empty registry, and tiny corpora/models at toy sizes."""
 
 import csv
+import errno
+import os
 
 import pytest
 import torch
@@ -80,3 +82,40 @@ def tiny_model(toy_corpus):
     cfg = tiny_config()
     train(cfg, toy_corpus)
     return cfg
+
+
+class _FullDisk:
+    """A file that fails like a full disk once `budget` bytes are written (shared by all files opened)."""
+
+    def __init__(self, f, budget: list[int]):
+        self.f, self.budget = f, budget
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        if n > self.budget[0]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.budget[0] -= n
+        return self.f.write(data)
+
+    def __getattr__(self, attr):
+        return getattr(self.f, attr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+@pytest.fixture
+def disk_full(monkeypatch):
+    """disk_full(after_bytes=N): registry writes fail with ENOSPC once N more bytes are written."""
+    from lstmgen import registry as reg
+
+    real = os.fdopen
+
+    def fill(after_bytes: int = 0):
+        budget = [after_bytes]
+        monkeypatch.setattr(reg.os, "fdopen", lambda *a, **k: _FullDisk(real(*a, **k), budget))
+
+    return fill

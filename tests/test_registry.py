@@ -1,3 +1,4 @@
+import itertools
 import os
 import pickle
 
@@ -19,18 +20,26 @@ def test_not_found_suggests_the_closest_name(tiny_model):
         registry.require("model", "tinny")
 
 
-def test_failed_save_leaves_the_previous_file(tmp_path):
+def test_disk_full_while_saving_leaves_the_previous_file(tmp_path, disk_full):
     path = tmp_path / "x.pt"
     registry.save_pt(path, {"a": torch.ones(2)})
+    disk_full(after_bytes=100)  # torch.save of 1M floats writes far more than that
+    with pytest.raises(registry.SaveFailed, match="no space left on device.*what was there before is unchanged"):
+        registry.save_pt(path, {"a": torch.zeros(1_000_000)})
+    assert torch.equal(registry.load_pt(path)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temp file left behind
+
+
+def test_a_failed_write_of_any_kind_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "x.pt"
 
     class Boom:
         def __reduce__(self):
-            raise OSError(28, "No space left on device")
+            raise ValueError("not serialisable")
 
-    with pytest.raises(LstmgenError, match="No space left on device.*previous file is unchanged"):
+    with pytest.raises(ValueError):
         registry.save_pt(path, {"a": Boom()})
-    assert torch.equal(registry.load_pt(path)["a"], torch.ones(2))
-    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temp file left behind
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_crafted_pickle_is_refused_unexecuted(tmp_path):
@@ -71,12 +80,22 @@ def test_newer_format_is_refused(tiny_model):
         registry.load_model_payload("tiny")
 
 
-def test_listing_survives_missing_files(tiny_model):
-    d = registry.entry_dir("model", "tiny")
-    (d / "info.json").unlink()
-    (d / "best.pt").unlink()
-    listing = registry.list_entries()
-    assert [m["name"] for m in listing["models"]] == ["tiny"] and listing["models"][0]["checkpoints"] == ["last"]
+def test_listing_survives_any_subset_of_files_missing(toy_corpus, tiny_model):
+    model_dir, corpus_dir = registry.entry_dir("model", "tiny"), registry.entry_dir("corpus", "toy")
+    files = sorted([*model_dir.iterdir(), *corpus_dir.iterdir()])
+    saved = {f: f.read_bytes() for f in files}
+    for r in range(len(files) + 1):
+        for gone in itertools.combinations(files, r):
+            for f in gone:
+                f.unlink()
+            listing = registry.list_entries()
+            assert [m["name"] for m in listing["models"]] == ["tiny"]
+            assert [c["name"] for c in listing["corpora"]] == ["toy"]
+            left = {f.stem for f in model_dir.glob("*.pt")}
+            assert set(listing["models"][0]["checkpoints"]) == left
+            assert listing["default_model"] == ("tiny" if left else None)
+            for f in gone:
+                f.write_bytes(saved[f])
 
 
 def test_default_model_is_latest_unless_set(toy_corpus, tiny_model):

@@ -85,7 +85,7 @@ def test_divergence_keeps_the_last_finite_checkpoint(toy_corpus, monkeypatch):
     saved = weights("tiny")
     real = train_mod.F.cross_entropy
     monkeypatch.setattr(train_mod.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
-    with pytest.raises(LstmgenError, match="diverged at step 5.*the checkpoint of step 4 is kept"):
+    with pytest.raises(LstmgenError, match="diverged at step 5.*last.pt of step 4 is intact"):
         train(tiny_config(max_steps=8), toy_corpus, resume=registry.load_model_payload("tiny", "last"))
     assert all(torch.equal(saved[k], v) for k, v in weights("tiny").items())
     # A fresh run over the same name (--overwrite) that diverges before its first save replaces nothing.

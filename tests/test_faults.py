@@ -1,0 +1,201 @@
+"""Faults a long training run meets: a full disk, a second writer, kill -9. The long randomised version is
+tests/stress/kill9.py; these are the fast, deterministic cases."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lstmgen import registry
+from lstmgen.errors import LstmgenError
+from lstmgen.train import train
+
+from .conftest import tiny_config
+
+CLI = [sys.executable, "-m", "lstmgen"]
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def weights(name, which="last"):
+    return registry.load_model_payload(name, which)["state_dict"]
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_disk_full_mid_training_keeps_the_last_checkpoint_and_resume_finishes_the_run(toy_corpus, disk_full):
+    train(tiny_config(max_steps=12), toy_corpus)
+    straight = weights("tiny")
+
+    cfg = tiny_config(max_steps=12)
+    cfg.name = "full"
+    calls = iter(range(100))
+    train(cfg, toy_corpus, should_stop=lambda: next(calls) >= 4)  # stopped, with a checkpoint, at step 4
+    d = registry.entry_dir("model", "full")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    disk_full(after_bytes=0)
+    with pytest.raises(LstmgenError, match=r"no space left on device.*last\.pt of step 4 is intact.*--resume"):
+        train(cfg, toy_corpus, resume=registry.load_model_payload("full", "last"))
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # intact, and no temp files
+
+    disk_full(after_bytes=10**9)  # space freed
+    train(cfg, toy_corpus, resume=registry.load_model_payload("full", "last"))
+    assert same(weights("full"), straight)
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock():
+    with registry.lock("model", "m", "training it"):
+        with pytest.raises(registry.Busy, match=rf"model 'm' is busy \(pid {os.getpid()} training it since"):
+            with registry.lock("model", "m", "training it"):
+                pass
+        with registry.lock("model", "other", "training it"):  # other names are free
+            pass
+    with registry.lock("model", "m", "training it"):  # released on exit
+        pass
+    assert not (registry.home() / "locks").exists()  # and it leaves nothing behind
+
+
+def test_lock_clears_the_temp_files_a_killed_writer_left(tiny_model):
+    d = registry.entry_dir("model", "tiny")
+    (d / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    with registry.lock("model", "tiny", "training it"):
+        assert not list(d.glob(".*.tmp"))
+
+
+def test_rm_refuses_while_the_model_is_training(tiny_model):
+    with registry.lock("model", "tiny", "training it"):
+        with pytest.raises(registry.Busy, match="busy"):
+            registry.remove("model", "tiny")
+    assert registry.entry_dir("model", "tiny").is_dir()
+
+
+@posix_only
+def test_concurrent_train_and_prepare_refuse_and_sample_reads_the_last_checkpoint(jokes_csv, toy_corpus):
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    sets = sum(
+        [
+            ["--set", s]
+            for s in (
+                "model.embed=8",
+                "model.hidden=16",
+                "train.batch_size=2",
+                "train.seq_len=8",
+                "train.max_steps=100000",
+                "train.max_epochs=null",
+                "train.max_time=null",
+                "train.eval_every=20",
+                "train.checkpoint_every=20",
+            )
+        ],
+        [],
+    )
+    first = subprocess.Popen(
+        [*CLI, "train", "--corpus", "toy", "--name", "busy", *sets], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while "training busy" not in first.stderr.readline():
+            assert first.poll() is None
+        while not (registry.entry_dir("model", "busy") / "last.pt").exists():
+            time.sleep(0.05)
+        second = subprocess.run(
+            [*CLI, "train", "--corpus", "toy", "--name", "busy", "--overwrite", *sets],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert second.returncode == 1
+        assert second.stderr.count("\n") == 1 and f"model 'busy' is busy (pid {first.pid} training it" in second.stderr
+        with registry.lock("corpus", "toy", "preparing it"):
+            prep = subprocess.run(
+                [*CLI, "prepare", str(jokes_csv), "--name", "toy", "--overwrite"],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+        assert prep.returncode == 1 and "corpus 'toy' is busy" in prep.stderr
+        # Readers take no lock: they see the last complete checkpoint while training goes on.
+        s = subprocess.run(
+            [*CLI, "sample", "Why", "--model", "busy", "--max-tokens", "5", "--seed", "1"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert s.returncode == 0 and s.stdout.startswith("Why"), s.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert first.returncode == 143
+
+
+@posix_only
+def test_kill_9_after_a_checkpoint_then_resume_is_bit_identical(toy_corpus):
+    """kill -9 loses at most one checkpoint interval, and the resumed run ends where a straight one does."""
+    sets = [
+        "--corpus",
+        "toy",
+        "--quiet",
+        *sum(
+            [
+                ["--set", s]
+                for s in (
+                    "model.embed=8",
+                    "model.hidden=16",
+                    "model.dropout=0.1",
+                    "train.batch_size=2",
+                    "train.seq_len=8",
+                    "train.max_steps=200",
+                    "train.max_epochs=null",
+                    "train.max_time=null",
+                    "train.eval_every=20",
+                    "train.checkpoint_every=20",
+                    "train.device=cpu",
+                    "train.precision=fp32",
+                )
+            ],
+            [],
+        ),
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    subprocess.run([*CLI, "train", "--name", "straight", *sets], env=env, check=True, capture_output=True)
+
+    proc = subprocess.Popen([*CLI, "train", "--name", "killed", *sets], env=env, stderr=subprocess.DEVNULL)
+    info = registry.entry_dir("model", "killed") / "info.json"
+    # info.json is rewritten at each save, best.pt's (at an eval) before last.pt's: at 60, last.pt is >= 40.
+    while json.loads(info.read_text()).get("steps", 0) < 60 if info.exists() else True:
+        assert proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = registry.load_model_payload("killed", "last")["train_state"]["step"]
+    assert 40 <= step < 200
+    r = subprocess.run(
+        [*CLI, "train", "--name", "killed", "--resume", "--quiet", "--json"], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == 200
+    for which in ("last", "best"):
+        assert same(weights("killed", which), weights("straight", which))
+
+
+def test_resume_with_no_checkpoint_yet_starts_from_step_zero(toy_corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from lstmgen.cli import app
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "corpus: toy\nname: fresh\nmodel: {embed: 8, hidden: 16}\n"
+        "train: {batch_size: 2, seq_len: 8, max_steps: 3, max_epochs: null, max_time: null}\n"
+    )
+    r = CliRunner().invoke(app, ["train", "--config", str(config), "--resume", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "no checkpoint to resume from yet; starting it from step 0" in r.output
+    assert registry.load_model_payload("fresh", "last")["train_state"]["step"] == 3
+    r = CliRunner().invoke(app, ["train", "--name", "nothing", "--resume"])
+    assert r.exit_code == 1 and "has no checkpoint to resume from; start it with --config" in r.output
