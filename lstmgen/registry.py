@@ -336,7 +336,44 @@ def load_model_payload(name: str, which: str | None = None) -> dict:
         raise LstmgenError(
             f"model {name!r} has format version {version}, newer than this lstmgen reads ({MODEL_FORMAT})"
         )
+    _check_model_parts(payload, path)
     return payload
+
+
+def _check_model_parts(payload: dict, path: Path) -> None:
+    """Types and ranges of a model file's parts, checked once here so that a damaged or hostile file is one
+    error line, not a traceback deep inside sample, eval, show or resume."""
+    import torch
+
+    from .config import ConfigError, load_config
+    from .tokenize import Vocab
+
+    def damaged(what: str):
+        raise LstmgenError(f"{path} is damaged ({what}); train the model again")
+
+    for key, kind in (("vocab", dict), ("model_config", dict), ("config", dict), ("state_dict", dict),
+                      ("history", list), ("corpus", dict), ("heldout", dict)):  # fmt: skip
+        if not isinstance(payload[key], kind):
+            damaged(f"{key} is not a {kind.__name__}")
+    n_vocab = len(Vocab.from_dict(payload["vocab"]))
+    try:
+        load_config(None, [], base=payload["config"])
+        load_config(None, [], base={"model": payload["model_config"]})
+    except ConfigError as e:
+        damaged(f"its saved config: {e}")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["state_dict"].items()):
+        damaged("state_dict holds something other than named tensors")
+    numbers = (int, float, type(None))
+    for h in payload["history"]:
+        if not (isinstance(h, dict) and isinstance(h.get("step"), int)
+                and all(isinstance(h.get(k), numbers) for k in ("train_loss", "val_loss"))):  # fmt: skip
+            damaged("its metrics history is malformed")
+    for split in ("val", "test"):
+        ids = payload["heldout"].get(split)
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
+            damaged(f"held-out {split} ids are not a 1-D integer tensor")
+        if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < n_vocab):
+            damaged(f"held-out {split} ids fall outside its vocabulary of {n_vocab}")
 
 
 def default_model() -> str | None:

@@ -30,7 +30,7 @@ def load_model(name: str, which: str | None = None, device="cpu") -> Loaded:
         vocab = Vocab.from_dict(payload["vocab"])
         model = LSTMLM(len(vocab), ModelConfig(**payload["model_config"]))
         model.load_state_dict(payload["state_dict"])
-    except (TypeError, RuntimeError, KeyError) as e:
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
         first = str(e).strip().splitlines()[0][:160]
         raise LstmgenError(f"model {name!r} has weights that do not fit its config ({first}); train it again") from None
     return Loaded(model.to(device).eval(), vocab, payload)

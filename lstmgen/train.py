@@ -193,7 +193,13 @@ def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.devi
     torch.set_rng_state(ts["rng_cpu"])
     if device.type == "cuda" and ts.get("rng_cuda") is not None:
         torch.cuda.set_rng_state(ts["rng_cuda"], device)
-    return tuple(h.to(device) for h in ts["hidden"]) if ts.get("hidden") is not None else None
+    hidden = ts.get("hidden")
+    if hidden is None:
+        return None
+    expected = (model.lstm.num_layers, resume["config"]["train"]["batch_size"], model.lstm.hidden_size)
+    if len(hidden) != 2 or any(tuple(h.shape) != expected for h in hidden):
+        raise ValueError(f"the carried hidden state is not (h, c) of shape {expected}")
+    return tuple(h.to(device) for h in hidden)
 
 
 def train(
@@ -251,7 +257,7 @@ def train(
     if resume is not None:
         try:
             hidden = _restore(resume, model, optimizer, s, device)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
             raise LstmgenError(
                 f"model {cfg.name!r}: last.pt is damaged or incomplete ({type(e).__name__}: "
                 f"{str(e).splitlines()[0][:120]}); train it again with --overwrite"
