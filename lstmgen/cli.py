@@ -145,7 +145,10 @@ def prepare(
     test_frac: Annotated[float, typer.Option(help="Fraction of records held out for testing.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the record split.")] = 0,
     min_freq: Annotated[int, typer.Option(help="Word tokenizer: words seen fewer times become <unk>.")] = 2,
-    max_vocab: Annotated[Optional[int], typer.Option(help="Word tokenizer: keep at most this many tokens.")] = None,
+    max_vocab: Annotated[
+        Optional[int],
+        typer.Option(help="Word tokenizer: keep at most this many tokens [default: all, refused above 100,000]."),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing corpus of the same name.")
     ] = False,

@@ -12,6 +12,7 @@ from .errors import LstmgenError
 EOR = "<eor>"  # end of record: ends every record in training, so generation learns where a joke ends
 UNK = "<unk>"  # word models only: any word the vocab lacks
 KINDS = ("char", "word")
+MAX_WORD_VOCAB = 100_000  # above this, prepare asks for an explicit --max-vocab
 
 # A number with inner separators ("5.99", "3:30", "1,000"), a word keeping inner apostrophes ("don't",
 # "rock'n'roll"), or one punctuation mark.
@@ -114,7 +115,21 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, d: dict) -> Vocab:
-        return cls(kind=d["kind"], itos=list(d["itos"]))
+        # Checked because d comes from a file: a damaged vocab (itos of ints, or without <eor> first) used to
+        # load fine and fail later as a bare KeyError('<eor>') traceback in `eval` and `sample`.
+        itos = d.get("itos") if isinstance(d, dict) else None
+        if (
+            not isinstance(d, dict)
+            or d.get("kind") not in KINDS
+            or not isinstance(itos, list)
+            or not all(isinstance(t, str) and t for t in itos)
+            or itos[:1] != [EOR]
+        ):
+            raise LstmgenError(
+                "the saved vocabulary is damaged (expected a char or word vocab of strings, <eor> first); "
+                "prepare the corpus or train the model again"
+            )
+        return cls(kind=d["kind"], itos=list(itos))
 
 
 def build_vocab(
@@ -141,6 +156,14 @@ def build_vocab(
     for text in train_texts:
         counts.update(tokenize_words(text))
     words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+    if max_vocab is None and len(words) + 2 > MAX_WORD_VOCAB:
+        # An embedding and a softmax this wide would dwarf the LSTM (and usually mean the "words" are ids,
+        # hashes or noise): make the user choose the cap.
+        raise LstmgenError(
+            f"the word vocabulary would hold {len(words) + 2:,} entries (words seen at least {min_freq} times), "
+            f"more than {MAX_WORD_VOCAB:,}; cap it with --max-vocab (say 50000: rarer words become <unk>), "
+            "raise --min-freq, or use --tokenizer char"
+        )
     if max_vocab is not None:
         words = words[: max(0, max_vocab - 2)]
     return Vocab("word", [EOR, UNK, *words])

@@ -86,3 +86,29 @@ def test_word_corpus_has_unk_rate(tmp_path):
     c = build_corpus(src, read_records(src)[0], tokenizer="word", min_freq=2)
     assert c["vocab"]["itos"][:2] == ["<eor>", "<unk>"]
     assert c["meta"]["unk_rate"]["val"] > 0  # the numbers are unique: held-out ones are <unk>
+
+
+def test_one_long_line_read_as_a_stream_splits_at_word_breaks(tmp_path):
+    p = tmp_path / "one.txt"
+    p.write_text(" ".join(f"w{i % 97}" for i in range(20_000)))  # ~100 kB, no line break
+    src = read_source(str(p))
+    with pytest.raises(LstmgenError, match="only 1 record.*--records file"):
+        build_corpus(src, read_records(src)[0])
+    corpus = build_corpus(src, read_records(src, records="file")[0], stream=True)
+    chars = corpus["meta"]["chars"]
+    assert chars["val"] > 3500 and chars["test"] > 3500 and chars["train"] > 70_000
+
+
+def test_a_vocabulary_explosion_asks_for_max_vocab(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(4, 8))) for _ in range(130_000)]
+    p = tmp_path / "noise.txt"
+    p.write_text("\n".join(" ".join(words[i : i + 10] * 2) for i in range(0, len(words), 10)))  # each word twice
+    src = read_source(str(p))
+    records = read_records(src)[0]
+    with pytest.raises(LstmgenError, match=r"would hold 1\d\d,\d{3} entries.*--max-vocab"):
+        build_corpus(src, records, tokenizer="word", min_freq=2)
+    corpus = build_corpus(src, records, tokenizer="word", min_freq=2, max_vocab=5000)
+    assert corpus["meta"]["vocab_size"] == 5000
