@@ -425,7 +425,8 @@ class _StopSignals:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
-        err.print("\nstopping after this step and saving a checkpoint (press Ctrl-C again to abort)")
+        newline = "\n" if err.is_terminal else ""  # end the progress bar's line, on a terminal only
+        err.print(f"{newline}stopping after this step and saving a checkpoint (press Ctrl-C again to abort)")
 
     def __enter__(self):
         for s in (signal.SIGINT, signal.SIGTERM):
