@@ -171,7 +171,8 @@ def prepare(
     from .corpus import build_corpus, read_records, read_source
 
     name = registry.check_name(
-        name or ("stdin" if input == "-" else registry.name_from(Path(input).stem)), "corpus name"
+        name if name is not None else ("stdin" if input == "-" else registry.name_from(Path(input).stem)),
+        "corpus name",
     )
     if val_frac <= 0:
         usage("--val-frac must be above 0: validation picks the best checkpoint and stops training early")

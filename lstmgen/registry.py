@@ -300,13 +300,45 @@ def load_corpus(name: str) -> dict:
 
     path = require("corpus", name) / "corpus.pt"
     corpus = load_pt(path)
-    version = corpus.get("format_version")
-    if not isinstance(version, int) or version > CORPUS_FORMAT:
-        raise LstmgenError(
-            f"corpus {name!r} has format version {version}, newer than this lstmgen reads ({CORPUS_FORMAT}); "
-            "upgrade lstmgen or run `lstmgen prepare` again"
-        )
+    _check_version(corpus, path, CORPUS_FORMAT, "run `lstmgen prepare` again")
+    _check_corpus_parts(corpus, path)
     return corpus
+
+
+def _check_version(payload: dict, path: Path, newest: int, fix: str) -> None:
+    version = payload.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise LstmgenError(f"{path} has no valid format version ({version!r}): it is not an lstmgen file; {fix}")
+    if version > newest:
+        raise LstmgenError(
+            f"{path} has format version {version}, newer than this lstmgen reads ({newest}); upgrade lstmgen or {fix}"
+        )
+
+
+def _damaged(path: Path, what: str, fix: str):
+    raise LstmgenError(f"{path} is damaged ({what}); {fix}")
+
+
+def _check_ids(ids, n_vocab: int, what: str, path: Path, fix: str) -> None:
+    """A split's token ids: a 1-D integer tensor inside the vocabulary (an embedding lookup would crash)."""
+    import torch
+
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
+        _damaged(path, f"{what} ids are not a 1-D integer tensor", fix)
+    if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < n_vocab):
+        _damaged(path, f"{what} ids fall outside its vocabulary of {n_vocab}", fix)
+
+
+def _check_corpus_parts(corpus: dict, path: Path) -> None:
+    from .corpus import SPLITS
+    from .tokenize import Vocab
+
+    fix = "run `lstmgen prepare` again"
+    if not isinstance(corpus.get("meta"), dict) or not isinstance(corpus.get("splits"), dict):
+        _damaged(path, "its metadata or splits are missing", fix)
+    n_vocab = len(Vocab.from_dict(corpus.get("vocab")))
+    for split in SPLITS:
+        _check_ids(corpus["splits"].get(split), n_vocab, split, path, fix)
 
 
 # -- models --------------------------------------------------------------------------------------------
@@ -331,11 +363,7 @@ def load_model_payload(name: str, which: str | None = None) -> dict:
     missing = [k for k in MODEL_KEYS if k not in payload]
     if missing:
         raise LstmgenError(f"{path} is not a complete lstmgen model (missing {', '.join(missing)}); train it again")
-    version = payload.get("format_version")
-    if not isinstance(version, int) or version > MODEL_FORMAT:
-        raise LstmgenError(
-            f"model {name!r} has format version {version}, newer than this lstmgen reads ({MODEL_FORMAT})"
-        )
+    _check_version(payload, path, MODEL_FORMAT, "train it again")
     _check_model_parts(payload, path)
     return payload
 
@@ -348,8 +376,10 @@ def _check_model_parts(payload: dict, path: Path) -> None:
     from .config import ConfigError, load_config
     from .tokenize import Vocab
 
+    fix = "train the model again"
+
     def damaged(what: str):
-        raise LstmgenError(f"{path} is damaged ({what}); train the model again")
+        _damaged(path, what, fix)
 
     for key, kind in (("vocab", dict), ("model_config", dict), ("config", dict), ("state_dict", dict),
                       ("history", list), ("corpus", dict), ("heldout", dict)):  # fmt: skip
@@ -369,11 +399,7 @@ def _check_model_parts(payload: dict, path: Path) -> None:
                 and all(isinstance(h.get(k), numbers) for k in ("train_loss", "val_loss"))):  # fmt: skip
             damaged("its metrics history is malformed")
     for split in ("val", "test"):
-        ids = payload["heldout"].get(split)
-        if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
-            damaged(f"held-out {split} ids are not a 1-D integer tensor")
-        if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < n_vocab):
-            damaged(f"held-out {split} ids fall outside its vocabulary of {n_vocab}")
+        _check_ids(payload["heldout"].get(split), n_vocab, f"held-out {split}", path, fix)
 
 
 def default_model() -> str | None:

@@ -112,3 +112,21 @@ def test_default_model_is_latest_unless_set(toy_corpus, tiny_model):
     assert registry.default_model() == "tiny"
     registry.remove("model", "tiny")
     assert registry.default_model() == "newer"
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda c: c | {"format_version": 99}, "format version 99, newer than this lstmgen reads"),
+        (lambda c: c | {"format_version": "1"}, "no valid format version"),
+        (lambda c: {k: v for k, v in c.items() if k != "splits"}, "metadata or splits are missing"),
+        (lambda c: c | {"vocab": {"kind": "char", "itos": [1, 2]}}, "vocabulary is damaged"),
+        (lambda c: c | {"splits": c["splits"] | {"train": c["splits"]["train"].long() + 999}}, "outside its vocab"),
+        (lambda c: c | {"splits": c["splits"] | {"val": c["splits"]["val"].float()}}, "not a 1-D integer tensor"),
+    ],
+)
+def test_a_damaged_or_newer_corpus_is_one_clear_error(toy_corpus, damage, message):
+    path = registry.entry_dir("corpus", "toy") / "corpus.pt"
+    registry.save_pt(path, damage(registry.load_pt(path)))
+    with pytest.raises(LstmgenError, match=message):
+        registry.load_corpus("toy")
