@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
+import re
 import signal
 import sys
 from dataclasses import asdict
@@ -93,12 +95,7 @@ def out(line: str = "") -> None:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
-        # Point stdout at devnull so the interpreter's final flush does not complain, then exit quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        _silence_stdout()  # the reader left (`| head -1`): end quietly
         raise typer.Exit(0) from None
 
 
@@ -485,8 +482,8 @@ def sample(
 
       printf 'Why\\nWhat do you call\\n' | lstmgen sample - --json
     """
-    if temperature <= 0:
-        usage(f"--temperature must be > 0 (got {temperature}); use --greedy for argmax decoding")
+    if not 0 < temperature < math.inf:  # NaN fails this too
+        usage(f"--temperature must be a number > 0 (got {temperature}); use --greedy for argmax decoding")
     if top_k is not None and top_k < 1:
         usage(f"--top-k must be at least 1 (got {top_k})")
     if top_p is not None and not 0 < top_p <= 1:
@@ -796,5 +793,39 @@ def main():
         err.print("interrupted")
         sys.exit(130)
     except BrokenPipeError:
+        _silence_stdout()
         sys.exit(0)
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if os.environ.get("LSTMGEN_DEBUG"):
+            raise
+        _silence_stdout()  # stdout may be what failed (`> /dev/full`): do not fail again at exit
+        err.print(f"[bold red]error:[/] {escape(_unexpected(e))}")
+        sys.exit(EXIT_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _unexpected(e: Exception) -> str:
+    """The error line for an exception no command turned into an LstmgenError."""
+    detail = (str(e).strip().splitlines() or [""])[0][:200]
+    if isinstance(e, MemoryError) or "out of memory" in detail.lower() or "can't allocate memory" in detail:
+        asked = re.search(r"allocate (\d+) bytes", detail)  # torch's CPU allocator says how much
+        need = f": one allocation of {int(asked[1]) / 2**30:,.1f} GiB failed" if asked else ""
+        return (
+            f"out of memory{need}; use a smaller model (model.hidden, model.embed, a smaller vocabulary) "
+            "or a smaller train.batch_size"
+        )
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else " (writing the output?)"
+        return f"{e.strerror or detail}{where}"
+    return (
+        f"internal error ({type(e).__name__}: {detail}); this is a bug in lstmgen, please report it "
+        "(LSTMGEN_DEBUG=1 shows the traceback)"
+    )
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so the interpreter's final flush cannot raise again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout: nothing to flush at exit
+        pass

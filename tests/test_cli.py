@@ -47,7 +47,7 @@ def ok(*args, input=None):
 def bad(*args, code=1, input=None):
     r = run(*args, input=input)
     assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr + r.stdout and "internal error" not in r.stderr
     assert r.stdout == ""
     return r.stderr
 
@@ -143,8 +143,9 @@ def test_char_model_names_unknown_prompt_chars(trained):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--temperature", "0"], "--temperature must be > 0"),
-        (["--temperature", "-1"], "--temperature must be > 0"),
+        (["--temperature", "0"], "--temperature must be a number > 0"),
+        (["--temperature", "-1"], "--temperature must be a number > 0"),
+        (["--temperature", "nan"], "--temperature must be a number > 0"),
         (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["--top-p", "0"], "--top-p must be in (0, 1]"),
         (["--top-k", "-3"], "--top-k must be at least 1"),
@@ -268,3 +269,57 @@ def test_resume_refuses_whole_section_overrides(trained):
 
 def test_out_of_range_seed_is_a_usage_error(trained):
     assert "--seed must be between 0 and 2^63 - 1" in bad("sample", "Why", "--seed", str(2**64), code=2)
+
+
+def run_main(monkeypatch, capsys, *args):
+    """The installed entry point (`main`), in-process: exit code and stderr."""
+    from lstmgen import cli
+
+    monkeypatch.setattr("sys.argv", ["lstmgen", *map(str, args)])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    return e.value.code, capsys.readouterr().err
+
+
+def test_out_of_memory_is_one_line_that_says_what_to_shrink(trained, monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, "train", "--corpus", "toy", "--name", "huge", "--set",
+                         "model.embed=4000000000", "--set", "train.max_steps=1", "--quiet")  # fmt: skip
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "out of memory: one allocation of" in err and "smaller model" in err
+    assert not registry.entry_dir("model", "huge").exists()
+
+
+def test_an_unexpected_exception_is_one_line_not_a_traceback(trained, monkeypatch, capsys):
+    import lstmgen.sample
+
+    def boom(*a, **k):
+        raise ValueError("boom\nsecond line")
+
+    monkeypatch.setattr(lstmgen.sample, "sample", boom)
+    code, err = run_main(monkeypatch, capsys, "sample", "Why")
+    assert code == 1 and err.strip().splitlines() == [
+        "error: internal error (ValueError: boom); this is a bug in lstmgen, please report it "
+        "(LSTMGEN_DEBUG=1 shows the traceback)"
+    ]
+    monkeypatch.setenv("LSTMGEN_DEBUG", "1")
+    with pytest.raises(ValueError, match="boom"):
+        run_main(monkeypatch, capsys, "sample", "Why")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_stdout_is_one_error_line():
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "lstmgen", "list"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 1 and r.stderr == "error: No space left on device (writing the output?)\n"
+
+
+def test_help_into_a_closed_pipe_exits_0():
+    import subprocess
+    import sys
+
+    r = subprocess.run(f"{sys.executable} -m lstmgen --help | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.startswith("Usage:") and r.stderr == ""
