@@ -198,6 +198,7 @@ def main() -> int:
         "max_steps_lost": max(lost_steps, default=0),
         "checkpoint_every": 10,
         "reference_run_s": round(straight_s, 1),
+        "wall_s": round(time.perf_counter() - t0),
     }
     print(json.dumps(summary))
     if not args.keep:
