@@ -210,6 +210,16 @@ def prepare(
     err.print(
         f"  saved to {escape(str(path))}; next: lstmgen train --config configs/{meta['tokenizer']}.yaml --corpus {name}"
     )
+    skewed = []  # splits whose share of tokens is far from their share of records: a few giant records
+    for split, frac in (("train", 1 - val_frac - test_frac), ("val", val_frac), ("test", test_frac)):
+        share = tok[split] / sum(tok.values())
+        if frac > 0 and abs(share - frac) > 0.02 and not 1 / 3 < share / frac < 3:
+            skewed.append(f"{split} holds {share:.1%} of the tokens for {frac:.0%} of the records")
+    if skewed:
+        err.print(
+            f"  note: records differ a lot in length ({', '.join(skewed)}); consider --records file, "
+            "or splitting the long records"
+        )
 
 
 # -- train ---------------------------------------------------------------------------------------------
@@ -323,7 +333,9 @@ def train(
 
     if resume and overwrite:
         usage("--resume and --overwrite contradict each other; pick one")
-    flags = [f"{k}={v}" for k, v in (("corpus", corpus), ("name", name), ("train.device", device)) if v]
+    # JSON strings are YAML scalars that stay strings: "" stays "" (an invalid name), cuda:0 stays cuda:0.
+    given = {"corpus": corpus, "name": name, "train.device": device}
+    flags = [f"{k}={json.dumps(v)}" for k, v in given.items() if v is not None]
     overrides = list(set_ or []) + flags
     cfg = None if resume else load_config(config, overrides)
     model_name = registry.check_name(cfg.name if cfg else _resume_name(config, name), "model name")
@@ -495,8 +507,10 @@ def sample(
     if prompt == "":
         usage("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
     if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
-        prompts = [line.rstrip("\r\n") for line in sys.stdin]
-        if not prompts and prompt is None:
+        prompts = [line.rstrip("\r\n") for line in sys.stdin]  # a blank line: a sample from a record's start
+        if not prompts and prompt == "-":
+            usage("no prompts on stdin (PROMPT is -): pipe one prompt per line, or give PROMPT as an argument")
+        if not prompts:
             prompts = [""]
     else:
         prompts = [prompt or ""]
@@ -520,7 +534,7 @@ def sample(
             )
         elif missing and skip_unknown:
             err.print(
-                f"note: dropped {len(missing)} prompt character(s) {name!r}'s vocabulary lacks: "
+                f"note: dropped {len(missing)} prompt character(s) that model {name!r} does not know: "
                 + escape(", ".join(repr(m) for m in missing[:10]))
             )
         samples = run_sample(
@@ -687,7 +701,7 @@ def _find(name: str, kind: Kind | None) -> str:
     registry.check_name(name)
     kinds = [kind.value] if kind else [k for k in registry.KINDS if registry.entry_dir(k, name).is_dir()]
     if not kinds:
-        registry.require("model", name)  # raises NotFound with a suggestion
+        registry.require_any(name)  # raises NotFound with the closest corpus or model name
     if len(kinds) > 1:
         usage(f"{name!r} is both a corpus and a model; add --kind corpus or --kind model")
     return kinds[0]
@@ -765,7 +779,7 @@ def default(name: Annotated[Optional[str], typer.Argument(help="Model to make th
 
       lstmgen default char
     """
-    if name:
+    if name is not None:
         registry.set_default_model(name)
         err.print(f"default model: {name}")
     else:

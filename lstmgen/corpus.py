@@ -85,20 +85,17 @@ def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
                 io.StringIO(source.text), keep_default_na=False, index_col=False, dtype_backend="numpy_nullable"
             )
     except pd.errors.ParserWarning:
+        _check_delimiter(source, source.text.split("\n", 1)[0])
         raise LstmgenError(
             f"{source.name}: some rows have more fields than the header; quote text that contains commas "
             '(for example 1,"Hi, there")'
         ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+        _check_delimiter(source, source.text.split("\n", 1)[0])
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise LstmgenError(f"{source.name} is not a readable CSV: {first}") from None
     if len(df.columns) == 1:
-        for sep in (";", "\t", "|"):
-            if sep in str(df.columns[0]):
-                raise LstmgenError(
-                    f"{source.name} looks delimited by {sep!r}, not commas (header {str(df.columns[0])!r}); "
-                    "save it as a comma-separated CSV, or as .txt with one record per line"
-                )
+        _check_delimiter(source, str(df.columns[0]))
     text_columns = [c for c in df.columns if pd.api.types.is_string_dtype(df[c]) or df[c].dtype == object]
     if column is not None:
         if column not in df.columns:
@@ -126,6 +123,16 @@ def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
     if not records:
         raise LstmgenError(f"{source.name}: column {column!r} has no text")
     return records, str(column)
+
+
+def _check_delimiter(source: Source, header: str) -> None:
+    """A header without commas but with ';', tabs or '|' means another delimiter: say so, not pandas' error."""
+    for sep in (";", "\t", "|"):
+        if sep in header and "," not in header:
+            raise LstmgenError(
+                f"{source.name} looks delimited by {sep!r}, not commas (header {header!r}); "
+                "save it as a comma-separated CSV, or as .txt with one record per line"
+            )
 
 
 def _shown(column) -> str:

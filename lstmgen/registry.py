@@ -60,8 +60,9 @@ def home() -> Path:
 
 def check_name(name: str, what: str = "name") -> str:
     if not NAME_RE.match(name or "") or ".." in name:
+        shown = repr(name) if len(name or "") <= 60 else repr(name[:60]) + "..."
         raise LstmgenError(
-            f"invalid {what} {name!r}: use letters, digits, '.', '_' or '-' "
+            f"invalid {what} {shown}: use letters, digits, '.', '_' or '-', starting with a letter or digit "
             "(no '/', '..' or spaces), up to 100 characters"
         )
     return name
@@ -82,6 +83,19 @@ def names(kind: str) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name))
+
+
+def require_any(name: str) -> str:
+    """The kind of the entry called `name`, or a NotFound that suggests the closest corpus or model."""
+    for kind in KINDS:
+        if entry_dir(kind, name).is_dir():
+            return kind
+    existing = [(kind, n) for kind in KINDS for n in names(kind)]
+    close = difflib.get_close_matches(name, [n for _, n in existing], n=1, cutoff=0.5)
+    if close:
+        kind = next(k for k, n in existing if n == close[0])
+        raise NotFound(f"no corpus or model named {name!r} in {home()}; did you mean {kind} {close[0]!r}?")
+    raise NotFound(f"no corpus or model named {name!r} in {home()}")
 
 
 def require(kind: str, name: str) -> Path:
@@ -423,7 +437,7 @@ def set_default_model(name: str) -> None:
 
 
 def resolve_model(name: str | None) -> str:
-    if name:
+    if name is not None:
         return name
     chosen = default_model()
     if chosen is None:

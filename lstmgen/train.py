@@ -90,9 +90,19 @@ def autocast(device: torch.device, precision: str):
 
 @torch.no_grad()
 def evaluate(
-    model: LSTMLM, stream: torch.Tensor, eor_id: int, batch_size: int = 32, seq_len: int = 256, device=None
-) -> tuple[float, int]:
-    """Summed NLL (nats) over every token of `stream` and the number of tokens, in eval mode and fp32."""
+    model: LSTMLM,
+    stream: torch.Tensor,
+    eor_id: int,
+    batch_size: int = 32,
+    seq_len: int = 256,
+    device=None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[float, int] | None:
+    """Summed NLL (nats) over every token of `stream` and the number of tokens, in eval mode and fp32.
+
+    None if `should_stop()` turns true midway: a stop request is not kept waiting for a long validation
+    pass (a 50k-word softmax over a large split takes minutes on a CPU).
+    """
     if stream.numel() == 0:
         return 0.0, 0
     was_training = model.training
@@ -100,6 +110,9 @@ def evaluate(
     x, y = eval_lanes(stream, eor_id, batch_size, device)
     total, state = torch.zeros((), device=x.device), None
     for start in range(0, x.size(1), seq_len):
+        if should_stop and should_stop():
+            model.train(was_training)
+            return None
         logits, state = model(x[:, start : start + seq_len], state)
         total += F.cross_entropy(
             logits.flatten(0, 1).float(), y[:, start : start + seq_len].flatten(), ignore_index=IGNORE, reduction="sum"
@@ -350,8 +363,10 @@ def train(
 
     def run_eval() -> bool:
         """Validate, record, keep `best`; True when patience has run out."""
-        nll, n = evaluate(model, val_ids, vocab.eor_id, device=device)
-        val_loss = nll / n
+        result = evaluate(model, val_ids, vocab.eor_id, device=device, should_stop=should_stop)
+        if result is None:  # stopped midway: the loop saves last.pt and ends
+            return False
+        val_loss = result[0] / result[1]
         if not math.isfinite(val_loss):
             diverged(val_loss)
         improved = s["best_val"] is None or val_loss < s["best_val"]

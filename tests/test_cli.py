@@ -323,3 +323,31 @@ def test_help_into_a_closed_pipe_exits_0():
     r = subprocess.run(f"{sys.executable} -m lstmgen --help | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
                        executable="/bin/bash", capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0 and r.stdout.startswith("Usage:") and r.stderr == ""
+
+
+def test_empty_stdin_with_dash_is_a_usage_error(trained):
+    assert "no prompts on stdin" in bad("sample", "-", input="", code=2)
+
+
+@pytest.mark.parametrize(
+    "args", [["sample", "Why", "-m", ""], ["eval", "--model", ""], ["default", ""], ["train", "--name", "", *TINY]]
+)
+def test_an_empty_name_is_invalid_not_the_default(trained, args):
+    assert "invalid" in bad(*args) and "''" in bad(*args)
+
+
+def test_show_suggests_a_corpus_or_a_model(trained):
+    assert "did you mean corpus 'toy'?" in bad("show", "toi")
+
+
+def test_duplicate_config_keys_are_refused(trained, tmp_path):
+    cfg = tmp_path / "dup.yaml"
+    cfg.write_text("corpus: toy\nmodel:\n  hidden: 32\n  hidden: 64\n")
+    assert "invalid YAML at line 4, column 3: duplicate key 'hidden'" in bad("train", "-c", cfg)
+
+
+def test_prepare_notes_a_split_skewed_by_giant_records(tmp_path):
+    p = tmp_path / "skew.txt"
+    p.write_text("\n".join(["ab " * 20_000] + [f"short line {i}" for i in range(40)]))
+    r = ok("prepare", p, "--seed", "1")
+    assert "note: records differ a lot in length" in r.stderr

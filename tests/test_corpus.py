@@ -112,3 +112,10 @@ def test_a_vocabulary_explosion_asks_for_max_vocab(tmp_path):
         build_corpus(src, records, tokenizer="word", min_freq=2)
     corpus = build_corpus(src, records, tokenizer="word", min_freq=2, max_vocab=5000)
     assert corpus["meta"]["vocab_size"] == 5000
+
+
+def test_semicolon_csv_with_commas_in_the_text_names_the_delimiter(tmp_path):
+    p = tmp_path / "semi.csv"
+    p.write_text("id;Joke\n1;Hi, there\n2;Why, yes\n")
+    with pytest.raises(LstmgenError, match="looks delimited by ';', not commas"):
+        read_records(read_source(str(p)))

@@ -37,7 +37,8 @@ def test_interrupted_then_resumed_run_is_bit_identical(toy_corpus):
     cfg = tiny_config(max_steps=13)
     cfg.name = "split"
     calls = iter(range(100))
-    first = train(cfg, toy_corpus, should_stop=lambda: next(calls) >= 6)  # Ctrl-C after step 6
+    # Polled before each step and each validation window (one, at step 4): the 8th poll is before step 7.
+    first = train(cfg, toy_corpus, should_stop=lambda: next(calls) >= 7)  # Ctrl-C after step 6
     assert first["stop_reason"] == "interrupted" and first["steps"] == 6
     second = train(cfg, toy_corpus, resume=registry.load_model_payload("split", "last"))
     assert second["steps"] == 13
@@ -109,3 +110,16 @@ def test_library_resume_refuses_a_different_data_layout(toy_corpus):
     train(tiny_config(max_steps=4), toy_corpus)
     with pytest.raises(LstmgenError, match="different train.batch_size"):
         train(tiny_config(max_steps=8, batch_size=2), toy_corpus, resume=registry.load_model_payload("tiny", "last"))
+
+
+def test_a_stop_request_does_not_wait_for_the_validation_pass(toy_corpus):
+    calls = []
+
+    def should_stop():  # polled before each step (4 here), then before each validation window
+        calls.append(1)
+        return len(calls) >= 5
+
+    summary = train(tiny_config(max_steps=12), toy_corpus, should_stop=should_stop)
+    assert summary["stop_reason"] == "interrupted" and summary["steps"] == 4
+    payload = registry.load_model_payload("tiny", "last")
+    assert payload["train_state"]["step"] == 4 and payload["history"] == []  # the abandoned eval is not recorded
