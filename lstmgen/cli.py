@@ -333,6 +333,8 @@ def train(
 
     if resume and overwrite:
         usage("--resume and --overwrite contradict each other; pick one")
+    if resume and any(o.split("=")[0].strip() == "name" for o in set_ or []):
+        usage("--resume names the model with --name (or the --config's name:), not --set name=")
     # JSON strings are YAML scalars that stay strings: "" stays "" (an invalid name), cuda:0 stays cuda:0.
     given = {"corpus": corpus, "name": name, "train.device": device}
     flags = [f"{k}={json.dumps(v)}" for k, v in given.items() if v is not None]
@@ -398,6 +400,11 @@ def _resume_config(config: Path | None, model_name: str, overrides: list[str]):
     except registry.NotFound:
         if config is None:
             fail(f"model {model_name!r} has no checkpoint to resume from; start it with --config")
+        if not _died_before_first_checkpoint(model_name):
+            fail(
+                f"model {model_name!r} has no last.pt to resume from, but has a best.pt of a run that got further; "
+                "start it again with --overwrite"
+            )
         err.print(f"note: model {model_name!r} has no checkpoint to resume from yet; starting it from step 0")
         return load_config(config, overrides), None
     # The data position and carried hidden state are laid out by these: they cannot change mid-run.
@@ -408,6 +415,22 @@ def _resume_config(config: Path | None, model_name: str, overrides: list[str]):
     if "train_state" not in payload:
         fail(f"model {model_name!r} has no resumable checkpoint (its last.pt lacks the training state)")
     return load_config(None, overrides, base=payload["config"]), payload
+
+
+def _died_before_first_checkpoint(model_name: str) -> bool:
+    """No last.pt: is this a run killed before its first one (nothing, or only an early best.pt of its own)?
+
+    best.pt is written before last.pt at a step that has both, so a kill in between leaves a best.pt no
+    later than checkpoint_every. A later best.pt means last.pt was lost some other way: not ours to replace.
+    """
+    d = registry.entry_dir("model", model_name)
+    if not (d / "best.pt").is_file():
+        return True
+    try:
+        best = registry.load_model_payload(model_name, "best")
+    except LstmgenError:
+        return False
+    return best["step"] <= best["config"]["train"]["checkpoint_every"]
 
 
 def _flatten(d: dict, prefix: str = "") -> list[str]:

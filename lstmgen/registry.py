@@ -132,10 +132,10 @@ def lock(kind: str, name: str, doing: str):
     """
     path = home() / "locks" / f"{kind}-{check_name(name, f'{kind} name')}.lock"
     while True:
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # the locks dir was just removed by a releasing process
+        except (FileNotFoundError, FileExistsError):  # a releasing process removed the locks dir meanwhile
             continue
         if not _try_lock(fd):
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another lstmgen process"
@@ -155,7 +155,8 @@ def lock(kind: str, name: str, doing: str):
         clear_partial(entry_dir(kind, name))  # a writer killed mid-save left these; none can be live now
         yield
     finally:
-        path.unlink(missing_ok=True)  # while still holding it: see the samestat check above
+        if os.name != "nt":  # Windows cannot delete a file that is open; its lock file stays (harmless)
+            path.unlink(missing_ok=True)  # while still holding it: see the samestat check above
         os.close(fd)  # closing releases the lock
         try:
             path.parent.rmdir()
@@ -166,14 +167,17 @@ def lock(kind: str, name: str, doing: str):
 def _try_lock(fd: int) -> bool:
     try:
         import fcntl
-    except ImportError:  # Windows: lock the first byte instead
+    except ImportError:  # Windows (untested): lock one byte past the holder text, which stays readable
         import msvcrt
 
+        os.lseek(fd, 4096, os.SEEK_SET)
         try:
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
             return True
         except OSError:
             return False
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -335,12 +339,18 @@ def _damaged(path: Path, what: str, fix: str):
 
 def _check_ids(ids, n_vocab: int, what: str, path: Path, fix: str) -> None:
     """A split's token ids: a 1-D integer tensor inside the vocabulary (an embedding lookup would crash)."""
-    import torch
 
-    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
+    if not _plain(ids) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
         _damaged(path, f"{what} ids are not a 1-D integer tensor", fix)
     if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < n_vocab):
         _damaged(path, f"{what} ids fall outside its vocabulary of {n_vocab}", fix)
+
+
+def _plain(t) -> bool:
+    """An ordinary dense CPU tensor (a file can also hold meta, sparse or quantized ones)."""
+    import torch
+
+    return isinstance(t, torch.Tensor) and t.layout == torch.strided and t.device.type == "cpu" and not t.is_quantized
 
 
 def _check_corpus_parts(corpus: dict, path: Path) -> None:
@@ -385,7 +395,6 @@ def load_model_payload(name: str, which: str | None = None) -> dict:
 def _check_model_parts(payload: dict, path: Path) -> None:
     """Types and ranges of a model file's parts, checked once here so that a damaged or hostile file is one
     error line, not a traceback deep inside sample, eval, show or resume."""
-    import torch
 
     from .config import ConfigError, load_config
     from .tokenize import Vocab
@@ -405,8 +414,11 @@ def _check_model_parts(payload: dict, path: Path) -> None:
         load_config(None, [], base={"model": payload["model_config"]})
     except ConfigError as e:
         damaged(f"its saved config: {e}")
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["state_dict"].items()):
+    if not all(isinstance(k, str) and _plain(v) for k, v in payload["state_dict"].items()):
         damaged("state_dict holds something other than named tensors")
+    counts = [payload["corpus"].get(k) for k in ("chars", "tokens")]
+    if not all(isinstance(c, dict) and all(isinstance(c.get(s), int) for s in ("val", "test")) for c in counts):
+        damaged("its corpus summary lacks held-out token and character counts")
     numbers = (int, float, type(None))
     for h in payload["history"]:
         if not (isinstance(h, dict) and isinstance(h.get("step"), int)

@@ -195,12 +195,16 @@ def build_optimizer(model: LSTMLM, cfg: Config) -> torch.optim.AdamW:
 RESUMED = ("step", "epoch", "window", "elapsed", "tokens", "best_val", "bad_evals")
 
 
-def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.device):
+def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.device, n_windows: int):
     """Load a last.pt payload into model, optimizer, loop state `s` and RNG; return the carried hidden state."""
     ts = resume["train_state"]
+    counters = {k: ts[k] for k in RESUMED}
+    whole = all(isinstance(counters[k], int) and counters[k] >= 0 for k in ("step", "epoch", "window", "tokens"))
+    if not (whole and counters["window"] < n_windows and isinstance(counters["elapsed"], (int, float))):
+        raise ValueError(f"its loop counters are out of range ({ {k: counters[k] for k in RESUMED[:3]} })")
     model.load_state_dict(resume["state_dict"])
     optimizer.load_state_dict(ts["optimizer"])
-    s.update({k: ts[k] for k in RESUMED})
+    s.update(counters)
     s["saved"] = {"last": ts["step"]}
     s["history"], s["created"] = list(resume["history"]), resume["created"]
     torch.set_rng_state(ts["rng_cpu"])
@@ -269,7 +273,7 @@ def train(
     hidden = None  # (h, c), each (n_layer, B, H); None at an epoch start = zeros
     if resume is not None:
         try:
-            hidden = _restore(resume, model, optimizer, s, device)
+            hidden = _restore(resume, model, optimizer, s, device, n_windows)
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
             raise LstmgenError(
                 f"model {cfg.name!r}: last.pt is damaged or incomplete ({type(e).__name__}: "
@@ -321,14 +325,18 @@ def train(
                 return f"{which}.pt of step {s['saved'][which]:,} is intact"
         return "nothing was saved, and an earlier model of this name is untouched"
 
-    def drop_stale() -> None:
-        while stale:
-            stale.pop().unlink(missing_ok=True)
-
     def save(which: str, status: str) -> None:
         path = model_dir / f"{which}.pt"
+
+        def drop_stale() -> None:
+            # An older run's other files go once this checkpoint is on disk, just before its rename; `path`
+            # itself is replaced by the rename, so the directory never lacks it if the old run had one.
+            while stale:
+                old = stale.pop()
+                if old != path:
+                    old.unlink(missing_ok=True)
+
         try:
-            # An older run's files go only once this checkpoint is on disk (just before its rename).
             registry.save_pt(path, payload(with_train_state=which == "last"), before_replace=drop_stale)
             s["saved"][which] = s["step"]
             registry.write_json(
@@ -350,9 +358,11 @@ def train(
                 },
             )
         except registry.SaveFailed as e:
+            fix = "free some space" if e.reason == "no space left on device" else "fix that"
+            then = "continue with --resume" if "last" in s["saved"] else "run the same command again"
             raise LstmgenError(
                 f"could not save {e.path.name} of step {s['step']:,} in {model_dir} ({e.reason}); {kept()}; "
-                "free some space, then continue with --resume"
+                f"{fix}, then {then}"
             ) from None
         emit("checkpoint", {"which": which, "step": s["step"], "path": str(path)})
 

@@ -351,3 +351,12 @@ def test_prepare_notes_a_split_skewed_by_giant_records(tmp_path):
     p.write_text("\n".join(["ab " * 20_000] + [f"short line {i}" for i in range(40)]))
     r = ok("prepare", p, "--seed", "1")
     assert "note: records differ a lot in length" in r.stderr
+
+
+def test_resume_refuses_set_name_and_a_lost_last_checkpoint(trained, tmp_path):
+    assert "not --set name=" in bad("train", "--name", "tiny", "--resume", "--set", "name=other", code=2)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("corpus: toy\nname: tiny\n")
+    (registry.entry_dir("model", "tiny") / "last.pt").unlink()  # best.pt is of step 12, checkpoint_every 4
+    assert "has no last.pt to resume from, but has a best.pt" in bad("train", "-c", cfg, "--resume")
+    assert (registry.entry_dir("model", "tiny") / "best.pt").exists()

@@ -199,3 +199,41 @@ def test_resume_with_no_checkpoint_yet_starts_from_step_zero(toy_corpus, tmp_pat
     assert registry.load_model_payload("fresh", "last")["train_state"]["step"] == 3
     r = CliRunner().invoke(app, ["train", "--name", "nothing", "--resume"])
     assert r.exit_code == 1 and "has no checkpoint to resume from; start it with --config" in r.output
+
+
+def test_a_failed_first_save_of_a_fresh_run_says_to_run_it_again(tiny_model, toy_corpus, disk_full):
+    before = {p.name: p.read_bytes() for p in registry.entry_dir("model", "tiny").iterdir()}
+    disk_full(after_bytes=0)
+    with pytest.raises(LstmgenError, match="nothing was saved, and an earlier model .* run the same command again"):
+        train(tiny_config(max_steps=8), toy_corpus)  # --overwrite of tiny
+    assert {p.name: p.read_bytes() for p in registry.entry_dir("model", "tiny").iterdir()} == before
+
+
+def _lock_hammer(home: str, rounds: int, marker_dir: str) -> int:
+    """Take and release locks on three names; an O_EXCL marker per name proves no two holders overlap."""
+    os.environ["LSTMGEN_HOME"] = home
+    overlaps = 0
+    for i in range(rounds):
+        name = "abc"[i % 3]
+        try:
+            with registry.lock("model", name, "testing"):
+                marker = os.path.join(marker_dir, name)
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    overlaps += 1
+                    continue
+                os.unlink(marker)
+        except registry.Busy:
+            pass
+    return overlaps
+
+
+def test_the_lock_excludes_under_contention_and_never_crashes(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        overlaps = pool.starmap(_lock_hammer, [(str(registry.home()), 300, str(tmp_path))] * 4)
+    assert overlaps == [0, 0, 0, 0]  # and no process died (FileExistsError once did)
+    assert not (registry.home() / "locks").exists()
