@@ -502,6 +502,14 @@ def sample(
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="Char models: drop prompt characters the vocab lacks.")
     ] = False,
+    stop: Annotated[
+        Optional[list[str]],
+        typer.Option("--stop", help="End a sample before this string (repeatable), besides end-of-record."),
+    ] = None,
+    no_repeat_ngram: Annotated[int, typer.Option(help="Never repeat an n-gram of this many tokens (0: off).")] = 0,
+    repetition_penalty: Annotated[
+        float, typer.Option(help="Above 1: make tokens already used less likely (1: off; 1.2 is mild).")
+    ] = 1.0,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per sample on stdout.")] = False,
 ):
     """Generate text from a trained model, continuing PROMPT until an end-of-record token or --max-tokens.
@@ -515,6 +523,8 @@ def sample(
 
       lstmgen sample "Why did" -n 5 --top-p 0.9 --seed 1
 
+      lstmgen sample "Why did" --greedy --no-repeat-ngram 3 --stop "?"
+
       printf 'Why\\nWhat do you call\\n' | lstmgen sample - --json
     """
     if not 0 < temperature < math.inf:  # NaN fails this too
@@ -527,6 +537,12 @@ def sample(
         usage(f"--max-tokens must be at least 1 (got {max_tokens})")
     if num_samples < 1:
         usage(f"--num-samples must be at least 1 (got {num_samples})")
+    if no_repeat_ngram < 0:
+        usage(f"--no-repeat-ngram must be 0 (off) or more (got {no_repeat_ngram})")
+    if not 0 < repetition_penalty < math.inf:
+        usage(f"--repetition-penalty must be a number > 0, 1 for none (got {repetition_penalty})")
+    if stop and not all(stop):
+        usage("--stop needs a non-empty string")
     if prompt == "":
         usage("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
     if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
@@ -571,6 +587,9 @@ def sample(
             greedy=greedy,
             seed=seed + i,  # each prompt its own draws, still reproducible from --seed
             skip_unknown=skip_unknown,
+            stop=tuple(stop or ()),
+            no_repeat_ngram=no_repeat_ngram,
+            repetition_penalty=repetition_penalty,
         )
         for s in samples:
             if json_out:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -79,16 +79,22 @@ def generate(
     greedy: bool = False,
     generator: torch.Generator | None = None,
     banned: tuple[int, ...] = (),
+    no_repeat_ngram: int = 0,
+    repetition_penalty: float = 1.0,
+    stop: Callable[[int, int], bool] | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield the next token of each of `num_samples` streams, (N,) per step, until all hit <eor> or max_tokens.
+    """Yield the next token of each of `num_samples` streams, (N,) per step, until all have ended.
 
     The model sees <eor> + prompt first, exactly as training saw a record start. Each later step feeds
     only the last token with the carried (h, c): O(1) per token, never re-encoding the text. A stream
-    that has ended keeps yielding <eor>; callers stop reading it at its first <eor>. Tokens in `banned`
-    are never produced.
+    ends at <eor>, after max_tokens, or when `stop(stream, token)` says so; an ended stream keeps
+    yielding <eor>, and callers stop reading it at its first <eor>. Tokens in `banned` are never produced.
+    `no_repeat_ngram` n: no n-gram occurs twice in prompt + output. `repetition_penalty` p > 1: logits of
+    tokens already in prompt + output are divided by p (multiplied when negative), as in CTRL.
     """
     model.eval()
     device = next(model.parameters()).device
+    history = [list(prompt_ids) for _ in range(num_samples)]  # prompt + output, per stream
     with native_lstm_kernel():
         idx = torch.tensor([[eor_id, *prompt_ids]], device=device)  # (1, T)
         logits, (h, c) = model(idx)  # state (n_layer, 1, H)
@@ -96,21 +102,68 @@ def generate(
         h, c = h.expand(-1, num_samples, -1).contiguous(), c.expand(-1, num_samples, -1).contiguous()
         done = torch.zeros(num_samples, dtype=torch.bool, device=device)
         banned_ids = torch.tensor(banned, dtype=torch.long, device=device)  # e.g. <unk>: never what users want
+        seen = torch.zeros_like(logits, dtype=torch.bool)  # (N, V): tokens in prompt + output so far
+        seen[:, list(prompt_ids)] = True
         for i in range(max_tokens):
             if banned:
                 logits = logits.index_fill(-1, banned_ids, float("-inf"))
+            if repetition_penalty != 1.0:
+                logits = penalise_repeats(logits, seen, repetition_penalty)
+            if no_repeat_ngram:
+                logits = _ban_repeated_ngrams(logits, history, no_repeat_ngram, eor_id)
             if greedy:
                 nxt = logits.argmax(dim=-1)
             else:
                 probs = torch.softmax(filter_logits(logits.float(), temperature, top_k, top_p), dim=-1)
                 nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
             nxt = nxt.masked_fill(done, eor_id)
+            if stop is not None:  # a stop string or a loop ends the stream here; this token is its last
+                ended = [not bool(d) and stop(j, int(t)) for j, (d, t) in enumerate(zip(done, nxt, strict=True))]
             yield nxt
             done |= nxt == eor_id
+            if stop is not None:
+                done |= torch.tensor(ended, device=device)
+            seen[torch.arange(num_samples), nxt] = True
+            for j, t in enumerate(nxt.tolist()):
+                history[j].append(t)
             if bool(done.all()) or i == max_tokens - 1:
                 return  # no forward for a token nobody will read
             logits, (h, c) = model(nxt.unsqueeze(1), (h, c))  # (N, 1, V)
             logits = logits[:, -1]
+
+
+def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty: logits (N, V) of tokens `seen` (N, V) are divided by `penalty` when
+    positive and multiplied by it when negative, so a penalty above 1 always makes them less likely."""
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
+
+
+def _ban_repeated_ngrams(logits: torch.Tensor, history: list[list[int]], n: int, eor_id: int) -> torch.Tensor:
+    """logits (N, V) with -inf on each token that would complete an n-gram already in that stream's history."""
+    logits = logits.clone()
+    for j, ids in enumerate(history):
+        if len(ids) < n - 1:
+            continue
+        prefix = ids[len(ids) - n + 1 :] if n > 1 else []
+        followers = {ids[k + n - 1] for k in range(len(ids) - n + 1) if ids[k : k + n - 1] == prefix}
+        followers.discard(eor_id)  # ending the text is always allowed
+        if followers:
+            logits[j, list(followers)] = float("-inf")
+    return logits
+
+
+def is_looping(ids: list[int], min_span: int = 16, max_period: int = 40) -> bool:
+    """Whether the output ends in one block repeated: its last max(3 * period, min_span) tokens have a
+    period of at most max_period tokens ("back to back to back to ..." under greedy decoding)."""
+    n = len(ids)
+    for period in range(1, max_period + 1):
+        span = max(3 * period, min_span)
+        if span > n:
+            break
+        if all(ids[n - k] == ids[n - k - period] for k in range(1, span - period + 1)):
+            return True
+    return False
 
 
 @dataclass
@@ -119,7 +172,7 @@ class Sample:
     text: str  # prompt + completion
     completion: str
     tokens: int  # generated tokens, <eor> not counted
-    stop_reason: str  # "eor" or "max_tokens"
+    stop_reason: str  # "eor", "max_tokens", "stop" (a --stop string) or "loop" (repeating itself)
     seed: int
 
 
@@ -135,14 +188,33 @@ def sample(
     greedy: bool = False,
     seed: int = 0,
     skip_unknown: bool = False,
+    stop: tuple[str, ...] = (),
+    no_repeat_ngram: int = 0,
+    repetition_penalty: float = 1.0,
 ) -> list[Sample]:
-    """Complete `prompt` num_samples times. Unknown words become <unk>; unknown chars raise unless skip_unknown."""
+    """Complete `prompt` num_samples times. Unknown words become <unk>; unknown chars raise unless skip_unknown.
+
+    A completion ends at an end-of-record token, before the first of the `stop` strings, when it is caught
+    repeating itself (stop reason "loop", see is_looping), or after max_tokens.
+    """
     vocab = loaded.vocab
     prompt_ids = vocab.encode(prompt, skip_unknown=skip_unknown, where="the prompt")
     generator = torch.Generator().manual_seed(seed)
     streams: list[list[int]] = [[] for _ in range(num_samples)]
-    finished = [False] * num_samples
-    for nxt in generate(
+    reasons = ["max_tokens"] * num_samples
+
+    def ends(j: int, tok: int) -> bool:
+        if tok == vocab.eor_id:
+            reasons[j] = "eor"
+            return False  # generate() ends it at <eor> itself
+        streams[j].append(tok)
+        if stop and any(st in vocab.detokenize(vocab.itos[i] for i in streams[j][-64:]) for st in stop):
+            reasons[j] = "stop"
+        elif is_looping(streams[j]):
+            reasons[j] = "loop"
+        return reasons[j] != "max_tokens"
+
+    for _ in generate(
         loaded.model,
         prompt_ids,
         vocab.eor_id,
@@ -154,19 +226,22 @@ def sample(
         greedy=greedy,
         generator=generator,
         banned=() if vocab.unk_id is None else (vocab.unk_id,),
+        no_repeat_ngram=no_repeat_ngram,
+        repetition_penalty=repetition_penalty,
+        stop=ends,
     ):
-        for i, tok in enumerate(nxt.tolist()):
-            if not finished[i]:
-                finished[i] = tok == vocab.eor_id
-                if not finished[i]:
-                    streams[i].append(tok)
+        pass
     out = []
     # The text starts with the prompt the model actually read (without skipped characters).
     read = vocab.known(prompt) if skip_unknown else prompt
     prompt_tokens = vocab.tokenize(read)
-    for ids, ended in zip(streams, finished, strict=True):
+    for ids, reason in zip(streams, reasons, strict=True):
         generated = [vocab.itos[i] for i in ids]
         text = vocab.detokenize(prompt_tokens + generated) if vocab.kind == "word" else read + "".join(generated)
         completion = text[len(read) :] if text.startswith(read) else vocab.detokenize(generated)
-        out.append(Sample(prompt, text, completion, len(ids), "eor" if ended else "max_tokens", seed))
+        found = [completion.find(st) for st in stop if st in completion]
+        if reason == "stop" and found:  # cut before the stop string, as API users expect
+            cut = min(found)
+            text, completion = text[: len(text) - len(completion) + cut], completion[:cut]
+        out.append(Sample(prompt, text, completion, len(ids), reason, seed))
     return out

@@ -360,3 +360,14 @@ def test_resume_refuses_set_name_and_a_lost_last_checkpoint(trained, tmp_path):
     (registry.entry_dir("model", "tiny") / "last.pt").unlink()  # best.pt is of step 12, checkpoint_every 4
     assert "has no last.pt to resume from, but has a best.pt" in bad("train", "-c", cfg, "--resume")
     assert (registry.entry_dir("model", "tiny") / "best.pt").exists()
+
+
+def test_generation_controls_from_the_command_line(trained):
+    r = ok("sample", "Why", "--stop", " ", "--no-repeat-ngram", "3", "--repetition-penalty", "1.2", "-n", "4",
+           "--seed", "1", "--json", "--temperature", "1.5")  # fmt: skip
+    samples = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(samples) == 4 and all(" " not in s["completion"] for s in samples)
+    assert {s["stop_reason"] for s in samples} <= {"stop", "eor", "loop", "max_tokens"}
+    assert "--no-repeat-ngram must be 0" in bad("sample", "Why", "--no-repeat-ngram", "-1", code=2)
+    assert "--repetition-penalty must be a number > 0" in bad("sample", "Why", "--repetition-penalty", "0", code=2)
+    assert "--stop needs a non-empty string" in bad("sample", "Why", "--stop", "", code=2)

@@ -91,3 +91,42 @@ def test_sampler_agrees_with_refeeding_the_whole_text_from_zero_state(tiny_model
             refed.append(nxt)
             ids.append(nxt)
     assert refed == stateful
+
+
+def test_loop_detection_finds_a_repeated_tail_only():
+    from lstmgen.sample import is_looping
+
+    back_to = [5, 6] * 8  # "back to back to ..." as word ids: period 2 over 16 tokens
+    assert is_looping([1, 2, 3, *back_to])
+    assert is_looping(list(range(30)) + list(range(10)) * 3)  # a 10-token block, three times
+    assert not is_looping([5, 6] * 7)  # too short to call a loop
+    assert not is_looping(list(range(40)))
+    assert not is_looping([1, 2] * 8 + [3])  # it stopped repeating
+
+
+def test_repetition_penalty_lowers_seen_tokens_whatever_their_sign():
+    from lstmgen.sample import penalise_repeats
+
+    logits = torch.tensor([[2.0, -2.0, 2.0, -2.0]])
+    seen = torch.tensor([[True, True, False, False]])
+    assert penalise_repeats(logits, seen, 2.0).tolist() == [[1.0, -4.0, 2.0, -2.0]]
+
+
+def test_no_repeat_ngram_never_repeats_a_bigram(tiny_model):
+    loaded = load_model("tiny")
+    for s in sample(loaded, "Why", num_samples=4, max_tokens=60, seed=3, temperature=1.2, no_repeat_ngram=2):
+        bigrams = [s.text[i : i + 2] for i in range(len(s.text) - 1)]
+        assert len(bigrams) == len(set(bigrams)), s.text
+
+
+def test_stop_strings_end_the_sample_before_them(tiny_model):
+    loaded = load_model("tiny")
+    out = sample(loaded, "Why", num_samples=8, max_tokens=80, seed=0, temperature=1.5, stop=(" ", "?"))
+    assert "stop" in {s.stop_reason for s in out}
+    for s in out:
+        assert " " not in s.completion and "?" not in s.completion and s.text == "Why" + s.completion
+
+
+def test_greedy_decoding_that_loops_stops_with_reason_loop(tiny_model):
+    (s,) = sample(load_model("tiny"), "Why", greedy=True, max_tokens=300)
+    assert s.stop_reason in ("loop", "eor") and s.tokens < 300
