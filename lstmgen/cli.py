@@ -89,10 +89,10 @@ def user_errors(fn):
     return wrapper
 
 
-def out(line: str = "") -> None:
-    """Write one line of product to stdout; a closed pipe (`| head -1`) ends the program quietly."""
+def out(line: str = "", end: str = "\n") -> None:
+    """Write product to stdout, flushed; a closed pipe (`| head -1`) ends the program quietly."""
     try:
-        sys.stdout.write(line + "\n")
+        sys.stdout.write(line + end)
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()  # the reader left (`| head -1`): end quietly
@@ -510,6 +510,9 @@ def sample(
     repetition_penalty: Annotated[
         float, typer.Option(help="Above 1: make tokens already used less likely (1: off; 1.2 is mild).")
     ] = 1.0,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print the text as it is generated (one sample per prompt).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per sample on stdout.")] = False,
 ):
     """Generate text from a trained model, continuing PROMPT until an end-of-record token or --max-tokens.
@@ -543,6 +546,8 @@ def sample(
         usage(f"--repetition-penalty must be a number > 0, 1 for none (got {repetition_penalty})")
     if stop and not all(stop):
         usage("--stop needs a non-empty string")
+    if stream and (json_out or num_samples > 1):
+        usage("--stream prints one sample as text as it grows; drop --json and --num-samples")
     if prompt == "":
         usage("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
     if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
@@ -576,6 +581,8 @@ def sample(
                 f"note: dropped {len(missing)} prompt character(s) that model {name!r} does not know: "
                 + escape(", ".join(repr(m) for m in missing[:10]))
             )
+        if stream:  # the prompt as read, then the completion as it grows
+            out(vocab.known(p) if skip_unknown else p, end="")
         samples = run_sample(
             loaded,
             p,
@@ -590,7 +597,11 @@ def sample(
             stop=tuple(stop or ()),
             no_repeat_ngram=no_repeat_ngram,
             repetition_penalty=repetition_penalty,
+            on_text=functools.partial(out, end="") if stream else None,
         )
+        if stream:
+            out()  # the streamed completion's line end
+            continue
         for s in samples:
             if json_out:
                 out_json({"model": name, **asdict(s)})

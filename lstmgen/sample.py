@@ -191,12 +191,18 @@ def sample(
     stop: tuple[str, ...] = (),
     no_repeat_ngram: int = 0,
     repetition_penalty: float = 1.0,
+    on_text: Callable[[str], None] | None = None,
 ) -> list[Sample]:
     """Complete `prompt` num_samples times. Unknown words become <unk>; unknown chars raise unless skip_unknown.
 
     A completion ends at an end-of-record token, before the first of the `stop` strings, when it is caught
     repeating itself (stop reason "loop", see is_looping), or after max_tokens.
+
+    `on_text(piece)` (one sample only) receives the completion as it grows, each piece once; text that could
+    still turn out to begin a stop string is held back until it cannot.
     """
+    if on_text is not None and num_samples != 1:
+        raise ValueError("on_text streams a single sample")
     vocab = loaded.vocab
     prompt_ids = vocab.encode(prompt, skip_unknown=skip_unknown, where="the prompt")
     generator = torch.Generator().manual_seed(seed)
@@ -214,6 +220,18 @@ def sample(
             reasons[j] = "loop"
         return reasons[j] != "max_tokens"
 
+    # What the prompt reads as (without skipped characters), and how much completion was streamed so far.
+    read = vocab.known(prompt) if skip_unknown else prompt
+    prompt_tokens = vocab.tokenize(read)
+    streamed = 0
+    hold = max(map(len, stop), default=1) - 1
+
+    def text_of(ids: list[int]) -> tuple[str, str]:
+        """(prompt + completion, completion) as text; a word model re-spaces the prompt it read."""
+        generated = [vocab.itos[i] for i in ids]
+        text = vocab.detokenize(prompt_tokens + generated) if vocab.kind == "word" else read + "".join(generated)
+        return text, text[len(read) :] if text.startswith(read) else vocab.detokenize(generated)
+
     for _ in generate(
         loaded.model,
         prompt_ids,
@@ -230,18 +248,19 @@ def sample(
         repetition_penalty=repetition_penalty,
         stop=ends,
     ):
-        pass
+        if on_text is not None and reasons[0] == "max_tokens":  # still going: stream what is settled
+            completion = text_of(streams[0])[1]
+            if len(completion) - hold > streamed:
+                on_text(completion[streamed : len(completion) - hold])
+                streamed = len(completion) - hold
     out = []
-    # The text starts with the prompt the model actually read (without skipped characters).
-    read = vocab.known(prompt) if skip_unknown else prompt
-    prompt_tokens = vocab.tokenize(read)
     for ids, reason in zip(streams, reasons, strict=True):
-        generated = [vocab.itos[i] for i in ids]
-        text = vocab.detokenize(prompt_tokens + generated) if vocab.kind == "word" else read + "".join(generated)
-        completion = text[len(read) :] if text.startswith(read) else vocab.detokenize(generated)
+        text, completion = text_of(ids)
         found = [completion.find(st) for st in stop if st in completion]
         if reason == "stop" and found:  # cut before the stop string, as API users expect
             cut = min(found)
             text, completion = text[: len(text) - len(completion) + cut], completion[:cut]
         out.append(Sample(prompt, text, completion, len(ids), reason, seed))
+    if on_text is not None and len(out[0].completion) > streamed:
+        on_text(out[0].completion[streamed:])
     return out

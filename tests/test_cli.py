@@ -371,3 +371,21 @@ def test_generation_controls_from_the_command_line(trained):
     assert "--no-repeat-ngram must be 0" in bad("sample", "Why", "--no-repeat-ngram", "-1", code=2)
     assert "--repetition-penalty must be a number > 0" in bad("sample", "Why", "--repetition-penalty", "0", code=2)
     assert "--stop needs a non-empty string" in bad("sample", "Why", "--stop", "", code=2)
+
+
+def test_stream_prints_the_same_text_as_a_plain_sample(trained):
+    for extra in ([], ["--stop", "e"]):
+        plain = ok("sample", "Why", "--seed", "4", "--max-tokens", "40", *extra).stdout
+        streamed = ok("sample", "Why", "--seed", "4", "--max-tokens", "40", "--stream", *extra).stdout
+        assert streamed == plain and plain.startswith("Why")
+    assert "--stream prints one sample" in bad("sample", "Why", "--stream", "-n", "2", code=2)
+
+
+def test_stream_hands_out_each_piece_once_and_holds_back_a_possible_stop(trained):
+    from lstmgen.sample import load_model, sample
+
+    pieces = []
+    (s,) = sample(load_model("tiny"), "Why", max_tokens=60, seed=2, temperature=1.3, stop=("the",),
+                  on_text=pieces.append)  # fmt: skip
+    assert "".join(pieces) == s.completion and "the" not in s.completion
+    assert len(pieces) > 1  # it streamed, not one piece at the end
