@@ -117,15 +117,16 @@ def generate(
                 probs = torch.softmax(filter_logits(logits.float(), temperature, top_k, top_p), dim=-1)
                 nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
             nxt = nxt.masked_fill(done, eor_id)
+            tokens, was_done = nxt.tolist(), done.tolist()  # plain ints: one sync, not one per stream
             if stop is not None:  # a stop string or a loop ends the stream here; this token is its last
-                ended = [not bool(d) and stop(j, int(t)) for j, (d, t) in enumerate(zip(done, nxt, strict=True))]
+                ended = [not d and stop(j, t) for j, (d, t) in enumerate(zip(was_done, tokens, strict=True))]
             yield nxt
             done |= nxt == eor_id
             if stop is not None:
                 done |= torch.tensor(ended, device=device)
             seen[torch.arange(num_samples), nxt] = True
-            for j, t in enumerate(nxt.tolist()):
-                history[j].append(t)
+            for ids, t in zip(history, tokens, strict=True):
+                ids.append(t)
             if bool(done.all()) or i == max_tokens - 1:
                 return  # no forward for a token nobody will read
             logits, (h, c) = model(nxt.unsqueeze(1), (h, c))  # (N, 1, V)
