@@ -162,7 +162,9 @@ def is_looping(ids: list[int], min_span: int = 16, max_period: int = 40) -> bool
         span = max(3 * period, min_span)
         if span > n:
             break
-        if all(ids[n - k] == ids[n - k - period] for k in range(1, span - period + 1)):
+        if ids[-1] != ids[-1 - period]:  # the usual case, checked cheaply: this runs per stream per step
+            continue
+        if all(ids[n - k] == ids[n - k - period] for k in range(2, span - period + 1)):
             return True
     return False
 
