@@ -632,11 +632,16 @@ def eval_(
         bool, typer.Option("--skip-unknown", help="Char models: drop characters the vocab lacks.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    per_record: Annotated[
+        bool,
+        typer.Option("--per-record", help="One line per record (bits/char, then the text; JSON with --json)."),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
 ):
     """Measure a model on held-out text: cross-entropy (nats/token), perplexity and bits per character.
 
     Bits per character divide the total by the text's characters, so char and word models compare.
+    --per-record scores each record on its own, so texts can be ranked or filtered by the model.
 
     Examples:
 
@@ -645,10 +650,12 @@ def eval_(
       lstmgen eval --model char --split val --json
 
       lstmgen eval --model char --file more_jokes.csv
+
+      lstmgen eval --file texts.txt --per-record --json | jq -s 'sort_by(.bits_per_char)[0].text'
     """
     from .corpus import encode_records, n_chars, read_records, read_source, unk_rate
     from .sample import load_model
-    from .train import evaluate, metrics, pick_device
+    from .train import evaluate, metrics, pick_device, record_nll
 
     name = registry.resolve_model(model)
     dev = pick_device(device)
@@ -669,6 +676,15 @@ def eval_(
                 f"model {name!r} has an empty {split.value} split; evaluate with --file, or prepare with a larger "
                 f"--{split.value}-frac"
             )
+    if per_record:
+        ids = stream.tolist()
+        ends = [i for i, t in enumerate(ids) if t == vocab.eor_id]
+        records_ids = [ids[a:b] for a, b in zip([0, *(e + 1 for e in ends[:-1])], ends, strict=True)]
+        if file is None:  # the split's records, read back from their ids
+            texts = [vocab.decode(r) for r in records_ids]
+        nll = record_nll(loaded.model, records_ids, vocab.eor_id, device=dev)
+        _print_per_record(name, texts, nll, [len(r) + 1 for r in records_ids], json_out)
+        return
     nll, n = evaluate(loaded.model, stream, vocab.eor_id, device=dev)
     m = metrics(nll, n, chars)
     result = {"model": name, "on": where, **m}
@@ -682,6 +698,18 @@ def eval_(
             f"{m['bits_per_char']:.4f} bits/char ({m['tokens']:,} tokens, {m['chars']:,} chars"
             + (f", {result['unk_rate']:.1%} <unk>)" if "unk_rate" in result else ")")
         )
+
+
+def _print_per_record(name: str, texts: list[str], nlls: list[float], counts: list[int], json_out: bool) -> None:
+    """One line per record, in input order: how well the model predicts it, and its text."""
+    from .train import metrics
+
+    for i, (text, nll, tokens) in enumerate(zip(texts, nlls, counts, strict=True)):
+        m = metrics(nll, tokens, len(text) + 1)  # + 1: the record's end counts as a character, as in eval
+        if json_out:
+            out_json({"model": name, "index": i, "text": text, "log_likelihood": -nll, **m})
+        else:
+            out(f"{m['bits_per_char']:.4f}\t{text}")
 
 
 # -- registry commands ---------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def evaluate(
+def token_nll(
     model: LSTMLM,
     stream: torch.Tensor,
     eor_id: int,
@@ -97,28 +97,67 @@ def evaluate(
     seq_len: int = 256,
     device=None,
     should_stop: Callable[[], bool] | None = None,
-) -> tuple[float, int] | None:
-    """Summed NLL (nats) over every token of `stream` and the number of tokens, in eval mode and fp32.
+) -> torch.Tensor | None:
+    """The NLL (nats) of every token of `stream`, (N,) fp32 in stream order, in eval mode, each token
+    conditioned on all before it as training saw them (the stream starts after an <eor>).
 
     None if `should_stop()` turns true midway: a stop request is not kept waiting for a long validation
     pass (a 50k-word softmax over a large split takes minutes on a CPU).
     """
-    if stream.numel() == 0:
-        return 0.0, 0
     was_training = model.training
     model.eval()
-    x, y = eval_lanes(stream, eor_id, batch_size, device)
-    total, state = torch.zeros((), device=x.device), None
+    x, y = eval_lanes(stream, eor_id, batch_size, device)  # (B, L) each; lanes are consecutive stretches
+    losses, state = [], None
     for start in range(0, x.size(1), seq_len):
         if should_stop and should_stop():
             model.train(was_training)
             return None
-        logits, state = model(x[:, start : start + seq_len], state)
-        total += F.cross_entropy(
-            logits.flatten(0, 1).float(), y[:, start : start + seq_len].flatten(), ignore_index=IGNORE, reduction="sum"
-        )
+        logits, state = model(x[:, start : start + seq_len], state)  # (B, T, V)
+        window = y[:, start : start + seq_len]
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), window.flatten(), ignore_index=IGNORE, reduction="none")
+        losses.append(nll.view_as(window))
     model.train(was_training)
-    return total.item(), int(stream.numel())  # one device sync, not one per window
+    return torch.cat(losses, dim=1).flatten()[: stream.numel()]  # the padding sits at the very end
+
+
+def evaluate(model: LSTMLM, stream: torch.Tensor, eor_id: int, **kw) -> tuple[float, int] | None:
+    """Summed NLL (nats) over every token of `stream` and the number of tokens (None if stopped midway)."""
+    if stream.numel() == 0:
+        return 0.0, 0
+    nll = token_nll(model, stream, eor_id, **kw)
+    return None if nll is None else (nll.sum().item(), int(stream.numel()))  # one device sync
+
+
+@torch.no_grad()
+def record_nll(
+    model: LSTMLM, records: list[list[int]], eor_id: int, batch_size: int = 64, seq_len: int = 256, device=None
+) -> list[float]:
+    """Summed NLL (nats) of each record's tokens and its closing <eor>, each record read on its own from the
+    zero state after an <eor> (as a record starts in training), so its score does not depend on its
+    neighbours. Records are batched by length, padded with IGNORE targets."""
+    was_training = model.training
+    model.eval()
+    sums = [0.0] * len(records)
+    order = sorted(range(len(records)), key=lambda i: len(records[i]))
+    for first in range(0, len(order), batch_size):
+        rows = order[first : first + batch_size]
+        length = len(records[rows[-1]]) + 1  # the longest in this batch, plus its <eor>
+        x = torch.full((len(rows), length), eor_id, dtype=torch.long)
+        y = torch.full((len(rows), length), IGNORE, dtype=torch.long)
+        for r, i in enumerate(rows):
+            ids = torch.tensor(records[i], dtype=torch.long)
+            x[r, 1 : len(ids) + 1], y[r, : len(ids)], y[r, len(ids)] = ids, ids, eor_id
+        x, y = x.to(device), y.to(device)
+        total, state = torch.zeros(len(rows), device=x.device), None
+        for start in range(0, length, seq_len):  # long records in windows, the state carried
+            logits, state = model(x[:, start : start + seq_len], state)  # (B, T, V)
+            window = y[:, start : start + seq_len]
+            nll = F.cross_entropy(logits.flatten(0, 1).float(), window.flatten(), ignore_index=IGNORE, reduction="none")
+            total += nll.view_as(window).sum(dim=1)
+        for r, value in zip(rows, total.tolist(), strict=True):
+            sums[r] = value
+    model.train(was_training)
+    return sums
 
 
 def metrics(nll: float, n_tokens: int, n_chars: int) -> dict:

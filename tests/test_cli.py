@@ -389,3 +389,26 @@ def test_stream_hands_out_each_piece_once_and_holds_back_a_possible_stop(trained
                   on_text=pieces.append)  # fmt: skip
     assert "".join(pieces) == s.completion and "the" not in s.completion
     assert len(pieces) > 1  # it streamed, not one piece at the end
+
+
+def test_eval_per_record_scores_each_record_and_they_add_up(trained, tmp_path):
+    texts = ["Why did the cat sit on the mat? It was warm.", "wwww cccc iiii", "Hey, why is the sun bright?"]
+    f = tmp_path / "texts.txt"
+    f.write_text("\n".join(texts) + "\n")
+    rows = [json.loads(line) for line in ok("eval", "--file", f, "--per-record", "--json").stdout.splitlines()]
+    assert [r["text"] for r in rows] == texts and [r["index"] for r in rows] == [0, 1, 2]
+    total = json.loads(ok("eval", "--file", f, "--json").stdout)
+    assert sum(r["tokens"] for r in rows) == total["tokens"]
+    # Each record is scored on its own: its score does not depend on the records around it.
+    f.write_text("\n".join(texts[::-1]) + "\n")
+    reversed_rows = [json.loads(line) for line in ok("eval", "--file", f, "--per-record", "--json").stdout.splitlines()]
+    assert [r["log_likelihood"] for r in reversed_rows[::-1]] == pytest.approx([r["log_likelihood"] for r in rows])
+    single = tmp_path / "one.txt"
+    single.write_text(texts[1] + "\n")
+    alone = json.loads(ok("eval", "--file", single, "--json").stdout)  # one record: the stream eval agrees
+    assert alone["loss"] * alone["tokens"] == pytest.approx(-rows[1]["log_likelihood"], rel=1e-5)
+    f.write_text("\n".join(texts) + "\n")
+    plain = ok("eval", "--file", f, "--per-record").stdout.splitlines()
+    assert [line.split("\t", 1)[1] for line in plain] == texts and float(plain[1].split("\t")[0]) > 0
+    split_rows = ok("eval", "--split", "val", "--per-record", "--json").stdout.splitlines()
+    assert len(split_rows) == registry.load_model_payload("tiny")["corpus"]["records"]["val"]
