@@ -228,9 +228,9 @@ def prepare(
 class TrainReporter:
     """Renders train() events on stderr: a rich progress bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, progress: bool = True):
         self.quiet = quiet
-        self.live = not quiet and err.is_terminal
+        self.live = not quiet and progress and err.is_terminal  # a bar only where someone watches it
         self.progress = None
         self.val = None
 
@@ -283,6 +283,10 @@ class TrainReporter:
             mark = " (best)" if d["improved"] else ""
             err.print(f"eval step {d['step']:,}: val loss {d['val_loss']:.4f}{mark}")
 
+    def on_sample(self, d):
+        text = d["text"].replace("\n", " ")
+        err.print(f"sample at step {d['step']:,}: {escape(text)}", highlight=False)
+
     def on_end(self, d):
         self.close()
         best = f"{d['best_val_loss']:.4f}" if d["best_val_loss"] is not None else "n/a"
@@ -312,6 +316,9 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the model from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model of the same name.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="A live progress bar on a terminal (else plain lines).")
+    ] = True,
     json_out: Annotated[
         bool, typer.Option("--json", help="End with one JSON line summarising the run on stdout.")
     ] = False,
@@ -357,7 +364,7 @@ def train(
                 "or pick another --name"
             )
 
-        reporter = TrainReporter(quiet)
+        reporter = TrainReporter(quiet, progress)
         signals = _StopSignals()
         try:
             with signals:

@@ -46,6 +46,7 @@ class TrainConfig:
     patience: int | None = 5  # stop after this many evaluations without improvement
     checkpoint_every: int = 100  # steps between `last` checkpoints
     log_every: int = 10  # steps between progress reports
+    sample_every: int | None = None  # evaluations between short samples shown during training (null: none)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 (autocast)
@@ -76,6 +77,7 @@ POSITIVE = {
     "train.eval_every",
     "train.checkpoint_every",
     "train.log_every",
+    "train.sample_every",
     "train.max_steps",
     "train.max_epochs",
     "train.max_time",

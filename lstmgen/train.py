@@ -410,6 +410,18 @@ def train(
             f"training diverged at step {s['step']:,} (loss {loss}); {kept()}; lower train.lr or set train.grad_clip"
         )
 
+    def show_sample() -> str:
+        """A short sample from the model as it is now: its own generator, so training's RNG is untouched."""
+        from .sample import generate
+
+        generator = torch.Generator().manual_seed(s["step"])
+        was_training = model.training
+        banned = () if vocab.unk_id is None else (vocab.unk_id,)
+        steps = generate(model, [], vocab.eor_id, max_tokens=120, temperature=0.8, generator=generator, banned=banned)
+        ids = [int(nxt) for nxt in steps]  # decode() stops at the <eor>
+        model.train(was_training)
+        return vocab.decode(ids)
+
     def run_eval() -> bool:
         """Validate, record, keep `best`; True when patience has run out."""
         result = evaluate(model, val_ids, vocab.eor_id, device=device, should_stop=should_stop)
@@ -434,6 +446,8 @@ def train(
             }
         )
         emit("eval", {"step": s["step"], "val_loss": val_loss, "best_val_loss": s["best_val"], "improved": improved})
+        if t.sample_every and len(s["history"]) % t.sample_every == 0:
+            emit("sample", {"step": s["step"], "text": show_sample()})
         if improved:
             save("best", "training")
         return bool(t.patience) and s["bad_evals"] >= t.patience

@@ -123,3 +123,15 @@ def test_a_stop_request_does_not_wait_for_the_validation_pass(toy_corpus):
     assert summary["stop_reason"] == "interrupted" and summary["steps"] == 4
     payload = registry.load_model_payload("tiny", "last")
     assert payload["train_state"]["step"] == 4 and payload["history"] == []  # the abandoned eval is not recorded
+
+
+def test_samples_during_training_show_progress_without_changing_the_run(toy_corpus):
+    train(tiny_config(max_steps=8), toy_corpus)
+    plain = weights("tiny")
+    events = []
+    cfg = tiny_config(max_steps=8, sample_every=1)
+    cfg.name = "watched"
+    train(cfg, toy_corpus, on_event=lambda kind, d: events.append((kind, d)))
+    samples = [d for kind, d in events if kind == "sample"]
+    assert [d["step"] for d in samples] == [4, 8] and all(isinstance(d["text"], str) for d in samples)
+    assert all(torch.equal(plain[k], v) for k, v in weights("watched").items())  # training's RNG untouched
