@@ -270,8 +270,6 @@ def save_pt(path: Path, payload: dict, before_replace=None) -> None:
 
 def load_pt(path: Path) -> dict:
     """Load a registry file without unpickling code (`weights_only=True`), onto the CPU."""
-    import pickle
-
     import torch
 
     try:
@@ -280,7 +278,7 @@ def load_pt(path: Path) -> dict:
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise NotFound(f"{path} is missing") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError):
+    except Exception:  # noqa: BLE001 - damaged bytes make the unpickler raise anything (TypeError, KeyError, ...)
         # Not torch's message: it suggests weights_only=False, which is exactly what must never happen.
         raise LstmgenError(
             f"{path} is corrupt, truncated, or not an lstmgen file (only plain tensors and data load, and "
@@ -416,6 +414,8 @@ def _check_model_parts(payload: dict, path: Path) -> None:
         damaged(f"its saved config: {e}")
     if not all(isinstance(k, str) and _plain(v) for k, v in payload["state_dict"].items()):
         damaged("state_dict holds something other than named tensors")
+    if not all(bool(v.isfinite().all()) for v in payload["state_dict"].values() if v.is_floating_point()):
+        damaged("its weights hold NaN or infinity")
     counts = [payload["corpus"].get(k) for k in ("chars", "tokens")]
     if not all(isinstance(c, dict) and all(isinstance(c.get(s), int) for s in ("val", "test")) for c in counts):
         damaged("its corpus summary lacks held-out token and character counts")
