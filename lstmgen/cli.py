@@ -834,6 +834,13 @@ def show(
             out("  history (step, train loss, val loss):")
             for h in hist[-10:]:
                 out(f"    {h['step']:>7}  {_fmt(h['train_loss'], '.4f')}  {_fmt(h['val_loss'], '.4f')}")
+            from .plot import TRAIN, VAL, loss_chart
+
+            chart = loss_chart(hist)
+            if chart:
+                out(f"  loss ({TRAIN} train, {VAL} validation):")
+                for line in chart:
+                    out(line)
 
 
 @app.command()

@@ -412,3 +412,10 @@ def test_eval_per_record_scores_each_record_and_they_add_up(trained, tmp_path):
     assert [line.split("\t", 1)[1] for line in plain] == texts and float(plain[1].split("\t")[0]) > 0
     split_rows = ok("eval", "--split", "val", "--per-record", "--json").stdout.splitlines()
     assert len(split_rows) == registry.load_model_payload("tiny")["corpus"]["records"]["val"]
+
+
+def test_show_draws_the_loss_curves(trained):
+    lines = ok("show", "tiny").stdout.splitlines()
+    at = lines.index("  loss (· train, ● validation):")
+    steps = [h["step"] for h in registry.load_model_payload("tiny", "last")["history"]]
+    assert "┤" in lines[at + 1] and lines[-1].split() == ["step", f"{steps[0]:,}", f"{steps[-1]:,}"]
