@@ -800,13 +800,18 @@ def _find(name: str, kind: Kind | None) -> str:
 def show(
     name: Annotated[str, typer.Argument(help="Corpus or model name.")],
     kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also save the loss curves as an image (needs lstmgen[plot]).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ):
-    """Show one corpus or model: its metadata, config and metrics history.
+    """Show one corpus or model: its metadata, config, metrics history and loss curves.
 
     Examples:
 
       lstmgen show char
+
+      lstmgen show char --plot curves.png
 
       lstmgen show jokes --kind corpus --json
     """
@@ -817,6 +822,13 @@ def show(
         has_last = (registry.entry_dir("model", name) / "last.pt").is_file()
         payload = registry.load_model_payload(name, "last" if has_last else None)
         data |= {"config": payload["config"], "history": payload["history"], "trained_on": payload["corpus"]}
+        if plot is not None:
+            from .plot import save_png
+
+            save_png(payload["history"], str(plot), f"lstmgen model {name}")
+            err.print(f"saved the loss curves to {escape(str(plot))}")
+    elif plot is not None:
+        usage(f"--plot draws a model's loss curves; {name!r} is a corpus")
     if json_out:
         out_json(data)
         return

@@ -1,6 +1,8 @@
-"""Loss curves drawn with text characters, for `lstmgen show` in a terminal. Pure: returns lines, never prints."""
+"""Loss curves for `lstmgen show`: as text lines for the terminal, or as a PNG (matplotlib, an optional extra)."""
 
 from __future__ import annotations
+
+from .errors import LstmgenError
 
 TRAIN, VAL = "·", "●"
 
@@ -32,3 +34,29 @@ def loss_chart(history: list[dict], width: int = 60, height: int = 10) -> list[s
     steps = f"step {first:,}"
     lines.append(" " * 10 + steps + f"{last:,}".rjust(width - len(steps)))
     return lines
+
+
+def save_png(history: list[dict], path: str, title: str) -> None:
+    """Train and validation loss against step, written to `path` (the format follows its extension)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise LstmgenError("--plot needs matplotlib: pip install 'lstmgen[plot]'") from None
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for key, label, style in (("train_loss", "train", "-"), ("val_loss", "validation", "o-")):
+        pts = [(h["step"], h[key]) for h in history if h.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), style, label=label, markersize=3)
+    ax.set(xlabel="step", ylabel="loss (nats/token)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except (OSError, ValueError) as e:  # a missing folder, an unknown extension
+        raise LstmgenError(f"could not write {path}: {e}") from None
+    finally:
+        plt.close(fig)

@@ -419,3 +419,13 @@ def test_show_draws_the_loss_curves(trained):
     at = lines.index("  loss (· train, ● validation):")
     steps = [h["step"] for h in registry.load_model_payload("tiny", "last")["history"]]
     assert "┤" in lines[at + 1] and lines[-1].split() == ["step", f"{steps[0]:,}", f"{steps[-1]:,}"]
+
+
+def test_show_plot_writes_a_png_or_says_what_is_missing(trained, tmp_path, monkeypatch):
+    png = tmp_path / "curves.png"
+    ok("show", "tiny", "--plot", png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "could not write" in bad("show", "tiny", "--plot", tmp_path / "no" / "such" / "dir.png")
+    assert "--plot draws a model's loss curves" in bad("show", "toy", "--kind", "corpus", "--plot", png, code=2)
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if lstmgen[plot] were not installed
+    assert "--plot needs matplotlib: pip install 'lstmgen[plot]'" in bad("show", "tiny", "--plot", png)
