@@ -55,3 +55,15 @@ def eval_lanes(stream: torch.Tensor, eor_id: int, batch_size: int, device=None) 
     x = torch.cat([x, torch.full((pad,), eor_id)]).view(b, length)
     y = torch.cat([y, torch.full((pad,), IGNORE)]).view(b, length)
     return x.to(device), y.to(device)
+
+
+def records_of(stream: torch.Tensor, eor_id: int) -> list[list[int]]:
+    """A token stream back into its records' ids, each without its closing <eor>."""
+    records, current = [], []
+    for t in stream.tolist():
+        if t == eor_id:
+            records.append(current)
+            current = []
+        else:
+            current.append(t)
+    return records

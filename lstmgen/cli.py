@@ -684,9 +684,9 @@ def eval_(
                 f"--{split.value}-frac"
             )
     if per_record:
-        ids = stream.tolist()
-        ends = [i for i, t in enumerate(ids) if t == vocab.eor_id]
-        records_ids = [ids[a:b] for a, b in zip([0, *(e + 1 for e in ends[:-1])], ends, strict=True)]
+        from .batches import records_of
+
+        records_ids = records_of(stream, vocab.eor_id)
         if file is None:  # the split's records, read back from their ids
             texts = [vocab.decode(r) for r in records_ids]
         nll = record_nll(loaded.model, records_ids, vocab.eor_id, device=dev)

@@ -94,7 +94,7 @@ def generate(
     """
     model.eval()
     device = next(model.parameters()).device
-    history = [list(prompt_ids) for _ in range(num_samples)]  # prompt + output, per stream
+    history = [list(prompt_ids) for _ in range(num_samples)]  # prompt + output, kept for no_repeat_ngram
     with native_lstm_kernel():
         idx = torch.tensor([[eor_id, *prompt_ids]], device=device)  # (1, T)
         logits, (h, c) = model(idx)  # state (n_layer, 1, H)
@@ -102,12 +102,14 @@ def generate(
         h, c = h.expand(-1, num_samples, -1).contiguous(), c.expand(-1, num_samples, -1).contiguous()
         done = torch.zeros(num_samples, dtype=torch.bool, device=device)
         banned_ids = torch.tensor(banned, dtype=torch.long, device=device)  # e.g. <unk>: never what users want
-        seen = torch.zeros_like(logits, dtype=torch.bool)  # (N, V): tokens in prompt + output so far
-        seen[:, list(prompt_ids)] = True
+        penalise = repetition_penalty != 1.0
+        if penalise:
+            seen = torch.zeros_like(logits, dtype=torch.bool)  # (N, V): tokens in prompt + output so far
+            seen[:, list(prompt_ids)] = True
         for i in range(max_tokens):
             if banned:
                 logits = logits.index_fill(-1, banned_ids, float("-inf"))
-            if repetition_penalty != 1.0:
+            if penalise:
                 logits = penalise_repeats(logits, seen, repetition_penalty)
             if no_repeat_ngram:
                 logits = _ban_repeated_ngrams(logits, history, no_repeat_ngram, eor_id)
@@ -124,9 +126,11 @@ def generate(
             done |= nxt == eor_id
             if stop is not None:
                 done |= torch.tensor(ended, device=device)
-            seen[torch.arange(num_samples), nxt] = True
-            for ids, t in zip(history, tokens, strict=True):
-                ids.append(t)
+            if penalise:
+                seen[torch.arange(num_samples), nxt] = True
+            if no_repeat_ngram:
+                for ids, t in zip(history, tokens, strict=True):
+                    ids.append(t)
             if bool(done.all()) or i == max_tokens - 1:
                 return  # no forward for a token nobody will read
             logits, (h, c) = model(nxt.unsqueeze(1), (h, c))  # (N, 1, V)

@@ -88,6 +88,20 @@ def autocast(device: torch.device, precision: str):
 # -- evaluation ----------------------------------------------------------------------------------------
 
 
+def _window_nll(model: LSTMLM, x: torch.Tensor, y: torch.Tensor, seq_len: int, should_stop=None):
+    """NLL (nats) of every target of y, (B, L) fp32 (0 where y is IGNORE), reading x (B, L) in windows of
+    seq_len with the state carried; None if `should_stop()` turns true between windows."""
+    losses, state = [], None
+    for start in range(0, x.size(1), seq_len):
+        if should_stop and should_stop():
+            return None
+        logits, state = model(x[:, start : start + seq_len], state)  # (B, T, V)
+        window = y[:, start : start + seq_len]
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), window.flatten(), ignore_index=IGNORE, reduction="none")
+        losses.append(nll.view_as(window))
+    return torch.cat(losses, dim=1)
+
+
 @torch.no_grad()
 def token_nll(
     model: LSTMLM,
@@ -107,17 +121,9 @@ def token_nll(
     was_training = model.training
     model.eval()
     x, y = eval_lanes(stream, eor_id, batch_size, device)  # (B, L) each; lanes are consecutive stretches
-    losses, state = [], None
-    for start in range(0, x.size(1), seq_len):
-        if should_stop and should_stop():
-            model.train(was_training)
-            return None
-        logits, state = model(x[:, start : start + seq_len], state)  # (B, T, V)
-        window = y[:, start : start + seq_len]
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), window.flatten(), ignore_index=IGNORE, reduction="none")
-        losses.append(nll.view_as(window))
+    nll = _window_nll(model, x, y, seq_len, should_stop)
     model.train(was_training)
-    return torch.cat(losses, dim=1).flatten()[: stream.numel()]  # the padding sits at the very end
+    return None if nll is None else nll.flatten()[: stream.numel()]  # the padding sits at the very end
 
 
 def evaluate(model: LSTMLM, stream: torch.Tensor, eor_id: int, **kw) -> tuple[float, int] | None:
@@ -147,14 +153,8 @@ def record_nll(
         for r, i in enumerate(rows):
             ids = torch.tensor(records[i], dtype=torch.long)
             x[r, 1 : len(ids) + 1], y[r, : len(ids)], y[r, len(ids)] = ids, ids, eor_id
-        x, y = x.to(device), y.to(device)
-        total, state = torch.zeros(len(rows), device=x.device), None
-        for start in range(0, length, seq_len):  # long records in windows, the state carried
-            logits, state = model(x[:, start : start + seq_len], state)  # (B, T, V)
-            window = y[:, start : start + seq_len]
-            nll = F.cross_entropy(logits.flatten(0, 1).float(), window.flatten(), ignore_index=IGNORE, reduction="none")
-            total += nll.view_as(window).sum(dim=1)
-        for r, value in zip(rows, total.tolist(), strict=True):
+        totals = _window_nll(model, x.to(device), y.to(device), seq_len).sum(dim=1)  # long records in windows
+        for r, value in zip(rows, totals.tolist(), strict=True):
             sums[r] = value
     model.train(was_training)
     return sums
@@ -411,16 +411,12 @@ def train(
         )
 
     def show_sample() -> str:
-        """A short sample from the model as it is now: its own generator, so training's RNG is untouched."""
-        from .sample import generate
+        """A short sample from the model as it is now, on its own generator: training's RNG is untouched."""
+        from .sample import Loaded, sample
 
-        generator = torch.Generator().manual_seed(s["step"])
-        was_training = model.training
-        banned = () if vocab.unk_id is None else (vocab.unk_id,)
-        steps = generate(model, [], vocab.eor_id, max_tokens=120, temperature=0.8, generator=generator, banned=banned)
-        ids = [int(nxt) for nxt in steps]  # decode() stops at the <eor>
-        model.train(was_training)
-        return vocab.decode(ids)
+        (shown,) = sample(Loaded(model, vocab, {}), "", max_tokens=120, temperature=0.8, seed=s["step"])
+        model.train()  # sampling switched it to eval mode
+        return shown.text
 
     def run_eval() -> bool:
         """Validate, record, keep `best`; True when patience has run out."""

@@ -44,6 +44,15 @@ def jokes_csv(tmp_path):
     return path
 
 
+def toy_run(max_steps: int, every: int, *extra: str) -> list[str]:
+    """`--set` flags for a real `lstmgen train` process on the toy corpus: a 2x16 model, windows of 2 x 8,
+    bounded by max_steps only, evaluating and checkpointing every `every` steps; `extra` overrides more."""
+    sets = ["model.embed=8", "model.hidden=16", "train.batch_size=2", "train.seq_len=8",
+            f"train.max_steps={max_steps}", "train.max_epochs=null", "train.max_time=null",
+            f"train.eval_every={every}", f"train.checkpoint_every={every}", *extra]  # fmt: skip
+    return [arg for item in sets for arg in ("--set", item)]
+
+
 def tiny_config(**train_overrides):
     sets = [
         "corpus=toy",

@@ -15,7 +15,7 @@ from lstmgen import registry
 from lstmgen.errors import LstmgenError
 from lstmgen.train import train
 
-from .conftest import tiny_config
+from .conftest import tiny_config, toy_run
 
 CLI = [sys.executable, "-m", "lstmgen"]
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -78,23 +78,7 @@ def test_rm_refuses_while_the_model_is_training(tiny_model):
 @posix_only
 def test_concurrent_train_and_prepare_refuse_and_sample_reads_the_last_checkpoint(jokes_csv, toy_corpus):
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    sets = sum(
-        [
-            ["--set", s]
-            for s in (
-                "model.embed=8",
-                "model.hidden=16",
-                "train.batch_size=2",
-                "train.seq_len=8",
-                "train.max_steps=100000",
-                "train.max_epochs=null",
-                "train.max_time=null",
-                "train.eval_every=20",
-                "train.checkpoint_every=20",
-            )
-        ],
-        [],
-    )
+    sets = toy_run(100_000, 20)
     first = subprocess.Popen(
         [*CLI, "train", "--corpus", "toy", "--name", "busy", *sets], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -136,31 +120,8 @@ def test_concurrent_train_and_prepare_refuse_and_sample_reads_the_last_checkpoin
 @posix_only
 def test_kill_9_after_a_checkpoint_then_resume_is_bit_identical(toy_corpus):
     """kill -9 loses at most one checkpoint interval, and the resumed run ends where a straight one does."""
-    sets = [
-        "--corpus",
-        "toy",
-        "--quiet",
-        *sum(
-            [
-                ["--set", s]
-                for s in (
-                    "model.embed=8",
-                    "model.hidden=16",
-                    "model.dropout=0.1",
-                    "train.batch_size=2",
-                    "train.seq_len=8",
-                    "train.max_steps=200",
-                    "train.max_epochs=null",
-                    "train.max_time=null",
-                    "train.eval_every=20",
-                    "train.checkpoint_every=20",
-                    "train.device=cpu",
-                    "train.precision=fp32",
-                )
-            ],
-            [],
-        ),
-    ]
+    exact = ("model.dropout=0.1", "train.device=cpu", "train.precision=fp32")
+    sets = ["--corpus", "toy", "--quiet", *toy_run(200, 20, *exact)]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     subprocess.run([*CLI, "train", "--name", "straight", *sets], env=env, check=True, capture_output=True)
 

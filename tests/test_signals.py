@@ -11,6 +11,8 @@ import pytest
 
 from lstmgen import registry
 
+from .conftest import toy_run
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
@@ -19,19 +21,8 @@ def test_signal_saves_a_checkpoint_and_resume_continues(jokes_csv, signum, code)
     cli = [sys.executable, "-m", "lstmgen"]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     subprocess.run([*cli, "prepare", str(jokes_csv), "--name", "toy"], check=True, env=env, capture_output=True)
-    sets = [
-        "model.embed=8",
-        "model.hidden=16",
-        "train.batch_size=2",
-        "train.seq_len=8",
-        "train.max_steps=100000",
-        "train.max_epochs=null",
-        "train.max_time=null",
-        "train.eval_every=100000",
-        "train.checkpoint_every=100000",
-    ]
     proc = subprocess.Popen(
-        [*cli, "train", "--corpus", "toy", "--name", "sig", *sum([["--set", s] for s in sets], [])],
+        [*cli, "train", "--corpus", "toy", "--name", "sig", *toy_run(100_000, 100_000)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
