@@ -35,7 +35,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # soft_wrap: one line stays one line in logs
+# stderr: `err` for progress, notes and summaries (silenced by --quiet), `problems` for what must always be
+# seen (errors, interruptions). rich colours only on a terminal and honours NO_COLOR. soft_wrap: one line
+# stays one line in logs.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+problems = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")]
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
@@ -43,6 +49,7 @@ EXIT_ERROR, EXIT_USAGE = 1, 2
 class Tokenizer(str, Enum):
     char = "char"
     word = "word"
+    bpe = "bpe"
 
 
 class Records(str, Enum):
@@ -68,7 +75,7 @@ class Kind(str, Enum):
 
 def fail(message: str, code: int = EXIT_ERROR):
     """One clear line on stderr, then a non-zero exit."""
-    err.print(f"[bold red]error:[/] {escape(message)}")  # user text such as "[draft].txt" is not markup
+    problems.print(f"[bold red]error:[/] {escape(message)}")  # user text such as "[draft].txt" is not markup
     raise typer.Exit(code)
 
 
@@ -116,7 +123,7 @@ def root(
         typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit."),
     ] = None,
 ):
-    pass
+    err.quiet = False  # each command's --quiet sets it again (in-process callers run several commands)
 
 
 # -- prepare -------------------------------------------------------------------------------------------
@@ -127,7 +134,9 @@ def root(
 def prepare(
     input: Annotated[str, typer.Argument(help="A .csv or .txt file, or - for stdin.")],
     name: Annotated[Optional[str], typer.Option(help="Corpus name in the registry [default: the file's stem].")] = None,
-    tokenizer: Annotated[Tokenizer, typer.Option(help="Split text into characters or words.")] = Tokenizer.char,
+    tokenizer: Annotated[
+        Tokenizer, typer.Option(help="Split text into characters, words, or byte-level BPE subwords.")
+    ] = Tokenizer.char,
     column: Annotated[
         Optional[str], typer.Option(help="CSV column with the text [default: Joke/text, or the only text column].")
     ] = None,
@@ -146,14 +155,20 @@ def prepare(
         Optional[int],
         typer.Option(help="Word tokenizer: keep at most this many tokens [default: all, refused above 100,000]."),
     ] = None,
+    vocab_size: Annotated[
+        Optional[int], typer.Option(help="BPE tokenizer: tokens to learn, <eor> included [default: 1024].")
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing corpus of the same name.")
     ] = False,
+    quiet: Quiet = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the corpus summary as JSON on stdout.")] = False,
 ):
     """Tokenize a CSV or text file into a corpus: token ids per split (train/val/test, by record) + vocab.
 
-    Every record ends with an end-of-record token, so a model learns where a text ends.
+    Every record ends with an end-of-record token, so a model learns where a text ends. --tokenizer bpe
+    learns byte-level BPE subwords (HuggingFace tokenizers) from the training split; the tokenizer is saved
+    with the corpus and every model, and encodes any text: no <unk>.
 
     Examples:
 
@@ -161,11 +176,15 @@ def prepare(
 
       lstmgen prepare data/jokes.csv --tokenizer word --name jokes-word
 
+      lstmgen prepare data/jokes.csv --tokenizer bpe --vocab-size 1024 --name jokes-bpe
+
       lstmgen prepare shakespeare.txt --records file
 
       cat lines.txt | lstmgen prepare - --name mylines --overwrite
     """
+    err.quiet = quiet
     from .corpus import build_corpus, read_records, read_source
+    from .tokenize import MIN_BPE_VOCAB
 
     name = registry.check_name(
         name if name is not None else ("stdin" if input == "-" else registry.name_from(Path(input).stem)),
@@ -177,6 +196,10 @@ def prepare(
         usage(f"--min-freq must be at least 1, got {min_freq}")
     if max_vocab is not None and max_vocab < 3:
         usage(f"--max-vocab must be at least 3, got {max_vocab}")
+    if vocab_size is not None and tokenizer != Tokenizer.bpe:
+        usage("--vocab-size sets the size of a --tokenizer bpe vocabulary (a word vocabulary is capped by --max-vocab)")
+    if vocab_size is not None and vocab_size < MIN_BPE_VOCAB:
+        usage(f"--vocab-size must be at least {MIN_BPE_VOCAB} (the 256 byte tokens and <eor>), got {vocab_size}")
     with registry.lock("corpus", name, "preparing it"):  # two prepares of one name never interleave
         if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
             fail(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")
@@ -192,6 +215,7 @@ def prepare(
             seed=seed,
             min_freq=min_freq,
             max_vocab=max_vocab,
+            vocab_size=vocab_size,
             column=col,
         )
         path = registry.save_corpus(name, corpus)
@@ -242,10 +266,9 @@ class TrainReporter:
     def on_start(self, d):
         resumed = f", resumed at step {d['resumed_step']:,}" if d["resumed_step"] is not None else ""
         limit = f"{d['total_steps']:,} steps" if d["total_steps"] else "time-limited"
-        err.print(
-            f"training [bold]{d['name']}[/]: {d['parameters']:,} parameters on {d['device']} ({d['precision']}), "
-            f"{d['train_tokens']:,} train tokens, {d['steps_per_epoch']:,} steps/epoch, {limit}{resumed}"
-        )
+        # Two short lines rather than one long one: each fits an 80-column terminal without wrapping.
+        err.print(f"training [bold]{d['name']}[/]: {d['parameters']:,} parameters on {d['device']} ({d['precision']})")
+        err.print(f"  {d['train_tokens']:,} train tokens, {d['steps_per_epoch']:,} steps/epoch, {limit}{resumed}")
         if self.live:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -285,15 +308,16 @@ class TrainReporter:
 
     def on_sample(self, d):
         text = d["text"].replace("\n", " ")
-        err.print(f"sample at step {d['step']:,}: {escape(text)}", highlight=False)
+        # On a terminal, one row ending in "…" (the full text is in `lstmgen sample`); in logs, all of it.
+        crop = {"soft_wrap": False, "no_wrap": True, "overflow": "ellipsis"} if err.is_terminal else {}
+        err.print(f"sample at step {d['step']:,}: {escape(text)}", highlight=False, **crop)
 
     def on_end(self, d):
         self.close()
         best = f"{d['best_val_loss']:.4f}" if d["best_val_loss"] is not None else "n/a"
-        err.print(
-            f"done: {d['steps']:,} steps, {d['epochs']} epochs in {d['elapsed_s']:.1f}s, "
-            f"{d['tokens_per_s']:,} tok/s, best val loss {best} ({d['stop_reason'].replace('_', ' ')})"
-        )
+        rate = f"{d['tokens_per_s']:,} tok/s"
+        err.print(f"done: {d['steps']:,} steps, {d['epochs']} epochs in {d['elapsed_s']:.1f}s, {rate}")
+        err.print(f"  best val loss {best} ({d['stop_reason'].replace('_', ' ')})")
 
     def close(self):
         if self.progress:
@@ -315,7 +339,7 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the model from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model of the same name.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="A live progress bar on a terminal (else plain lines).")
     ] = True,
@@ -336,6 +360,7 @@ def train(
 
       lstmgen train --name char --resume --set train.max_epochs=40
     """
+    err.quiet = quiet
     from .config import load_config
 
     if resume and overwrite:
@@ -375,7 +400,7 @@ def train(
         out_json(summary)
     if summary["stop_reason"] == "interrupted":
         code = 128 + signals.signum
-        err.print(
+        problems.print(
             f"interrupted at step {summary['steps']:,}: checkpoint saved; continue with "
             f"`lstmgen train --name {cfg.name} --resume`"
         )
@@ -465,8 +490,8 @@ class _StopSignals:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
-        newline = "\n" if err.is_terminal else ""  # end the progress bar's line, on a terminal only
-        err.print(f"{newline}stopping after this step and saving a checkpoint (press Ctrl-C again to abort)")
+        newline = "\n" if problems.is_terminal and not err.quiet else ""  # end the progress bar's line
+        problems.print(f"{newline}stopping after this step and saving a checkpoint (press Ctrl-C again to abort)")
 
     def __enter__(self):
         for s in (signal.SIGINT, signal.SIGTERM):
@@ -520,6 +545,7 @@ def sample(
     stream: Annotated[
         bool, typer.Option("--stream", help="Print the text as it is generated (one sample per prompt).")
     ] = False,
+    quiet: Quiet = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per sample on stdout.")] = False,
 ):
     """Generate text from a trained model, continuing PROMPT until an end-of-record token or --max-tokens.
@@ -537,6 +563,7 @@ def sample(
 
       printf 'Why\\nWhat do you call\\n' | lstmgen sample - --json
     """
+    err.quiet = quiet
     if not 0 < temperature < math.inf:  # NaN fails this too
         usage(f"--temperature must be a number > 0 (got {temperature}); use --greedy for argmax decoding")
     if top_k is not None and top_k < 1:
@@ -557,63 +584,105 @@ def sample(
         usage("--stream prints one sample as text as it grows; drop --json and --num-samples")
     if prompt == "":
         usage("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
-    if prompt == "-" or (prompt is None and not sys.stdin.isatty()):
-        prompts = [line.rstrip("\r\n") for line in sys.stdin]  # a blank line: a sample from a record's start
-        if not prompts and prompt == "-":
-            usage("no prompts on stdin (PROMPT is -): pipe one prompt per line, or give PROMPT as an argument")
-        if not prompts:
-            prompts = [""]
-    else:
-        prompts = [prompt or ""]
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
-    if not 0 <= seed < 2**63 - len(prompts):
+    if not 0 <= seed < 2**63:
         usage(f"--seed must be between 0 and 2^63 - 1 (got {seed})")
+    from_stdin = prompt == "-" or (prompt is None and not sys.stdin.isatty())
+    # Streams per batched forward: different prompts share each decoding step (one prompt with more
+    # --num-samples is still one batch). --stream shows one sample at a time.
+    per_batch = 1 if stream else max(1, SAMPLE_BATCH // num_samples)
+    batches = _prompt_batches(per_batch) if from_stdin else iter([[prompt or ""]])
+    first = next(batches, None)
+    if first is None:
+        if prompt == "-":
+            usage("no prompts on stdin (PROMPT is -): pipe one prompt per line, or give PROMPT as an argument")
+        first = [""]  # piped but empty: one sample from a record's start, as with no stdin at all
 
-    from .sample import load_model
-    from .sample import sample as run_sample
+    from itertools import chain
+
+    from .sample import load_model, sample_many
 
     name = registry.resolve_model(model)
     loaded = load_model(name)
     vocab = loaded.vocab
-    for i, p in enumerate(prompts):
-        missing = vocab.unknown(p)
-        if missing and vocab.kind == "word":
-            err.print(
-                f"note: {len(missing)} prompt word(s) not in {name!r}'s vocabulary, read as <unk>: "
-                + escape(", ".join(missing[:10]))
-            )
-        elif missing and skip_unknown:
-            err.print(
-                f"note: dropped {len(missing)} prompt character(s) that model {name!r} does not know: "
-                + escape(", ".join(repr(m) for m in missing[:10]))
-            )
+    done = 0  # prompts so far: prompt i draws from seed + i, reproducible from --seed whatever the batching
+    for prompts in chain([first], batches):
+        for p in prompts:
+            _note_unknown(name, vocab, p, skip_unknown)
         if stream:  # the prompt as read, then the completion as it grows
-            out(vocab.known(p) if skip_unknown else p, end="")
-        samples = run_sample(
+            out(vocab.known(prompts[0]) if skip_unknown else prompts[0], end="")
+        samples = sample_many(
             loaded,
-            p,
+            prompts,
             num_samples=num_samples,
             max_tokens=max_tokens,
             temperature=temperature,
             top_k=top_k,
             top_p=top_p,
             greedy=greedy,
-            seed=seed + i,  # each prompt its own draws, still reproducible from --seed
+            seeds=[(seed + done + i) % 2**63 for i in range(len(prompts))],
             skip_unknown=skip_unknown,
             stop=tuple(stop or ()),
             no_repeat_ngram=no_repeat_ngram,
             repetition_penalty=repetition_penalty,
             on_text=functools.partial(out, end="") if stream else None,
         )
+        done += len(prompts)
         if stream:
             out()  # the streamed completion's line end
             continue
-        for s in samples:
+        for s in chain.from_iterable(samples):
             if json_out:
                 out_json({"model": name, **asdict(s)})
             else:
                 out(s.text)
+
+
+SAMPLE_BATCH = 64  # streams decoded together: per-step overhead, not arithmetic, bounds decoding speed
+
+
+def _prompt_batches(size: int):
+    """Lists of at most `size` prompts from stdin, one per line (a blank line: a sample from a record's start).
+
+    A batch is also handed over when no more input is waiting, so an interactive or slow writer
+    (`tail -f log | lstmgen sample -`) gets each answer at once rather than when `size` prompts came.
+    """
+    batch: list[str] = []
+    for line in sys.stdin:
+        batch.append(line.rstrip("\r\n"))
+        if len(batch) >= size or not _input_waiting():
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _input_waiting() -> bool:
+    """Whether stdin's pipe or terminal has more to read (or its end) right now; True where that cannot be
+    asked (no file descriptor, Windows pipes). Lines already in Python's buffer do not count: at worst a
+    batch is handed over early."""
+    import select
+
+    try:
+        return bool(select.select([sys.stdin], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def _note_unknown(name: str, vocab, prompt: str, skip_unknown: bool) -> None:
+    """A note on stderr for prompt words a word model reads as <unk>, or characters --skip-unknown drops."""
+    missing = vocab.unknown(prompt)
+    if missing and vocab.kind == "word":
+        err.print(
+            f"note: {len(missing)} prompt word(s) not in {name!r}'s vocabulary, read as <unk>: "
+            + escape(", ".join(missing[:10]))
+        )
+    elif missing and skip_unknown:
+        err.print(
+            f"note: dropped {len(missing)} prompt character(s) that model {name!r} does not know: "
+            + escape(", ".join(repr(m) for m in missing[:10]))
+        )
 
 
 # -- eval ----------------------------------------------------------------------------------------------
@@ -803,6 +872,7 @@ def show(
     plot: Annotated[
         Optional[Path], typer.Option(help="Also save the loss curves as an image (needs lstmgen[plot]).")
     ] = None,
+    quiet: Quiet = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ):
     """Show one corpus or model: its metadata, config, metrics history and loss curves.
@@ -815,6 +885,7 @@ def show(
 
       lstmgen show jokes --kind corpus --json
     """
+    err.quiet = quiet
     k = _find(name, kind)
     data = registry.info(k, name)
     if k == "model":
@@ -860,6 +931,7 @@ def show(
 def rm(
     name: Annotated[str, typer.Argument(help="Corpus or model name.")],
     kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
+    quiet: Quiet = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
 ):
     """Delete a corpus or model from the registry. Models keep working after their corpus is deleted.
@@ -870,6 +942,7 @@ def rm(
 
       lstmgen rm jokes --kind corpus
     """
+    err.quiet = quiet
     k = _find(name, kind)
     path = registry.remove(k, name)
     if json_out:
@@ -879,13 +952,17 @@ def rm(
 
 @app.command()
 @user_errors
-def default(name: Annotated[Optional[str], typer.Argument(help="Model to make the default.")] = None):
+def default(
+    name: Annotated[Optional[str], typer.Argument(help="Model to make the default.")] = None,
+    quiet: Quiet = False,
+):
     """Show or set the model `sample` and `eval` use when --model is not given.
 
     Examples:
 
       lstmgen default char
     """
+    err.quiet = quiet
     if name is not None:
         registry.set_default_model(name)
         err.print(f"default model: {name}")
@@ -908,10 +985,10 @@ def main():
         if type(e).__name__ == "NoArgsIsHelpError":  # help was printed already
             sys.exit(EXIT_USAGE)
         command = e.ctx.command_path if getattr(e, "ctx", None) else "lstmgen"
-        err.print(f"[bold red]error:[/] {escape(e.format_message())} (see `{escape(command)} --help`)")
+        problems.print(f"[bold red]error:[/] {escape(e.format_message())} (see `{escape(command)} --help`)")
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        err.print("interrupted")
+        problems.print("interrupted")
         sys.exit(130)
     except BrokenPipeError:
         _silence_stdout()
@@ -920,7 +997,7 @@ def main():
         if os.environ.get("LSTMGEN_DEBUG"):
             raise
         _silence_stdout()  # stdout may be what failed (`> /dev/full`): do not fail again at exit
-        err.print(f"[bold red]error:[/] {escape(_unexpected(e))}")
+        problems.print(f"[bold red]error:[/] {escape(_unexpected(e))}")
         sys.exit(EXIT_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
 

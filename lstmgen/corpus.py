@@ -194,8 +194,8 @@ def encode_records(vocab: Vocab, records: list[str], skip_unknown: bool = False,
     import torch
 
     ids: list[int] = []
-    for r in records:
-        ids.extend(vocab.encode(r, skip_unknown=skip_unknown, where=where))
+    for record_ids in vocab.encode_many(records, skip_unknown=skip_unknown, where=where):
+        ids.extend(record_ids)
         ids.append(vocab.eor_id)
     return torch.tensor(ids, dtype=ids_dtype(len(vocab)))
 
@@ -223,6 +223,7 @@ def build_corpus(
     seed: int = 0,
     min_freq: int = 1,
     max_vocab: int | None = None,
+    vocab_size: int | None = None,
     column: str | None = None,
 ) -> dict:
     """The corpus payload saved in the registry: vocab, one id tensor per split, and metadata."""
@@ -237,7 +238,10 @@ def build_corpus(
                 f"the {split} split came out empty: {source.name} is too short for "
                 f"--{split}-frac {frac}; give more text or a larger fraction"
             )
-    vocab = build_vocab(tokenizer, parts["train"], parts["val"] + parts["test"], min_freq=min_freq, max_vocab=max_vocab)
+    sized = {"vocab_size": vocab_size} if vocab_size is not None else {}  # bpe: tokens to learn
+    vocab = build_vocab(
+        tokenizer, parts["train"], parts["val"] + parts["test"], min_freq=min_freq, max_vocab=max_vocab, **sized
+    )
     splits = {k: encode_records(vocab, parts[k]) for k in SPLITS}
     meta = {
         "source": source.name if source.name == "<stdin>" else str(Path(source.name).resolve()),

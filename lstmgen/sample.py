@@ -68,7 +68,7 @@ def native_lstm_kernel():
 @torch.no_grad()
 def generate(
     model: LSTMLM,
-    prompt_ids: list[int],
+    prompts: list[list[int]],
     eor_id: int,
     *,
     num_samples: int = 1,
@@ -77,47 +77,66 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     greedy: bool = False,
-    generator: torch.Generator | None = None,
+    generators: list[torch.Generator | None] | None = None,
     banned: tuple[int, ...] = (),
+    first_allowed: torch.Tensor | None = None,
     no_repeat_ngram: int = 0,
     repetition_penalty: float = 1.0,
     stop: Callable[[int, int], bool] | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield the next token of each of `num_samples` streams, (N,) per step, until all have ended.
+    """Yield the next token of every stream, (N,) per step, until all have ended.
 
-    The model sees <eor> + prompt first, exactly as training saw a record start. Each later step feeds
-    only the last token with the carried (h, c): O(1) per token, never re-encoding the text. A stream
-    ends at <eor>, after max_tokens, or when `stop(stream, token)` says so; an ended stream keeps
+    N = len(prompts) * num_samples streams, prompt-major: stream j continues prompts[j // num_samples], so
+    different prompts share one batched forward per step. Each prompt is read once, as <eor> + prompt, the
+    way training saw a record start; every later step feeds only the last token with the carried (h, c):
+    O(1) per token, never re-encoding the text. Prompt p draws from generators[p] alone, so its samples do
+    not depend on the other prompts in the batch.
+
+    A stream ends at <eor>, after max_tokens, or when `stop(stream, token)` says so; an ended stream keeps
     yielding <eor>, and callers stop reading it at its first <eor>. Tokens in `banned` are never produced.
+    `first_allowed` (N, V) bool: the tokens each stream may start with (BPE token healing).
     `no_repeat_ngram` n: no n-gram occurs twice in prompt + output. `repetition_penalty` p > 1: logits of
     tokens already in prompt + output are divided by p (multiplied when negative), as in CTRL.
     """
     model.eval()
     device = next(model.parameters()).device
-    history = [list(prompt_ids) for _ in range(num_samples)]  # prompt + output, kept for no_repeat_ngram
+    n_prompt, n = len(prompts), len(prompts) * num_samples
+    generators = generators or [None] * n_prompt
+    history = [list(p) for p in prompts for _ in range(num_samples)]  # prompt + output, for no_repeat_ngram
     with native_lstm_kernel():
-        idx = torch.tensor([[eor_id, *prompt_ids]], device=device)  # (1, T)
-        logits, (h, c) = model(idx)  # state (n_layer, 1, H)
-        logits = logits[:, -1].expand(num_samples, -1)  # (N, V)
-        h, c = h.expand(-1, num_samples, -1).contiguous(), c.expand(-1, num_samples, -1).contiguous()
-        done = torch.zeros(num_samples, dtype=torch.bool, device=device)
+        starts = [model(torch.tensor([[eor_id, *p]], device=device)) for p in prompts]  # one forward per prompt
+        logits = torch.cat([lg[:, -1] for lg, _ in starts]).repeat_interleave(num_samples, dim=0)  # (N, V)
+        h = torch.cat([h for _, (h, _) in starts], dim=1).repeat_interleave(num_samples, dim=1)  # (n_layer, N, H)
+        c = torch.cat([c for _, (_, c) in starts], dim=1).repeat_interleave(num_samples, dim=1)
+        done = torch.zeros(n, dtype=torch.bool, device=device)
         banned_ids = torch.tensor(banned, dtype=torch.long, device=device)  # e.g. <unk>: never what users want
         penalise = repetition_penalty != 1.0
         if penalise:
             seen = torch.zeros_like(logits, dtype=torch.bool)  # (N, V): tokens in prompt + output so far
-            seen[:, list(prompt_ids)] = True
+            for j, ids in enumerate(history):
+                seen[j, ids] = True
         for i in range(max_tokens):
+            raw = logits
             if banned:
                 logits = logits.index_fill(-1, banned_ids, float("-inf"))
             if penalise:
                 logits = penalise_repeats(logits, seen, repetition_penalty)
             if no_repeat_ngram:
                 logits = _ban_repeated_ngrams(logits, history, no_repeat_ngram, eor_id)
+            if i == 0 and first_allowed is not None:
+                # A stream whose every allowed start is banned (by no_repeat_ngram) keeps its allowed starts.
+                logits = logits.masked_fill(~first_allowed, float("-inf"))
+                stuck = torch.isinf(logits).all(dim=-1, keepdim=True)
+                logits = torch.where(stuck, raw.masked_fill(~first_allowed, float("-inf")), logits)
             if greedy:
                 nxt = logits.argmax(dim=-1)
             else:
-                probs = torch.softmax(filter_logits(logits.float(), temperature, top_k, top_p), dim=-1)
-                nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
+                probs = torch.softmax(filter_logits(logits.float(), temperature, top_k, top_p), dim=-1).cpu()
+                draws = [  # (num_samples, 1) per prompt, each from that prompt's own generator
+                    torch.multinomial(rows, 1, generator=g)
+                    for rows, g in zip(probs.view(n_prompt, num_samples, -1), generators, strict=True)
+                ]
+                nxt = torch.cat(draws).squeeze(1).to(device)
             nxt = nxt.masked_fill(done, eor_id)
             tokens, was_done = nxt.tolist(), done.tolist()  # plain ints: one sync, not one per stream
             if stop is not None:  # a stop string or a loop ends the stream here; this token is its last
@@ -127,7 +146,7 @@ def generate(
             if stop is not None:
                 done |= torch.tensor(ended, device=device)
             if penalise:
-                seen[torch.arange(num_samples), nxt] = True
+                seen[torch.arange(n), nxt] = True
             if no_repeat_ngram:
                 for ids, t in zip(history, tokens, strict=True):
                     ids.append(t)
@@ -183,9 +202,14 @@ class Sample:
     seed: int
 
 
-def sample(
+def sample(loaded: Loaded, prompt: str, *, seed: int = 0, **options) -> list[Sample]:
+    """Complete `prompt` num_samples times: sample_many() for one prompt. Options as in sample_many()."""
+    return sample_many(loaded, [prompt], seeds=[seed], **options)[0]
+
+
+def sample_many(
     loaded: Loaded,
-    prompt: str,
+    prompts: list[str],
     *,
     num_samples: int = 1,
     max_tokens: int = 200,
@@ -193,28 +217,52 @@ def sample(
     top_k: int | None = None,
     top_p: float | None = None,
     greedy: bool = False,
-    seed: int = 0,
+    seeds: list[int] | None = None,
     skip_unknown: bool = False,
     stop: tuple[str, ...] = (),
     no_repeat_ngram: int = 0,
     repetition_penalty: float = 1.0,
     on_text: Callable[[str], None] | None = None,
-) -> list[Sample]:
-    """Complete `prompt` num_samples times. Unknown words become <unk>; unknown chars raise unless skip_unknown.
+) -> list[list[Sample]]:
+    """Complete each prompt num_samples times, all prompts in one batch; a list of samples per prompt.
+
+    Prompt p draws from its own generator seeded with seeds[p] (default p), so its samples are the ones
+    sample(loaded, prompts[p], seed=seeds[p]) gives, whatever else is in the batch (up to float rounding of
+    the batched forward). Unknown words become <unk>; unknown chars raise unless skip_unknown.
 
     A completion ends at an end-of-record token, before the first of the `stop` strings, when it is caught
     repeating itself (stop reason "loop", see is_looping), or after max_tokens.
 
-    `on_text(piece)` (one sample only) receives the completion as it grows, each piece once; text that could
-    still turn out to begin a stop string is held back until it cannot.
+    BPE prompts are token-healed: the prompt's last token is dropped and the first generated token must
+    begin with its bytes, so "Hey, " continues as " what" rather than as a lone space token the model
+    rarely saw in training.
+
+    `on_text(piece)` (one prompt, one sample) receives the completion as it grows, each piece once; text
+    that could still turn out to begin a stop string (or, for BPE, a partly generated character) is held
+    back until it cannot.
     """
-    if on_text is not None and num_samples != 1:
+    if on_text is not None and (num_samples != 1 or len(prompts) != 1):
         raise ValueError("on_text streams a single sample")
     vocab = loaded.vocab
-    prompt_ids = vocab.encode(prompt, skip_unknown=skip_unknown, where="the prompt")
-    generator = torch.Generator().manual_seed(seed)
-    streams: list[list[int]] = [[] for _ in range(num_samples)]
-    reasons = ["max_tokens"] * num_samples
+    seeds = list(range(len(prompts))) if seeds is None else seeds
+    prompt_ids = [vocab.encode(p, skip_unknown=skip_unknown, where="the prompt") for p in prompts]
+    # What each prompt reads as (without skipped characters), and its tokens as text.
+    reads = [vocab.known(p) if skip_unknown else p for p in prompts]
+    prompt_tokens = [vocab.tokenize(r) for r in reads]
+    first_allowed = None
+    if vocab.kind == "bpe":
+        first_allowed = _heal(vocab, prompt_ids, prompt_tokens, num_samples)
+    streams: list[list[int]] = [[] for _ in range(len(prompts) * num_samples)]
+    reasons = ["max_tokens"] * len(streams)
+
+    def text_of(j: int) -> tuple[str, str]:
+        """(prompt + completion, completion) of stream j; a word model re-spaces the prompt it read."""
+        read, generated = reads[j // num_samples], [vocab.itos[i] for i in streams[j]]
+        if vocab.kind == "char":
+            text = read + "".join(generated)
+        else:
+            text = vocab.detokenize(prompt_tokens[j // num_samples] + generated)
+        return text, text[len(read) :] if text.startswith(read) else vocab.detokenize(generated)
 
     def ends(j: int, tok: int) -> bool:
         if tok == vocab.eor_id:
@@ -227,18 +275,8 @@ def sample(
             reasons[j] = "loop"
         return reasons[j] != "max_tokens"
 
-    # What the prompt reads as (without skipped characters), and how much completion was streamed so far.
-    read = vocab.known(prompt) if skip_unknown else prompt
-    prompt_tokens = vocab.tokenize(read)
     streamed = 0
     hold = max(map(len, stop), default=1) - 1
-
-    def text_of(ids: list[int]) -> tuple[str, str]:
-        """(prompt + completion, completion) as text; a word model re-spaces the prompt it read."""
-        generated = [vocab.itos[i] for i in ids]
-        text = vocab.detokenize(prompt_tokens + generated) if vocab.kind == "word" else read + "".join(generated)
-        return text, text[len(read) :] if text.startswith(read) else vocab.detokenize(generated)
-
     for _ in generate(
         loaded.model,
         prompt_ids,
@@ -249,25 +287,41 @@ def sample(
         top_k=top_k,
         top_p=top_p,
         greedy=greedy,
-        generator=generator,
+        generators=[torch.Generator().manual_seed(s) for s in seeds],
         banned=() if vocab.unk_id is None else (vocab.unk_id,),
+        first_allowed=first_allowed,
         no_repeat_ngram=no_repeat_ngram,
         repetition_penalty=repetition_penalty,
         stop=ends,
     ):
         if on_text is not None and reasons[0] == "max_tokens":  # still going: stream what is settled
-            completion = text_of(streams[0])[1]
-            if len(completion) - hold > streamed:
-                on_text(completion[streamed : len(completion) - hold])
-                streamed = len(completion) - hold
-    out = []
-    for ids, reason in zip(streams, reasons, strict=True):
-        text, completion = text_of(ids)
+            settled = text_of(0)[1].rstrip("\ufffd")  # bpe: a character whose bytes are still coming
+            if len(settled) - hold > streamed:
+                on_text(settled[streamed : len(settled) - hold])
+                streamed = len(settled) - hold
+    out: list[list[Sample]] = [[] for _ in prompts]
+    for j, reason in enumerate(reasons):
+        text, completion = text_of(j)
         found = [completion.find(st) for st in stop if st in completion]
         if reason == "stop" and found:  # cut before the stop string, as API users expect
             cut = min(found)
             text, completion = text[: len(text) - len(completion) + cut], completion[:cut]
-        out.append(Sample(prompt, text, completion, len(ids), reason, seed))
-    if on_text is not None and len(out[0].completion) > streamed:
-        on_text(out[0].completion[streamed:])
+        p = j // num_samples
+        out[p].append(Sample(prompts[p], text, completion, len(streams[j]), reason, seeds[p]))
+    if on_text is not None and len(out[0][0].completion) > streamed:
+        on_text(out[0][0].completion[streamed:])
     return out
+
+
+def _heal(vocab: Vocab, prompt_ids: list[list[int]], prompt_tokens: list[list[str]], num_samples: int):
+    """BPE token healing, in place: drop each prompt's last token; return (N, V) bool, the tokens each stream
+    may start with: those whose bytes begin with the dropped token's (it stays allowed itself)."""
+    allowed = torch.ones(len(prompt_ids) * num_samples, len(vocab), dtype=torch.bool)
+    for p, (ids, tokens) in enumerate(zip(prompt_ids, prompt_tokens, strict=True)):
+        if not ids:
+            continue
+        last = vocab.itos[ids.pop()]
+        tokens.pop()
+        rows = slice(p * num_samples, (p + 1) * num_samples)
+        allowed[rows] = torch.tensor([i != vocab.eor_id and t.startswith(last) for i, t in enumerate(vocab.itos)])
+    return allowed

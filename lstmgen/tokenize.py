@@ -1,4 +1,5 @@
-"""Char and word tokenizers and the Vocab (stoi/itos, special tokens) that travels with every corpus and model."""
+"""Char, word and byte-level BPE tokenizers, and the Vocab (stoi/itos, special tokens) that travels with every
+corpus and model."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .errors import LstmgenError
 
 EOR = "<eor>"  # end of record: ends every record in training, so generation learns where a joke ends
 UNK = "<unk>"  # word models only: any word the vocab lacks
-KINDS = ("char", "word")
+KINDS = ("char", "word", "bpe")
 MAX_WORD_VOCAB = 100_000  # above this, prepare asks for an explicit --max-vocab
+BPE_VOCAB_SIZE = 1024  # default: 256 bytes + 767 merges + <eor>; short words and common endings become one token
+MIN_BPE_VOCAB = 257  # the 256 byte tokens and <eor>: any text encodes, with or without merges
 
 # A number with inner separators ("5.99", "3:30", "1,000"), a word keeping inner apostrophes ("don't",
 # "rock'n'roll"), or one punctuation mark.
@@ -58,12 +62,21 @@ class UnknownTokens(LstmgenError):
 
 @dataclass
 class Vocab:
-    kind: str  # "char" or "word"
-    itos: list[str]  # id -> token; specials first
+    kind: str  # "char", "word" or "bpe"
+    itos: list[str]  # id -> token; specials first. bpe: <eor>, then the tokenizer's byte-level tokens
+    bpe: str | None = None  # bpe only: the HuggingFace `tokenizers` JSON, so sampling never needs the data
     stoi: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self):
         self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @cached_property
+    def _bpe(self):
+        """The byte-level BPE tokenizer. It knows no special tokens: our id = its id + 1, <eor> is id 0, so a
+        literal "<eor>" in a text is just text."""
+        from tokenizers import Tokenizer  # deferred: only BPE vocabs pay for the import
+
+        return Tokenizer.from_str(self.bpe)
 
     @property
     def eor_id(self) -> int:
@@ -77,9 +90,14 @@ class Vocab:
         return len(self.itos)
 
     def tokenize(self, text: str) -> list[str]:
+        if self.kind == "bpe":
+            return self._bpe.encode(text).tokens
         return list(text) if self.kind == "char" else tokenize_words(text)
 
     def detokenize(self, tokens: Iterable[str]) -> str:
+        """Text of tokens. bpe: bytes that do not (yet) form a whole UTF-8 character read as U+FFFD."""
+        if self.kind == "bpe":
+            return self._bpe.decoder.decode(list(tokens))
         return "".join(tokens) if self.kind == "char" else detokenize_words(tokens)
 
     def unknown(self, text: str) -> list[str]:
@@ -91,7 +109,10 @@ class Vocab:
         return "".join(ch for ch in text if ch in self.stoi) if self.kind == "char" else text
 
     def encode(self, text: str, skip_unknown: bool = False, where: str = "text") -> list[int]:
-        """Token ids of `text`. Unknown words become <unk>; unknown chars raise unless `skip_unknown`."""
+        """Token ids of `text`. Unknown words become <unk>; unknown chars raise unless `skip_unknown`; bpe
+        encodes any text (byte-level: there is nothing it does not know)."""
+        if self.kind == "bpe":
+            return [i + 1 for i in self._bpe.encode(text).ids]
         tokens = self.tokenize(text)
         if self.unk_id is not None:
             return [self.stoi.get(t, self.unk_id) for t in tokens]
@@ -100,6 +121,12 @@ class Vocab:
             if missing:
                 raise UnknownTokens(list(dict.fromkeys(missing)), where)
         return [self.stoi[t] for t in tokens if t in self.stoi]
+
+    def encode_many(self, texts: list[str], skip_unknown: bool = False, where: str = "text") -> list[list[int]]:
+        """encode() of each text; bpe encodes them as one batch, in parallel."""
+        if self.kind == "bpe":
+            return [[i + 1 for i in e.ids] for e in self._bpe.encode_batch(texts)]
+        return [self.encode(t, skip_unknown=skip_unknown, where=where) for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`, stopping at the first end-of-record."""
@@ -111,7 +138,7 @@ class Vocab:
         return self.detokenize(tokens)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "itos": list(self.itos)}
+        return {"kind": self.kind, "itos": list(self.itos)} | ({"bpe": self.bpe} if self.kind == "bpe" else {})
 
     @classmethod
     def from_dict(cls, d: dict) -> Vocab:
@@ -125,11 +152,32 @@ class Vocab:
             or not all(isinstance(t, str) and t for t in itos)
             or itos[:1] != [EOR]
         ):
-            raise LstmgenError(
-                "the saved vocabulary is damaged (expected a char or word vocab of strings, <eor> first); "
-                "prepare the corpus or train the model again"
-            )
-        return cls(kind=d["kind"], itos=list(itos))
+            raise LstmgenError(DAMAGED)
+        vocab = cls(kind=d["kind"], itos=list(itos), bpe=d.get("bpe"))
+        if vocab.kind == "bpe":
+            _check_bpe(vocab)
+        return vocab
+
+
+DAMAGED = (
+    "the saved vocabulary is damaged (expected a char, word or bpe vocab of strings, <eor> first); "
+    "prepare the corpus or train the model again"
+)
+
+
+def _check_bpe(vocab: Vocab) -> None:
+    """A bpe vocab's tokenizer must parse and agree with its itos, or ids would decode to the wrong text."""
+    if not isinstance(vocab.bpe, str):
+        raise LstmgenError(DAMAGED)
+    try:
+        hf = vocab._bpe
+        agrees = hf.get_vocab_size() == len(vocab.itos) - 1 and all(
+            hf.id_to_token(i) == t for i, t in enumerate(vocab.itos[1:])
+        )
+    except Exception:  # noqa: BLE001 - the Rust parser's errors have no common Python type
+        agrees = False
+    if not agrees:
+        raise LstmgenError(DAMAGED)
 
 
 def build_vocab(
@@ -138,13 +186,18 @@ def build_vocab(
     all_texts: Iterable[str] = (),
     min_freq: int = 1,
     max_vocab: int | None = None,
+    vocab_size: int = BPE_VOCAB_SIZE,
 ) -> Vocab:
     """A vocab for `kind`.
 
     Char: every character of all splits (the alphabet is not a held-out secret, and a char model has no
     <unk>). Word: words of the training split seen at least `min_freq` times, most frequent first, at
     most `max_vocab` entries in all; the rest map to <unk>, so held-out perplexity stays honest.
+    BPE: byte-level BPE (GPT-2's pre-tokenizer) learnt on the training split only, `vocab_size` tokens
+    with <eor>; it starts from all 256 bytes, so no text ever needs an <unk>.
     """
+    if kind == "bpe":
+        return _train_bpe(train_texts, vocab_size)
     if kind == "char":
         chars = set()
         for text in (*train_texts, *all_texts):
@@ -167,3 +220,24 @@ def build_vocab(
     if max_vocab is not None:
         words = words[: max(0, max_vocab - 2)]
     return Vocab("word", [EOR, UNK, *words])
+
+
+def _train_bpe(train_texts: Iterable[str], vocab_size: int) -> Vocab:
+    if vocab_size < MIN_BPE_VOCAB:
+        raise LstmgenError(
+            f"--vocab-size must be at least {MIN_BPE_VOCAB} (the 256 byte tokens and <eor>), got {vocab_size}"
+        )
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # no normalizer: decoding is lossless
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 1,  # <eor> is ours, outside the tokenizer
+        min_frequency=2,  # a merge seen once would only memorise
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    hf.train_from_iterator(list(train_texts), trainer)
+    itos = [EOR, *(hf.id_to_token(i) for i in range(hf.get_vocab_size()))]
+    return Vocab("bpe", itos, bpe=hf.to_str())

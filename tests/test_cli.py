@@ -295,7 +295,7 @@ def test_an_unexpected_exception_is_one_line_not_a_traceback(trained, monkeypatc
     def boom(*a, **k):
         raise ValueError("boom\nsecond line")
 
-    monkeypatch.setattr(lstmgen.sample, "sample", boom)
+    monkeypatch.setattr(lstmgen.sample, "sample_many", boom)
     code, err = run_main(monkeypatch, capsys, "sample", "Why")
     assert code == 1 and err.strip().splitlines() == [
         "error: internal error (ValueError: boom); this is a bug in lstmgen, please report it "
@@ -429,3 +429,52 @@ def test_show_plot_writes_a_png_or_says_what_is_missing(trained, tmp_path, monke
     assert "--plot draws a model's loss curves" in bad("show", "toy", "--kind", "corpus", "--plot", png, code=2)
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if lstmgen[plot] were not installed
     assert "--plot needs matplotlib: pip install 'lstmgen[plot]'" in bad("show", "tiny", "--plot", png)
+
+
+def test_stdin_prompts_are_batched_and_printed_in_order(trained, monkeypatch):
+    import lstmgen.sample
+
+    batches, real = [], lstmgen.sample.sample_many
+    monkeypatch.setattr(lstmgen.sample, "sample_many", lambda loaded, prompts, **kw: batches.append(len(prompts))
+                        or real(loaded, prompts, **kw))  # fmt: skip
+    nouns = "cat dog sun moo fish road plant bread mat pup school eyes joke duck cow loaf story warm bright grow"
+    prompts = [f"{a} {b}" for a in ("Why", "What", "Hey", "I told", "The") for b in nouns.split()]  # 100
+    r = ok("sample", "-", "--json", "--seed", "3", "--max-tokens", "8", input="\n".join(prompts) + "\n")
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [s["prompt"] for s in lines] == prompts and [s["seed"] for s in lines] == list(range(3, 103))
+    assert batches == [64, 36]  # two batched decodes, not 100 single ones
+    alone = json.loads(ok("sample", prompts[70], "--json", "--seed", "73", "--max-tokens", "8").stdout)
+    assert alone["text"] == lines[70]["text"]  # batching changes nothing a user sees
+    batches.clear()
+    ok("sample", "-", "-n", "40", "--seed", "3", "--max-tokens", "8", input="Why\nHey\nWhat\n")
+    assert batches == [1, 1, 1]  # 40 samples fill a batch on their own
+
+
+def test_a_slow_writer_gets_each_answer_before_sending_more(trained):
+    """`tail -f prompts | lstmgen sample -`: a prompt is answered as soon as no more input is waiting."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "lstmgen", "sample", "-", "-m", "tiny", "--max-tokens", "5"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ)  # fmt: skip
+    try:
+        proc.stdin.write("Why\n")
+        proc.stdin.flush()
+        assert select.select([proc.stdout], [], [], 60)[0], "no answer while stdin stayed open"
+        assert proc.stdout.readline().startswith("Why")
+        proc.stdin.write("Hey\n")
+        proc.stdin.close()
+        assert proc.stdout.readline().startswith("Hey") and proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+
+
+def test_quiet_leaves_only_errors_on_stderr(trained, jokes_csv):
+    assert ok("prepare", jokes_csv, "--name", "q", "-q").stderr == ""
+    assert "already exists" in bad("prepare", jokes_csv, "--name", "q", "--quiet")
+    assert ok("sample", "Why \u00a7", "-q", "--max-tokens", "5", "--skip-unknown", "--seed", "1").stderr == ""
+    assert ok("rm", "q", "-q").stderr == "" and ok("default", "tiny", "-q").stderr == ""
+    assert "dropped 1 prompt character" in ok("sample", "Why \u00a7", "--max-tokens", "5", "--skip-unknown").stderr

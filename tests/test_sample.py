@@ -21,11 +21,11 @@ def test_decoding_is_stateful_one_token_per_step(tiny_model):
     steps = list(
         generate(
             loaded.model,
-            prompt,
+            [prompt],
             loaded.vocab.eor_id,
             num_samples=3,
             max_tokens=20,
-            generator=torch.Generator().manual_seed(0),
+            generators=[torch.Generator().manual_seed(0)],
         )
     )
     assert shapes[0] == (1, len(prompt) + 1)  # <eor> + prompt, once
@@ -82,7 +82,7 @@ def test_sampler_agrees_with_refeeding_the_whole_text_from_zero_state(tiny_model
     loaded = load_model("tiny")
     model, eor = loaded.model, loaded.vocab.eor_id
     prompt = loaded.vocab.encode("Why did")
-    stateful = [int(t) for t in generate(model, prompt, eor, max_tokens=40, greedy=True)]
+    stateful = [int(t) for t in generate(model, [prompt], eor, max_tokens=40, greedy=True)]
     ids, refed = [eor, *prompt], []
     with torch.no_grad():
         for _ in range(len(stateful)):
@@ -130,3 +130,27 @@ def test_stop_strings_end_the_sample_before_them(tiny_model):
 def test_greedy_decoding_that_loops_stops_with_reason_loop(tiny_model):
     (s,) = sample(load_model("tiny"), "Why", greedy=True, max_tokens=300)
     assert s.stop_reason in ("loop", "eor") and s.tokens < 300
+
+
+def test_batched_prompts_give_what_each_prompt_gives_alone(tiny_model):
+    """Different prompts share each decoding step; prompt p still draws from its own seed only."""
+    from lstmgen.sample import sample_many
+
+    loaded = load_model("tiny")
+    prompts, seeds = ["Why", "What do you", "", "Hey, w"], [5, 6, 7, 8]
+    options = {"num_samples": 2, "max_tokens": 30, "temperature": 1.5, "top_p": 0.95}
+    batched = sample_many(loaded, prompts, seeds=seeds, **options)
+    alone = [sample(loaded, p, seed=s, **options) for p, s in zip(prompts, seeds, strict=True)]
+    assert [[s.text for s in b] for b in batched] == [[s.text for s in a] for a in alone]
+    assert [b[0].prompt for b in batched] == prompts
+
+
+def test_batched_decoding_reads_each_prompt_once_then_one_step_per_token(tiny_model):
+    loaded = load_model("tiny")
+    shapes = []
+    loaded.model.register_forward_hook(lambda mod, args, out: shapes.append(tuple(args[0].shape)))
+    prompts = [loaded.vocab.encode(p) for p in ("Why did", "Hey", "")]
+    steps = list(generate(loaded.model, prompts, loaded.vocab.eor_id, num_samples=2, max_tokens=20,
+                          generators=[torch.Generator().manual_seed(i) for i in range(3)]))  # fmt: skip
+    assert shapes[:3] == [(1, len(p) + 1) for p in prompts]  # <eor> + prompt, once each
+    assert all(s == (6, 1) for s in shapes[3:]) and len(shapes) - 2 == len(steps)

@@ -1,0 +1,98 @@
+"""Byte-level BPE (`--tokenizer bpe`): any text encodes and decodes exactly, the tokenizer travels with the
+corpus and the model, and prompts are token-healed."""
+
+import json
+
+import pytest
+import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from lstmgen import registry
+from lstmgen.errors import LstmgenError
+from lstmgen.sample import load_model, sample, sample_many
+from lstmgen.tokenize import EOR, Vocab, build_vocab
+
+from .conftest import JOKES
+from .test_cli import TINY, bad, ok
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return build_vocab("bpe", JOKES, vocab_size=320)
+
+
+@pytest.fixture
+def bpe_model(jokes_csv):
+    ok("prepare", jokes_csv, "--name", "toy-bpe", "--tokenizer", "bpe", "--vocab-size", "300",
+       "--val-frac", "0.1", "--test-frac", "0.1")  # fmt: skip
+    ok("train", "-c", "configs/bpe.yaml", "--corpus", "toy-bpe", "--name", "bpe", "--quiet", *TINY)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(exclude_categories=("Cs",))))
+@example("line one\nline two\r\n\u00e9\U0001f600 <eor> <unk> \x00")
+def test_bpe_round_trips_any_text_without_unk(vocab, text):
+    ids = vocab.encode(text)
+    assert vocab.decode(ids) == text
+    assert vocab.eor_id not in ids  # a literal "<eor>" in a text is text, not the end of the record
+
+
+def test_bpe_learns_merges_and_starts_from_all_bytes(vocab):
+    assert vocab.itos[0] == EOR and vocab.unk_id is None and len(vocab) == 320
+    assert len(vocab.encode(JOKES[0])) < len(JOKES[0]) / 2  # common words became single tokens
+    assert vocab.unknown("\U0001f600 anything") == []
+
+
+def test_a_damaged_bpe_vocab_is_one_clear_error(vocab):
+    for broken in ({**vocab.to_dict(), "bpe": "{not json"}, {**vocab.to_dict(), "itos": vocab.itos[:-1]},
+                   {k: v for k, v in vocab.to_dict().items() if k != "bpe"}):  # fmt: skip
+        with pytest.raises(LstmgenError, match="vocabulary is damaged"):
+            Vocab.from_dict(broken)
+
+
+def test_prepare_train_sample_eval_with_bpe(bpe_model, tmp_path):
+    corpus = registry.load_corpus("toy-bpe")
+    assert corpus["vocab"]["kind"] == "bpe" and corpus["meta"]["tokenizer"] == "bpe"
+    registry.remove("corpus", "toy-bpe")  # sampling never needs the data: the tokenizer is in the model
+    for prompt in ("Hey, ", "Why did the ca", "\U0001f600 <eor> \u65e5\u672c"):
+        r = ok("sample", prompt, "-m", "bpe", "--seed", "1", "-n", "3", "--max-tokens", "30", "--json")
+        samples = [json.loads(line) for line in r.stdout.splitlines()]
+        assert len(samples) == 3 and all(s["text"] == prompt + s["completion"] for s in samples)
+    assert "note:" not in r.stderr  # nothing was unknown
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Why did the cat sit?\nA caf\u00e9 \U0001f600 joke.\n")
+    m = json.loads(ok("eval", "-m", "bpe", "--file", texts, "--json").stdout)
+    assert m["chars"] == len("Why did the cat sit?\nA caf\u00e9 \U0001f600 joke.\n") and m["bits_per_char"] > 0
+    assert "--vocab-size sets the size" in bad("prepare", texts, "--vocab-size", "500", code=2)
+    assert "--vocab-size must be at least 257" in bad("prepare", texts, "--tokenizer", "bpe", "--vocab-size",
+                                                       "100", code=2)  # fmt: skip
+
+
+def test_token_healing_continues_the_prompts_last_token(bpe_model):
+    loaded = load_model("bpe")
+    with torch.no_grad():
+        loaded.model.head.bias[loaded.vocab.eor_id] = 100.0  # the model would end every text at once
+    for prompt in ("Why did the ca", "Hey, "):
+        last = loaded.vocab.tokenize(prompt)[-1]
+        for s in sample(loaded, prompt, num_samples=4, max_tokens=5, seed=0):
+            # The dropped last token comes back as the first generated one (or one it begins), then <eor>.
+            assert s.text.startswith(prompt) and s.tokens == 1 and s.stop_reason == "eor"
+            assert loaded.vocab.tokenize(s.text)[-1].startswith(last)
+
+
+def test_streaming_a_bpe_sample_never_shows_half_a_character(bpe_model):
+    loaded = load_model("bpe")
+    for seed in range(4):  # temperature 3: byte tokens in odd orders, partial UTF-8 sequences on the way
+        pieces = []
+        (s,) = sample(loaded, "\u00e9t\u00e9 ", seed=seed, max_tokens=40, temperature=3.0, on_text=pieces.append)
+        assert "".join(pieces) == s.completion
+
+
+def test_batched_bpe_prompts_match_single_ones(bpe_model):
+    loaded = load_model("bpe")
+    prompts = ["Hey, ", "Why did the ca", "", "\U0001f600"]
+    batched = sample_many(loaded, prompts, num_samples=2, seeds=[3, 4, 5, 6], max_tokens=25, temperature=1.2)
+    alone = [sample(loaded, p, num_samples=2, seed=s, max_tokens=25, temperature=1.2) for p, s in
+             zip(prompts, [3, 4, 5, 6], strict=True)]  # fmt: skip
+    assert [[s.text for s in b] for b in batched] == [[s.text for s in a] for a in alone]
