@@ -15,6 +15,7 @@ import signal
 import sys
 from dataclasses import asdict
 from enum import Enum
+from itertools import chain
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,6 +30,10 @@ app = typer.Typer(
     help="Train LSTM text generators from a CSV or text file, then sample and evaluate them.\n\n"
     "Everything lives in one registry ($LSTMGEN_HOME, default ~/.local/share/lstmgen): after `prepare`, "
     "name corpora and models, never paths.",
+    epilog="Quick start: lstmgen prepare data/jokes.csv; lstmgen train --config configs/char.yaml; "
+    'lstmgen sample "Hey, "; lstmgen eval.  Exit codes: 0 ok, 1 error, 2 usage error, 130/143 interrupted '
+    "(Ctrl-C/SIGTERM). NO_COLOR turns colour off; --quiet leaves only errors on stderr. Tab completion, "
+    "registry names included: lstmgen --install-completion.",
     no_args_is_help=True,
     rich_markup_mode=None,  # plain help: rich's renders cost ~170 ms of the 0.25 s budget of `--help`
     add_completion=True,
@@ -42,6 +47,18 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 problems = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")]
+
+
+def _names(*kinds: str):
+    """Tab completion of registry names (after `lstmgen --install-completion`)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return sorted({n for k in kinds for n in registry.names(k) if n.startswith(incomplete)})
+
+    return complete
+
+
+MODEL_NAMES, CORPUS_NAMES, ALL_NAMES = _names("model"), _names("corpus"), _names("corpus", "model")
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
@@ -329,8 +346,12 @@ class TrainReporter:
 @user_errors
 def train(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
-    corpus: Annotated[Optional[str], typer.Option(help="Corpus name (overrides the config's `corpus`).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Model name (overrides the config's `name`).")] = None,
+    corpus: Annotated[
+        Optional[str], typer.Option(help="Corpus name (overrides the config's `corpus`).", autocompletion=CORPUS_NAMES)
+    ] = None,
+    name: Annotated[
+        Optional[str], typer.Option(help="Model name (overrides the config's `name`).", autocompletion=MODEL_NAMES)
+    ] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Override one key: --set train.max_steps=30 (repeatable).")
     ] = None,
@@ -516,7 +537,8 @@ def sample(
         Optional[str], typer.Argument(help="Seed text; - (or piped stdin) reads one prompt per line.")
     ] = None,
     model: Annotated[
-        Optional[str], typer.Option("--model", "-m", help="Model name [default: the registry's default].")
+        Optional[str],
+        typer.Option("--model", "-m", help="Model name [default: the registry's default].", autocompletion=MODEL_NAMES),
     ] = None,
     max_tokens: Annotated[int, typer.Option(help="Stop after this many tokens if no end-of-record came.")] = 300,
     temperature: Annotated[float, typer.Option(help="Below 1: safer, above 1: wilder.")] = 0.8,
@@ -551,7 +573,9 @@ def sample(
     """Generate text from a trained model, continuing PROMPT until an end-of-record token or --max-tokens.
 
     Decoding is stateful: the prompt is read once, then each token costs one step with the carried LSTM
-    state. With no PROMPT on a terminal, samples start from the beginning of a record.
+    state. Prompts from stdin are decoded together, up to 64 streams per batched step, and printed in
+    order; each is answered as soon as no more input is waiting. With no PROMPT on a terminal, samples
+    start from the beginning of a record.
 
     Examples:
 
@@ -588,6 +612,11 @@ def sample(
         seed = int.from_bytes(os.urandom(4), "little")
     if not 0 <= seed < 2**63:
         usage(f"--seed must be between 0 and 2^63 - 1 (got {seed})")
+    from .sample import load_model, sample_many
+
+    name = registry.resolve_model(model)
+    loaded = load_model(name)  # before reading stdin: the first prompt is answered as soon as it comes
+    vocab = loaded.vocab
     from_stdin = prompt == "-" or (prompt is None and not sys.stdin.isatty())
     # Streams per batched forward: different prompts share each decoding step (one prompt with more
     # --num-samples is still one batch). --stream shows one sample at a time.
@@ -598,14 +627,6 @@ def sample(
         if prompt == "-":
             usage("no prompts on stdin (PROMPT is -): pipe one prompt per line, or give PROMPT as an argument")
         first = [""]  # piped but empty: one sample from a record's start, as with no stdin at all
-
-    from itertools import chain
-
-    from .sample import load_model, sample_many
-
-    name = registry.resolve_model(model)
-    loaded = load_model(name)
-    vocab = loaded.vocab
     done = 0  # prompts so far: prompt i draws from seed + i, reproducible from --seed whatever the batching
     for prompts in chain([first], batches):
         for p in prompts:
@@ -692,7 +713,8 @@ def _note_unknown(name: str, vocab, prompt: str, skip_unknown: bool) -> None:
 @user_errors
 def eval_(
     model: Annotated[
-        Optional[str], typer.Option("--model", "-m", help="Model name [default: the registry's default].")
+        Optional[str],
+        typer.Option("--model", "-m", help="Model name [default: the registry's default].", autocompletion=MODEL_NAMES),
     ] = None,
     split: Annotated[Split, typer.Option(help="Held-out split of the model's corpus.")] = Split.test,
     file: Annotated[
@@ -851,7 +873,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
         console.print(models)
         if entries["default_model"]:
             console.print(f"* default model: {entries['default_model']}")
-    out(captured.get().rstrip("\n"))
+    out("\n".join(line.rstrip() for line in captured.get().rstrip("\n").split("\n")))  # no padding at line ends
 
 
 def _find(name: str, kind: Kind | None) -> str:
@@ -867,7 +889,7 @@ def _find(name: str, kind: Kind | None) -> str:
 @app.command()
 @user_errors
 def show(
-    name: Annotated[str, typer.Argument(help="Corpus or model name.")],
+    name: Annotated[str, typer.Argument(help="Corpus or model name.", autocompletion=ALL_NAMES)],
     kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
     plot: Annotated[
         Optional[Path], typer.Option(help="Also save the loss curves as an image (needs lstmgen[plot]).")
@@ -907,7 +929,8 @@ def show(
     for key, value in data.items():
         if key in ("name", "kind", "path", "history", "config"):
             continue
-        out(f"  {key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        out(f"  {key}: {round(shown, 4) if isinstance(shown, float) else shown}")
     if k == "model":
         out("  config:")
         for line in _flatten(data["config"]):
@@ -929,7 +952,7 @@ def show(
 @app.command()
 @user_errors
 def rm(
-    name: Annotated[str, typer.Argument(help="Corpus or model name.")],
+    name: Annotated[str, typer.Argument(help="Corpus or model name.", autocompletion=ALL_NAMES)],
     kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
     quiet: Quiet = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
@@ -953,7 +976,9 @@ def rm(
 @app.command()
 @user_errors
 def default(
-    name: Annotated[Optional[str], typer.Argument(help="Model to make the default.")] = None,
+    name: Annotated[
+        Optional[str], typer.Argument(help="Model to make the default.", autocompletion=MODEL_NAMES)
+    ] = None,
     quiet: Quiet = False,
 ):
     """Show or set the model `sample` and `eval` use when --model is not given.

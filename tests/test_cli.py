@@ -478,3 +478,24 @@ def test_quiet_leaves_only_errors_on_stderr(trained, jokes_csv):
     assert ok("sample", "Why \u00a7", "-q", "--max-tokens", "5", "--skip-unknown", "--seed", "1").stderr == ""
     assert ok("rm", "q", "-q").stderr == "" and ok("default", "tiny", "-q").stderr == ""
     assert "dropped 1 prompt character" in ok("sample", "Why \u00a7", "--max-tokens", "5", "--skip-unknown").stderr
+
+
+def test_tab_completion_offers_commands_and_registry_names(trained):
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(sys.executable), "lstmgen")  # completion keys on the program name
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_LSTMGEN_COMPLETE": "complete_bash", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split(" ")) - 1)}  # fmt: skip
+        r = subprocess.run([script], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    assert complete("lstmgen sa") == ["sample"]
+    assert complete("lstmgen sample -m ") == ["tiny"]
+    assert complete("lstmgen show t") == ["tiny", "toy"]  # corpora and models
+    shown = subprocess.run([script, "--show-completion", "bash"], capture_output=True, text=True)
+    assert "complete -o default -F _lstmgen_completion lstmgen" in shown.stdout
