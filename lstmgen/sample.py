@@ -269,7 +269,13 @@ def sample_many(
             reasons[j] = "eor"
             return False  # generate() ends it at <eor> itself
         streams[j].append(tok)
-        if stop and any(st in vocab.detokenize(vocab.itos[i] for i in streams[j][-64:]) for st in stop):
+        # The newest text, where a stop string can have just appeared: exactly the completion while it is
+        # short (a healed BPE stream's first token repeats the end of the prompt, which must not match).
+        if stop and len(streams[j]) <= 64:
+            recent = text_of(j)[1]
+        elif stop:
+            recent = vocab.detokenize(vocab.itos[i] for i in streams[j][-64:])
+        if stop and any(st in recent for st in stop):
             reasons[j] = "stop"
         elif is_looping(streams[j]):
             reasons[j] = "loop"

@@ -96,3 +96,10 @@ def test_batched_bpe_prompts_match_single_ones(bpe_model):
     alone = [sample(loaded, p, num_samples=2, seed=s, max_tokens=25, temperature=1.2) for p, s in
              zip(prompts, [3, 4, 5, 6], strict=True)]  # fmt: skip
     assert [[s.text for s in b] for b in batched] == [[s.text for s in a] for a in alone]
+
+
+def test_a_stop_string_in_the_healed_end_of_the_prompt_does_not_stop_the_sample(bpe_model):
+    # The first token re-generates the prompt's healed "ca"; only a "ca" after the prompt may stop a sample.
+    out = sample(load_model("bpe"), "Why did the ca", num_samples=4, max_tokens=20, seed=1, stop=("ca",))
+    assert not all(s.tokens == 1 and s.stop_reason == "stop" for s in out), out
+    assert all(s.text.startswith("Why did the ca") and "ca" not in s.completion for s in out)
