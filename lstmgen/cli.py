@@ -213,6 +213,8 @@ def prepare(
         usage(f"--min-freq must be at least 1, got {min_freq}")
     if max_vocab is not None and max_vocab < 3:
         usage(f"--max-vocab must be at least 3, got {max_vocab}")
+    if tokenizer == Tokenizer.bpe and (max_vocab is not None or min_freq != 2):
+        usage("--max-vocab and --min-freq shape a word vocabulary; a bpe vocabulary's size is --vocab-size")
     if vocab_size is not None and tokenizer != Tokenizer.bpe:
         usage("--vocab-size sets the size of a --tokenizer bpe vocabulary (a word vocabulary is capped by --max-vocab)")
     if vocab_size is not None and vocab_size < MIN_BPE_VOCAB:
@@ -458,7 +460,8 @@ def _resume_config(config: Path | None, model_name: str, overrides: list[str]):
                 f"model {model_name!r} has no last.pt to resume from, but has a best.pt of a run that got further; "
                 "start it again with --overwrite"
             )
-        err.print(f"note: model {model_name!r} has no checkpoint to resume from yet; starting it from step 0")
+        # Shown even with --quiet: a job script that says --resume should know it started over.
+        problems.print(f"note: model {model_name!r} has no checkpoint to resume from yet; starting it from step 0")
         return load_config(config, overrides), None
     # The data position and carried hidden state are laid out by these: they cannot change mid-run.
     keys = [o.split("=")[0].strip() for o in overrides]
@@ -629,7 +632,14 @@ def sample(
         first = [""]  # piped but empty: one sample from a record's start, as with no stdin at all
     done = 0  # prompts so far: prompt i draws from seed + i, reproducible from --seed whatever the batching
     for prompts in chain([first], batches):
-        for p in prompts:
+        unreadable = None  # a prompt the model cannot read: the ones before it are answered first
+        for k, p in enumerate(prompts):
+            where = f"line {done + k + 1} of stdin" if from_stdin else "the prompt"
+            try:
+                vocab.encode(p, skip_unknown=skip_unknown, where=where)
+            except LstmgenError as e:
+                unreadable, prompts = e, prompts[:k]
+                break
             _note_unknown(name, vocab, p, skip_unknown)
         if stream:  # the prompt as read, then the completion as it grows
             out(vocab.known(prompts[0]) if skip_unknown else prompts[0], end="")
@@ -658,6 +668,8 @@ def sample(
                 out_json({"model": name, **asdict(s)})
             else:
                 out(s.text)
+        if unreadable is not None:
+            raise unreadable
 
 
 SAMPLE_BATCH = 64  # streams decoded together: per-step overhead, not arithmetic, bounds decoding speed
@@ -693,6 +705,8 @@ def _input_waiting() -> bool:
 
 def _note_unknown(name: str, vocab, prompt: str, skip_unknown: bool) -> None:
     """A note on stderr for prompt words a word model reads as <unk>, or characters --skip-unknown drops."""
+    if vocab.kind == "bpe":
+        return  # byte-level: nothing is unknown
     missing = vocab.unknown(prompt)
     if missing and vocab.kind == "word":
         err.print(

@@ -125,6 +125,7 @@ def generate(
                 logits = _ban_repeated_ngrams(logits, history, no_repeat_ngram, eor_id)
             if i == 0 and first_allowed is not None:
                 # A stream whose every allowed start is banned (by no_repeat_ngram) keeps its allowed starts.
+                first_allowed = first_allowed.to(device)
                 logits = logits.masked_fill(~first_allowed, float("-inf"))
                 stuck = torch.isinf(logits).all(dim=-1, keepdim=True)
                 logits = torch.where(stuck, raw.masked_fill(~first_allowed, float("-inf")), logits)
@@ -251,7 +252,7 @@ def sample_many(
     prompt_tokens = [vocab.tokenize(r) for r in reads]
     first_allowed = None
     if vocab.kind == "bpe":
-        first_allowed = _heal(vocab, prompt_ids, prompt_tokens, num_samples)
+        prompt_ids, prompt_tokens, first_allowed = _heal(vocab, prompt_ids, prompt_tokens, num_samples)
     streams: list[list[int]] = [[] for _ in range(len(prompts) * num_samples)]
     reasons = ["max_tokens"] * len(streams)
 
@@ -320,14 +321,17 @@ def sample_many(
 
 
 def _heal(vocab: Vocab, prompt_ids: list[list[int]], prompt_tokens: list[list[str]], num_samples: int):
-    """BPE token healing, in place: drop each prompt's last token; return (N, V) bool, the tokens each stream
-    may start with: those whose bytes begin with the dropped token's (it stays allowed itself)."""
+    """BPE token healing: each prompt without its last token (ids, tokens), and an (N, V) bool mask of the
+    tokens each stream may start with: those whose bytes begin with the dropped token's (itself included);
+    the mask is None when no prompt had a token to drop."""
+    masks: dict[int, torch.Tensor] = {}  # one (V,) mask per distinct dropped token
     allowed = torch.ones(len(prompt_ids) * num_samples, len(vocab), dtype=torch.bool)
-    for p, (ids, tokens) in enumerate(zip(prompt_ids, prompt_tokens, strict=True)):
-        if not ids:
-            continue
-        last = vocab.itos[ids.pop()]
-        tokens.pop()
-        rows = slice(p * num_samples, (p + 1) * num_samples)
-        allowed[rows] = torch.tensor([i != vocab.eor_id and t.startswith(last) for i, t in enumerate(vocab.itos)])
-    return allowed
+    for p, ids in enumerate(prompt_ids):
+        if ids:
+            if ids[-1] not in masks:
+                last = vocab.itos[ids[-1]]
+                starts = [i != vocab.eor_id and t.startswith(last) for i, t in enumerate(vocab.itos)]
+                masks[ids[-1]] = torch.tensor(starts)
+            allowed[p * num_samples : (p + 1) * num_samples] = masks[ids[-1]]
+    healed_ids, healed_tokens = [ids[:-1] for ids in prompt_ids], [tokens[:-1] for tokens in prompt_tokens]
+    return healed_ids, healed_tokens, allowed if masks else None

@@ -3,6 +3,7 @@ corpus and model."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -91,7 +92,7 @@ class Vocab:
 
     def tokenize(self, text: str) -> list[str]:
         if self.kind == "bpe":
-            return self._bpe.encode(text).tokens
+            return self._bpe.encode(_utf8(text)).tokens
         return list(text) if self.kind == "char" else tokenize_words(text)
 
     def detokenize(self, tokens: Iterable[str]) -> str:
@@ -112,7 +113,7 @@ class Vocab:
         """Token ids of `text`. Unknown words become <unk>; unknown chars raise unless `skip_unknown`; bpe
         encodes any text (byte-level: there is nothing it does not know)."""
         if self.kind == "bpe":
-            return [i + 1 for i in self._bpe.encode(text).ids]
+            return [i + 1 for i in self._bpe.encode(_utf8(text, where)).ids]
         tokens = self.tokenize(text)
         if self.unk_id is not None:
             return [self.stoi.get(t, self.unk_id) for t in tokens]
@@ -125,7 +126,7 @@ class Vocab:
     def encode_many(self, texts: list[str], skip_unknown: bool = False, where: str = "text") -> list[list[int]]:
         """encode() of each text; bpe encodes them as one batch, in parallel."""
         if self.kind == "bpe":
-            return [[i + 1 for i in e.ids] for e in self._bpe.encode_batch(texts)]
+            return [[i + 1 for i in e.ids] for e in self._bpe.encode_batch([_utf8(t, where) for t in texts])]
         return [self.encode(t, skip_unknown=skip_unknown, where=where) for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -159,6 +160,16 @@ class Vocab:
         return vocab
 
 
+def _utf8(text: str, where: str = "text") -> str:
+    """`text`, checked to be encodable: bytes that were not UTF-8 (a prompt from argv or stdin) arrive as
+    lone surrogates, which the tokenizer would reject with a TypeError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LstmgenError(f"{where} is not valid UTF-8 (it holds undecodable bytes); convert it to UTF-8") from None
+    return text
+
+
 DAMAGED = (
     "the saved vocabulary is damaged (expected a char, word or bpe vocab of strings, <eor> first); "
     "prepare the corpus or train the model again"
@@ -166,15 +177,21 @@ DAMAGED = (
 
 
 def _check_bpe(vocab: Vocab) -> None:
-    """A bpe vocab's tokenizer must parse and agree with its itos, or ids would decode to the wrong text."""
-    if not isinstance(vocab.bpe, str):
-        raise LstmgenError(DAMAGED)
+    """A bpe vocab's tokenizer must be the one _train_bpe builds (byte-level BPE, no normaliser, no added or
+    post-processing tokens) and agree with its itos, or ids would decode to other text than was encoded."""
     try:
+        spec = json.loads(vocab.bpe)
         hf = vocab._bpe
-        agrees = hf.get_vocab_size() == len(vocab.itos) - 1 and all(
-            hf.id_to_token(i) == t for i, t in enumerate(vocab.itos[1:])
+        agrees = (
+            spec["model"]["type"] == "BPE"
+            and spec["pre_tokenizer"]["type"] == spec["decoder"]["type"] == "ByteLevel"
+            and spec["normalizer"] is None
+            and spec["post_processor"] is None
+            and not spec["added_tokens"]
+            and hf.get_vocab_size() == len(vocab.itos) - 1
+            and all(hf.id_to_token(i) == t for i, t in enumerate(vocab.itos[1:]))
         )
-    except Exception:  # noqa: BLE001 - the Rust parser's errors have no common Python type
+    except Exception:  # noqa: BLE001 - bad JSON, missing keys, and the Rust parser's errors alike
         agrees = False
     if not agrees:
         raise LstmgenError(DAMAGED)

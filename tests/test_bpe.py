@@ -103,3 +103,23 @@ def test_a_stop_string_in_the_healed_end_of_the_prompt_does_not_stop_the_sample(
     out = sample(load_model("bpe"), "Why did the ca", num_samples=4, max_tokens=20, seed=1, stop=("ca",))
     assert not all(s.tokens == 1 and s.stop_reason == "stop" for s in out), out
     assert all(s.text.startswith("Why did the ca") and "ca" not in s.completion for s in out)
+
+
+def test_unreadable_prompts_and_tokenizers_are_one_clear_line(bpe_model, vocab):
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "lstmgen", "sample", "-", "-m", "bpe", "--max-tokens", "5"],
+                       input=b"Why\nab\xff\n", capture_output=True, env=os.environ)  # fmt: skip
+    assert r.returncode == 1 and r.stdout.decode().startswith("Why")  # the good line first
+    assert r.stderr.decode().strip() == (
+        "error: line 2 of stdin is not valid UTF-8 (it holds undecodable bytes); convert it to UTF-8"
+    )
+    spec = json.loads(vocab.bpe)
+    for part, value in (("decoder", None), ("pre_tokenizer", None), ("normalizer", {"type": "Lowercase"})):
+        with pytest.raises(LstmgenError, match="vocabulary is damaged"):
+            Vocab.from_dict({**vocab.to_dict(), "bpe": json.dumps({**spec, part: value})})
+    assert "--max-vocab and --min-freq shape a word vocabulary" in bad(
+        "prepare", "data/jokes.csv", "--tokenizer", "bpe", "--max-vocab", "300", code=2
+    )

@@ -499,3 +499,10 @@ def test_tab_completion_offers_commands_and_registry_names(trained):
     assert complete("lstmgen show t") == ["tiny", "toy"]  # corpora and models
     shown = subprocess.run([script, "--show-completion", "bash"], capture_output=True, text=True)
     assert "complete -o default -F _lstmgen_completion lstmgen" in shown.stdout
+
+
+def test_a_prompt_the_model_cannot_read_fails_after_the_ones_before_it(trained):
+    r = run("sample", "-", "--seed", "1", "--max-tokens", "5", input="Why\nWhat\ncaf\u00e9\nHey\n")
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 1 and len(lines) == 2 and lines[0].startswith("Why") and lines[1].startswith("What")
+    assert "line 3 of stdin has 1 character(s) the model's vocabulary lacks" in r.stderr

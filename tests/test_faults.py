@@ -154,7 +154,7 @@ def test_resume_with_no_checkpoint_yet_starts_from_step_zero(toy_corpus, tmp_pat
         "corpus: toy\nname: fresh\nmodel: {embed: 8, hidden: 16}\n"
         "train: {batch_size: 2, seq_len: 8, max_steps: 3, max_epochs: null, max_time: null}\n"
     )
-    r = CliRunner().invoke(app, ["train", "--config", str(config), "--resume"])
+    r = CliRunner().invoke(app, ["train", "--config", str(config), "--resume", "--quiet"])
     assert r.exit_code == 0, r.output
     assert "no checkpoint to resume from yet; starting it from step 0" in r.output
     assert registry.load_model_payload("fresh", "last")["train_state"]["step"] == 3
