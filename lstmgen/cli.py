@@ -641,6 +641,8 @@ def sample(
                 unreadable, prompts = e, prompts[:k]
                 break
             _note_unknown(name, vocab, p, skip_unknown)
+        if not prompts:
+            raise unreadable
         if stream:  # the prompt as read, then the completion as it grows
             out(vocab.known(prompts[0]) if skip_unknown else prompts[0], end="")
         samples = sample_many(
@@ -662,12 +664,9 @@ def sample(
         done += len(prompts)
         if stream:
             out()  # the streamed completion's line end
-            continue
-        for s in chain.from_iterable(samples):
-            if json_out:
-                out_json({"model": name, **asdict(s)})
-            else:
-                out(s.text)
+        else:
+            for s in chain.from_iterable(samples):
+                out_json({"model": name, **asdict(s)}) if json_out else out(s.text)
         if unreadable is not None:
             raise unreadable
 
