@@ -269,16 +269,16 @@ def prepare(
 
 
 class TrainReporter:
-    """Renders train() events on stderr: a rich progress bar on a terminal, plain lines otherwise."""
+    """Renders train() events on stderr: a rich progress bar on a terminal, plain lines otherwise, nothing
+    with --quiet (err.quiet)."""
 
-    def __init__(self, quiet: bool, progress: bool = True):
-        self.quiet = quiet
-        self.live = not quiet and progress and err.is_terminal  # a bar only where someone watches it
+    def __init__(self, progress: bool = True):
+        self.live = not err.quiet and progress and err.is_terminal  # a bar only where someone watches it
         self.progress = None
         self.val = None
 
     def __call__(self, kind: str, d: dict) -> None:
-        if self.quiet:
+        if err.quiet:
             return
         getattr(self, f"on_{kind}", lambda d: None)(d)
 
@@ -412,7 +412,7 @@ def train(
                 "or pick another --name"
             )
 
-        reporter = TrainReporter(quiet, progress)
+        reporter = TrainReporter(progress)
         signals = _StopSignals()
         try:
             with signals:

@@ -238,10 +238,10 @@ def build_corpus(
                 f"the {split} split came out empty: {source.name} is too short for "
                 f"--{split}-frac {frac}; give more text or a larger fraction"
             )
-    sized = {"vocab_size": vocab_size} if vocab_size is not None else {}  # bpe: tokens to learn
     vocab = build_vocab(
-        tokenizer, parts["train"], parts["val"] + parts["test"], min_freq=min_freq, max_vocab=max_vocab, **sized
-    )
+        tokenizer, parts["train"], parts["val"] + parts["test"], min_freq=min_freq, max_vocab=max_vocab,
+        vocab_size=vocab_size,
+    )  # fmt: skip
     splits = {k: encode_records(vocab, parts[k]) for k in SPLITS}
     meta = {
         "source": source.name if source.name == "<stdin>" else str(Path(source.name).resolve()),

@@ -109,6 +109,8 @@ def generate(
         h = torch.cat([h for _, (h, _) in starts], dim=1).repeat_interleave(num_samples, dim=1)  # (n_layer, N, H)
         c = torch.cat([c for _, (_, c) in starts], dim=1).repeat_interleave(num_samples, dim=1)
         done = torch.zeros(n, dtype=torch.bool, device=device)
+        if first_allowed is not None:
+            first_allowed = first_allowed.to(device)
         banned_ids = torch.tensor(banned, dtype=torch.long, device=device)  # e.g. <unk>: never what users want
         penalise = repetition_penalty != 1.0
         if penalise:
@@ -125,7 +127,6 @@ def generate(
                 logits = _ban_repeated_ngrams(logits, history, no_repeat_ngram, eor_id)
             if i == 0 and first_allowed is not None:
                 # A stream whose every allowed start is banned (by no_repeat_ngram) keeps its allowed starts.
-                first_allowed = first_allowed.to(device)
                 logits = logits.masked_fill(~first_allowed, float("-inf"))
                 stuck = torch.isinf(logits).all(dim=-1, keepdim=True)
                 logits = torch.where(stuck, raw.masked_fill(~first_allowed, float("-inf")), logits)
@@ -270,15 +271,16 @@ def sample_many(
             reasons[j] = "eor"
             return False  # generate() ends it at <eor> itself
         streams[j].append(tok)
-        # The newest text, where a stop string can have just appeared: exactly the completion while it is
-        # short (a healed BPE stream's first token repeats the end of the prompt, which must not match).
-        if stop and len(streams[j]) <= 64:
-            recent = text_of(j)[1]
-        elif stop:
-            recent = vocab.detokenize(vocab.itos[i] for i in streams[j][-64:])
-        if stop and any(st in recent for st in stop):
-            reasons[j] = "stop"
-        elif is_looping(streams[j]):
+        if stop:
+            # The newest text, where a stop string can have just appeared: exactly the completion while it
+            # is short (a healed BPE stream's first token repeats the end of the prompt, which must not match).
+            if len(streams[j]) <= 64:
+                recent = text_of(j)[1]
+            else:
+                recent = vocab.detokenize(vocab.itos[i] for i in streams[j][-64:])
+            if any(st in recent for st in stop):
+                reasons[j] = "stop"
+        if reasons[j] == "max_tokens" and is_looping(streams[j]):
             reasons[j] = "loop"
         return reasons[j] != "max_tokens"
 

@@ -203,7 +203,7 @@ def build_vocab(
     all_texts: Iterable[str] = (),
     min_freq: int = 1,
     max_vocab: int | None = None,
-    vocab_size: int = BPE_VOCAB_SIZE,
+    vocab_size: int | None = None,
 ) -> Vocab:
     """A vocab for `kind`.
 
@@ -211,10 +211,10 @@ def build_vocab(
     <unk>). Word: words of the training split seen at least `min_freq` times, most frequent first, at
     most `max_vocab` entries in all; the rest map to <unk>, so held-out perplexity stays honest.
     BPE: byte-level BPE (GPT-2's pre-tokenizer) learnt on the training split only, `vocab_size` tokens
-    with <eor>; it starts from all 256 bytes, so no text ever needs an <unk>.
+    with <eor> (default BPE_VOCAB_SIZE); it starts from all 256 bytes, so no text ever needs an <unk>.
     """
     if kind == "bpe":
-        return _train_bpe(train_texts, vocab_size)
+        return _train_bpe(train_texts, vocab_size or BPE_VOCAB_SIZE)
     if kind == "char":
         chars = set()
         for text in (*train_texts, *all_texts):
