@@ -14,15 +14,19 @@ from .errors import LstmgenError
 IGNORE = -100  # cross_entropy's ignore_index: padding targets that count for nothing
 
 
-def batchify(stream: torch.Tensor, batch_size: int, device=None) -> torch.Tensor:
-    """(N,) ids -> (B, N // B) long: lane b is the b-th contiguous slice, so lane b's windows read in order."""
+def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(N,) ids -> (B, N // B): lane b is the b-th contiguous slice, so lane b's windows read in order.
+
+    A view in the stream's own compact dtype, not a copy: a memory-mapped corpus stays on disk, and only
+    the windows training reads are paged in (and widened to long by get_batch).
+    """
     n_lane = stream.numel() // batch_size
     if n_lane < 2:
         raise LstmgenError(
             f"the training split has {stream.numel()} tokens, too few for train.batch_size={batch_size}; "
             "lower train.batch_size or prepare more text"
         )
-    return stream[: batch_size * n_lane].view(batch_size, n_lane).to(device=device, dtype=torch.long)
+    return stream[: batch_size * n_lane].view(batch_size, n_lane)
 
 
 def num_windows(lanes: torch.Tensor, seq_len: int) -> int:
@@ -30,11 +34,27 @@ def num_windows(lanes: torch.Tensor, seq_len: int) -> int:
     return math.ceil((lanes.size(1) - 1) / seq_len)
 
 
-def get_batch(lanes: torch.Tensor, window: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Window `window` of the epoch: x (B, T) and targets y (B, T) shifted by one; T < seq_len at the end."""
+def get_batch(
+    lanes: torch.Tensor, window: int, seq_len: int, device=None, vocab_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Window `window` of the epoch: x (B, T) and targets y (B, T) shifted by one, long, on `device`;
+    T < seq_len at the end.
+
+    With `vocab_size`, the window's ids are checked against it here, as they are read: the training split
+    of a memory-mapped corpus is never scanned whole, and an embedding lookup out of range would crash.
+    """
     start = window * seq_len
     end = min(start + seq_len, lanes.size(1) - 1)
-    return lanes[:, start:end], lanes[:, start + 1 : end + 1]
+    block = lanes[:, start : end + 1]  # (B, T + 1)
+    if vocab_size is not None and block.numel():
+        low, high = torch.aminmax(block)
+        if low < 0 or high >= vocab_size:
+            raise LstmgenError(
+                f"the corpus is damaged: training window {window} holds ids outside its vocabulary of "
+                f"{vocab_size}; run `lstmgen prepare` again"
+            )
+    block = block.to(device=device, dtype=torch.long)
+    return block[:, :-1], block[:, 1:]
 
 
 def eval_lanes(stream: torch.Tensor, eor_id: int, batch_size: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,6 +6,7 @@ start instantly.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -92,8 +93,16 @@ class Kind(str, Enum):
 
 def fail(message: str, code: int = EXIT_ERROR):
     """One clear line on stderr, then a non-zero exit."""
-    problems.print(f"[bold red]error:[/] {escape(message)}")  # user text such as "[draft].txt" is not markup
+    problems.print(f"[bold red]error:[/] {_origin}{escape(message)}")  # user text such as "[draft].txt" is not markup
     raise typer.Exit(code)
+
+
+_origin = ""  # "rank N: " in the processes torchrun starts beside rank 0, so their errors say whose they are
+
+
+def _prefix_errors(origin: str) -> None:
+    global _origin
+    _origin = f"{origin}: "
 
 
 def usage(message: str):
@@ -286,7 +295,8 @@ class TrainReporter:
         resumed = f", resumed at step {d['resumed_step']:,}" if d["resumed_step"] is not None else ""
         limit = f"{d['total_steps']:,} steps" if d["total_steps"] else "time-limited"
         # Two short lines rather than one long one: each fits an 80-column terminal without wrapping.
-        err.print(f"training [bold]{d['name']}[/]: {d['parameters']:,} parameters on {d['device']} ({d['precision']})")
+        where = f"{d['world_size']} processes on {d['device'].split(':')[0]}" if d["world_size"] > 1 else d["device"]
+        err.print(f"training [bold]{d['name']}[/]: {d['parameters']:,} parameters on {where} ({d['precision']})")
         err.print(f"  {d['train_tokens']:,} train tokens, {d['steps_per_epoch']:,} steps/epoch, {limit}{resumed}")
         if self.live:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -362,6 +372,14 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the model from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model of the same name.")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train in N processes on this machine (torchrun --standalone; DDP over gloo on CPU, NCCL on GPUs). "
+            "train.batch_size is the global batch; each process gets cores / N threads.",
+            min=1,
+        ),
+    ] = 1,
     quiet: Quiet = False,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="A live progress bar on a terminal (else plain lines).")
@@ -382,8 +400,17 @@ def train(
       lstmgen train --config configs/char.yaml --set train.max_steps=200 --name quick
 
       lstmgen train --name char --resume --set train.max_epochs=40
+
+      lstmgen train --config configs/char.yaml --nproc 2
+
+      torchrun --nproc-per-node 4 -m lstmgen train --config configs/char.yaml
     """
-    err.quiet = quiet
+    from .distributed import Group
+
+    group = Group.from_env()  # rank and world size when torchrun started this process
+    err.quiet = quiet or not group.main  # rank 0 reports for all; the others print only their errors
+    if not group.main:
+        _prefix_errors(f"rank {group.rank}")
     from .config import load_config
 
     if resume and overwrite:
@@ -396,33 +423,45 @@ def train(
     overrides = list(set_ or []) + flags
     cfg = None if resume else load_config(config, overrides)
     model_name = registry.check_name(cfg.name if cfg else _resume_name(config, name), "model name")
-    # One writer per model: a second `train` of this name refuses instead of interleaving checkpoints.
-    with registry.lock("model", model_name, "training it"):
+    if nproc > 1:
+        if group.active:
+            usage("--nproc starts torchrun itself; under torchrun, set the number of processes there")
+        _check_before_launch(cfg, model_name, resume, overwrite, nproc)
+        from .distributed import launch
+
+        flags = {"--resume": resume, "--overwrite": overwrite, "--quiet": quiet, "--no-progress": not progress,
+                 "--json": json_out}  # fmt: skip
+        options = {"--config": config and str(config), "--corpus": corpus, "--name": name, "--device": device}
+        worker_args = [*chain(*([k, v] for k, v in options.items() if v)), *chain(*(["--set", o] for o in set_ or [])),
+                       *[f for f, on in flags.items() if on]]  # fmt: skip
+        raise typer.Exit(launch(nproc, worker_args))
+    # One writer per model: a second `train` of this name refuses instead of interleaving checkpoints. Under
+    # torchrun rank 0 holds it for the group (the ranks are one writer).
+    with registry.lock("model", model_name, "training it") if group.main else contextlib.nullcontext():
         payload = None
         if resume:
             cfg, payload = _resume_config(config, model_name, overrides)
-        model_dir = registry.entry_dir("model", cfg.name)
-
         from .train import train as run_training
 
         data = registry.load_corpus(cfg.corpus)
-        if not resume and not overwrite and any(model_dir.glob("*.pt")):
-            fail(
-                f"model {cfg.name!r} already exists; continue it with --resume, replace it with --overwrite, "
-                "or pick another --name"
-            )
+        if not resume and not overwrite:
+            _refuse_existing(cfg.name)
 
         reporter = TrainReporter(progress)
-        signals = _StopSignals()
+        signals = _StopSignals(announce=group.main)
         try:
             with signals:
-                summary = run_training(cfg, data, resume=payload, on_event=reporter, should_stop=signals.requested)
+                summary = run_training(
+                    cfg, data, resume=payload, on_event=reporter, should_stop=signals.requested, group=group
+                )
         finally:
             reporter.close()
-    if json_out:
+    if json_out and group.main:
         out_json(summary)
     if summary["stop_reason"] == "interrupted":
-        code = 128 + signals.signum
+        code = 128 + (signals.signum or signal.SIGTERM)  # a rank that got no signal stops with those that did
+        if not group.main:
+            raise typer.Exit(code)
         problems.print(
             f"interrupted at step {summary['steps']:,}: checkpoint saved; continue with "
             f"`lstmgen train --name {cfg.name} --resume`"
@@ -431,6 +470,36 @@ def train(
 
 
 RESUME_FIXED = ("model.", "corpus", "train.batch_size", "train.seq_len")
+
+
+def _refuse_existing(model_name: str) -> None:
+    if any(registry.entry_dir("model", model_name).glob("*.pt")):
+        fail(
+            f"model {model_name!r} already exists; continue it with --resume, replace it with --overwrite, "
+            "or pick another --name"
+        )
+
+
+def _check_before_launch(cfg, model_name: str, resume: bool, overwrite: bool, nproc: int) -> None:
+    """The usual mistakes, caught once here as one line, before torchrun starts N processes that would each
+    report them."""
+    from .config import load_config
+    from .distributed import Group
+    from .train import check_world_size
+
+    group = Group(rank=0, world=nproc)
+    if resume:
+        try:
+            payload = registry.load_model_payload(model_name, "last")
+        except registry.NotFound:
+            return  # the ranks start from step 0 (with --config) or say there is nothing to resume
+        cfg = load_config(None, [], base=payload["config"])
+        check_world_size(payload, cfg, group)
+    else:
+        registry.require("corpus", cfg.corpus)
+        if not overwrite:
+            _refuse_existing(model_name)
+    group.per_rank(cfg.train.batch_size)
 
 
 def _resume_name(config: Path | None, name: str | None) -> str:
@@ -503,9 +572,10 @@ def _flatten(d: dict, prefix: str = "") -> list[str]:
 class _StopSignals:
     """While active, the first Ctrl-C/SIGTERM asks training to stop after the current step; a second one aborts."""
 
-    def __init__(self):
+    def __init__(self, announce: bool = True):
         self.signum = 0
         self.previous = {}
+        self.announce = announce  # under torchrun, rank 0 says it for every rank
 
     def requested(self) -> bool:
         return self.signum != 0
@@ -514,6 +584,8 @@ class _StopSignals:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
+        if not self.announce:
+            return
         newline = "\n" if problems.is_terminal and not err.quiet else ""  # end the progress bar's line
         problems.print(f"{newline}stopping after this step and saving a checkpoint (press Ctrl-C again to abort)")
 
@@ -1035,7 +1107,7 @@ def main():
         if os.environ.get("LSTMGEN_DEBUG"):
             raise
         _silence_stdout()  # stdout may be what failed (`> /dev/full`): do not fail again at exit
-        problems.print(f"[bold red]error:[/] {escape(_unexpected(e))}")
+        problems.print(f"[bold red]error:[/] {_origin}{escape(_unexpected(e))}")
         sys.exit(EXIT_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
 

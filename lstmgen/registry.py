@@ -275,7 +275,9 @@ def load_pt(path: Path) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about foreign pickles; our error line says it all
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            # mmap: tensors stay in the file and are paged in as read, so a corpus larger than memory
+            # trains; map_location: a checkpoint saved on a GPU loads on any machine.
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise NotFound(f"{path} is missing") from None
     except Exception:  # noqa: BLE001 - damaged bytes make the unpickler raise anything (TypeError, KeyError, ...)
@@ -335,12 +337,13 @@ def _damaged(path: Path, what: str, fix: str):
     raise LstmgenError(f"{path} is damaged ({what}); {fix}")
 
 
-def _check_ids(ids, n_vocab: int, what: str, path: Path, fix: str) -> None:
-    """A split's token ids: a 1-D integer tensor inside the vocabulary (an embedding lookup would crash)."""
+def _check_ids(ids, n_vocab: int, what: str, path: Path, fix: str, values: bool = True) -> None:
+    """A split's token ids: a 1-D integer tensor inside the vocabulary (an embedding lookup would crash).
+    `values=False` checks the type only: training checks a memory-mapped split's values window by window."""
 
     if not _plain(ids) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
         _damaged(path, f"{what} ids are not a 1-D integer tensor", fix)
-    if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < n_vocab):
+    if values and ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < n_vocab):
         _damaged(path, f"{what} ids fall outside its vocabulary of {n_vocab}", fix)
 
 
@@ -360,7 +363,8 @@ def _check_corpus_parts(corpus: dict, path: Path) -> None:
         _damaged(path, "its metadata or splits are missing", fix)
     n_vocab = len(Vocab.from_dict(corpus.get("vocab")))
     for split in SPLITS:
-        _check_ids(corpus["splits"].get(split), n_vocab, split, path, fix)
+        # Scanning the train split would read a whole memory-mapped corpus into memory; get_batch checks it.
+        _check_ids(corpus["splits"].get(split), n_vocab, split, path, fix, values=split != "train")
 
 
 # -- models --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from . import registry
 from .batches import IGNORE, batchify, eval_lanes, get_batch, num_windows
 from .config import Config
+from .distributed import Group
 from .errors import LstmgenError
 from .model import LSTMLM
 from .tokenize import Vocab
@@ -234,8 +235,9 @@ def build_optimizer(model: LSTMLM, cfg: Config) -> torch.optim.AdamW:
 RESUMED = ("step", "epoch", "window", "elapsed", "tokens", "best_val", "bad_evals")
 
 
-def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.device, n_windows: int):
-    """Load a last.pt payload into model, optimizer, loop state `s` and RNG; return the carried hidden state."""
+def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.device, n_windows: int, group: Group):
+    """Load a last.pt payload into model, optimizer, loop state `s` and this rank's RNG; return this rank's
+    share of the carried hidden state."""
     ts = resume["train_state"]
     counters = {k: ts[k] for k in RESUMED}
     whole = all(isinstance(counters[k], int) and counters[k] >= 0 for k in ("step", "epoch", "window", "tokens"))
@@ -246,16 +248,31 @@ def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.devi
     s.update(counters)
     s["saved"] = {"last": ts["step"]}
     s["history"], s["created"] = list(resume["history"]), resume["created"]
-    torch.set_rng_state(ts["rng_cpu"])
-    if device.type == "cuda" and ts.get("rng_cuda") is not None:
-        torch.cuda.set_rng_state(ts["rng_cuda"], device)
+    rng = ts["rng_ranks"][group.rank] if group.active else ts  # each rank drew its own dropout masks
+    torch.set_rng_state(rng["rng_cpu"])
+    if device.type == "cuda" and rng.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(rng["rng_cuda"], device)
     hidden = ts.get("hidden")
     if hidden is None:
         return None
-    expected = (model.lstm.num_layers, resume["config"]["train"]["batch_size"], model.lstm.hidden_size)
+    batch_size = resume["config"]["train"]["batch_size"]
+    expected = (model.lstm.num_layers, batch_size, model.lstm.hidden_size)
     if len(hidden) != 2 or any(tuple(h.shape) != expected for h in hidden):
         raise ValueError(f"the carried hidden state is not (h, c) of shape {expected}")
-    return tuple(h.to(device) for h in hidden)
+    rows = group.per_rank(batch_size)  # last.pt holds every rank's lanes: (n_layer, B, H); ours are a slice
+    return tuple(h[:, group.rank * rows : (group.rank + 1) * rows].to(device) for h in hidden)
+
+
+def check_world_size(resume: dict, cfg: Config, group: Group) -> None:
+    """A run resumes on as many processes as it trained on: each rank's lanes, hidden state and dropout RNG
+    are laid out by the world size."""
+    saved = resume["train_state"].get("world_size", 1) if isinstance(resume.get("train_state"), dict) else 1
+    if saved != group.world:
+        how = "plain `lstmgen train`" if saved == 1 else f"--nproc {saved} (or torchrun --nproc-per-node {saved})"
+        raise LstmgenError(
+            f"model {cfg.name!r} was training on {saved} process(es), and this run has {group.world}: the world "
+            f"size lays out each process's data and state; resume it with {how}, or start over with --overwrite"
+        )
 
 
 def train(
@@ -265,16 +282,28 @@ def train(
     resume: dict | None = None,
     on_event: OnEvent | None = None,
     should_stop: Callable[[], bool] | None = None,
+    group: Group | None = None,
 ) -> dict:
     """Train cfg.name on `corpus` (a loaded registry corpus), writing checkpoints to the registry.
 
     `resume` is a loaded last.pt payload. `should_stop()` is polled once per step (the CLI sets it on
     Ctrl-C/SIGTERM); the loop then saves a checkpoint and returns with stop_reason "interrupted".
+    `group` is the torch.distributed group under torchrun (distributed.Group.from_env()): each rank trains
+    on its share of the lanes, DDP averages the gradients, rank 0 alone reports and writes checkpoints.
     Returns a summary dict: steps, epochs, elapsed_s, tokens_per_s, best_val_loss, name, stop_reason.
     """
-    emit = on_event or (lambda kind, data: None)
+    group = group or Group()
+    device = group.device(cfg.train.device)
+    group.start(device)
+    try:
+        return _train(cfg, corpus, resume, on_event, should_stop, group, device)
+    finally:
+        group.close()
+
+
+def _train(cfg, corpus, resume, on_event, should_stop, group: Group, device: torch.device) -> dict:
+    emit = (on_event if group.main else None) or (lambda kind, data: None)  # rank 0 speaks for all
     t = cfg.train
-    device = pick_device(t.device)
     precision = pick_precision(t.precision, device)
     vocab = Vocab.from_dict(corpus["vocab"])
     model_dir = registry.entry_dir("model", cfg.name)
@@ -287,10 +316,15 @@ def train(
         )
     if resume is not None:
         check_resumable(resume, corpus, cfg)
-    torch.manual_seed(t.seed)
+        check_world_size(resume, cfg, group)
+    torch.manual_seed(t.seed)  # the same initial weights on every rank
     model = LSTMLM(len(vocab), cfg.model).to(device)
+    net = group.wrap(model)  # what the step calls: DDP under torchrun, else the model itself
+    if group.active:
+        torch.manual_seed(t.seed + group.rank)  # but each rank's own dropout masks
     optimizer = build_optimizer(model, cfg)
-    lanes = batchify(corpus["splits"]["train"], t.batch_size, device)  # (B, L)
+    all_lanes = batchify(corpus["splits"]["train"], t.batch_size)  # (B, L) compact ids, a view of the split
+    lanes = group.share(all_lanes)  # (B / world, L): this rank's lanes
     n_windows = num_windows(lanes, t.seq_len)
     # A fresh run replaces what was there, but only at its first save: a run that fails before that
     # (bad settings, early divergence) leaves an earlier model of this name untouched.
@@ -309,10 +343,10 @@ def train(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "saved": {},  # which -> step, for the checkpoints this run has on disk
     }
-    hidden = None  # (h, c), each (n_layer, B, H); None at an epoch start = zeros
+    hidden = None  # (h, c), each (n_layer, B / world, H); None at an epoch start = zeros
     if resume is not None:
         try:
-            hidden = _restore(resume, model, optimizer, s, device, n_windows)
+            hidden = _restore(resume, model, optimizer, s, device, n_windows, group)
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
             raise LstmgenError(
                 f"model {cfg.name!r}: last.pt is damaged or incomplete ({type(e).__name__}: "
@@ -320,6 +354,7 @@ def train(
             ) from None
 
     heldout = {k: corpus["splits"][k] for k in ("val", "test")}
+    val_piece = group.piece(val_ids, vocab.eor_id)  # each rank scores its piece; the sums are reduced
     corpus_meta = corpus["meta"]
 
     def progress() -> float:
@@ -330,7 +365,17 @@ def train(
         ]
         return max(fractions)
 
-    def payload(with_train_state: bool) -> dict:
+    def rank_state() -> dict:
+        """What only this rank knows, for last.pt: its lanes' hidden state, its RNG, and a fingerprint of
+        its weights (the replicas must agree to the bit)."""
+        return {
+            "hidden": tuple(h.detach().cpu() for h in hidden) if hidden is not None else None,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "weights": [float(p.detach().double().sum()) for p in model.parameters()],
+        }
+
+    def payload(ranks: list[dict] | None) -> dict:
         p = {
             "format_version": registry.MODEL_FORMAT,
             "name": cfg.name,
@@ -347,14 +392,22 @@ def train(
             | {"name": cfg.corpus},
             "heldout": heldout,  # val/test ids: `eval` works after the corpus is deleted
         }
-        if with_train_state:
+        if ranks is not None:  # last.pt: everything --resume needs, every rank's part included
+            hidden_all = None  # (h, c) of all lanes, (n_layer, B, H) each: the ranks' slices in rank order
+            if ranks[0]["hidden"] is not None:
+                hs, cs = zip(*(r["hidden"] for r in ranks), strict=True)
+                hidden_all = (torch.cat(hs, dim=1), torch.cat(cs, dim=1))
             p["train_state"] = {
                 **{k: s[k] for k in RESUMED},
-                "optimizer": optimizer.state_dict(),
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "hidden": tuple(h.detach().cpu() for h in hidden) if hidden is not None else None,
+                "optimizer": optimizer.state_dict(),  # the same on every rank
+                "rng_cpu": ranks[0]["rng_cpu"],
+                "rng_cuda": ranks[0]["rng_cuda"],
+                "hidden": hidden_all,
+                "world_size": group.world,
             }
+            if group.active:
+                p["train_state"]["rng_ranks"] = [{k: r[k] for k in ("rng_cpu", "rng_cuda")} for r in ranks]
+                p["train_state"]["replica_checksums"] = [r["weights"] for r in ranks]  # equal, or save refused
         return p
 
     def kept() -> str:
@@ -365,6 +418,23 @@ def train(
         return "nothing was saved, and an earlier model of this name is untouched"
 
     def save(which: str, status: str) -> None:
+        """Rank 0 writes `which`.pt atomically; every rank takes part (last.pt gathers their state) and
+        waits until it is on disk."""
+        ranks = group.gather(rank_state()) if which == "last" else None
+        if ranks is not None and any(r["weights"] != ranks[0]["weights"] for r in ranks):
+            raise LstmgenError(f"the {group.world} replicas' weights differ at step {s['step']:,}: a bug in lstmgen")
+        failure = None
+        if group.main:
+            try:
+                write(which, status, ranks)
+            except LstmgenError as e:
+                failure = e
+        group.check(failure is None, f"save {which}.pt")
+        if failure is not None:
+            raise failure
+        emit("checkpoint", {"which": which, "step": s["step"], "path": str(model_dir / f"{which}.pt")})
+
+    def write(which: str, status: str, ranks: list[dict] | None) -> None:
         path = model_dir / f"{which}.pt"
 
         def drop_stale() -> None:
@@ -376,7 +446,7 @@ def train(
                     old.unlink(missing_ok=True)
 
         try:
-            registry.save_pt(path, payload(with_train_state=which == "last"), before_replace=drop_stale)
+            registry.save_pt(path, payload(ranks), before_replace=drop_stale)
             s["saved"][which] = s["step"]
             registry.write_json(
                 model_dir / "info.json",
@@ -403,7 +473,6 @@ def train(
                 f"could not save {e.path.name} of step {s['step']:,} in {model_dir} ({e.reason}); {kept()}; "
                 f"{fix}, then {then}"
             ) from None
-        emit("checkpoint", {"which": which, "step": s["step"], "path": str(path)})
 
     def diverged(loss: float):
         raise LstmgenError(
@@ -420,10 +489,13 @@ def train(
 
     def run_eval() -> bool:
         """Validate, record, keep `best`; True when patience has run out."""
-        result = evaluate(model, val_ids, vocab.eor_id, device=device, should_stop=should_stop)
+        # Under torchrun no rank may leave a pass the others finish: a stop waits for the (bounded) pass.
+        stop = None if group.active else should_stop
+        result = evaluate(model, val_piece, vocab.eor_id, device=device, should_stop=stop)
         if result is None:  # stopped midway: the loop saves last.pt and ends
             return False
-        val_loss = result[0] / result[1]
+        nll, n = group.sum(list(result))  # sum of NLL / sum of tokens over all ranks
+        val_loss = nll / n
         if not math.isfinite(val_loss):
             diverged(val_loss)
         improved = s["best_val"] is None or val_loss < s["best_val"]
@@ -442,7 +514,7 @@ def train(
             }
         )
         emit("eval", {"step": s["step"], "val_loss": val_loss, "best_val_loss": s["best_val"], "improved": improved})
-        if t.sample_every and len(s["history"]) % t.sample_every == 0:
+        if t.sample_every and len(s["history"]) % t.sample_every == 0 and group.main:
             emit("sample", {"step": s["step"], "text": show_sample()})
         if improved:
             save("best", "training")
@@ -461,7 +533,8 @@ def train(
             "total_steps": total_steps,
             "max_time": t.max_time,
             "resumed_step": s["step"] if resume else None,
-            "train_tokens": int(lanes.numel()),
+            "train_tokens": int(all_lanes.numel()),
+            "world_size": group.world,
         },
     )
 
@@ -470,24 +543,26 @@ def train(
     run_tokens, step_time, last_eval_step = 0, 0.0, s["step"] if resume else -1
     clock = time.perf_counter()
     while True:
+        # One agreed clock and stop request: every rank takes the same decision at the same step.
+        s["elapsed"], stop_asked = group.agree(s["elapsed"], bool(should_stop and should_stop()))
         if t.max_steps and s["step"] >= t.max_steps:
             stop_reason = "max_steps"
         elif t.max_epochs and s["epoch"] >= t.max_epochs:
             stop_reason = "max_epochs"
         elif t.max_time and s["elapsed"] >= t.max_time:
             stop_reason = "max_time"
-        elif should_stop and should_stop():
+        elif stop_asked:
             stop_reason = "interrupted"
         if stop_reason:
             break
 
         t0 = time.perf_counter()
-        x, y = get_batch(lanes, s["window"], t.seq_len)  # (B, T) each
+        x, y = get_batch(lanes, s["window"], t.seq_len, device, len(vocab))  # (B / world, T) each
         lr = lr_at(cfg, s["step"], progress())
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
         with autocast(device, precision):
-            logits, hidden = model(x, hidden)  # (B, T, V)
+            logits, hidden = net(x, hidden)  # (B / world, T, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -495,12 +570,12 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         optimizer.step()
         hidden = (hidden[0].detach(), hidden[1].detach())  # carry the state, not the graph
-        last_loss = loss.item()
+        last_loss = group.mean(loss.detach())  # the global batch's loss
 
         s["step"] += 1
         s["window"] += 1
-        s["tokens"] += x.numel()
-        run_tokens += x.numel()
+        s["tokens"] += x.numel() * group.world
+        run_tokens += x.numel() * group.world
         if s["window"] == n_windows:  # next epoch: lanes restart, and so does the state
             s["epoch"], s["window"], hidden = s["epoch"] + 1, 0, None
         now = time.perf_counter()
@@ -549,6 +624,7 @@ def train(
         "stop_reason": stop_reason,
         "device": str(device),
         "precision": precision,
+        "world_size": group.world,
     }
     emit("end", summary)
     return summary

@@ -121,7 +121,7 @@ def test_default_model_is_latest_unless_set(toy_corpus, tiny_model):
         (lambda c: c | {"format_version": "1"}, "no valid format version"),
         (lambda c: {k: v for k, v in c.items() if k != "splits"}, "metadata or splits are missing"),
         (lambda c: c | {"vocab": {"kind": "char", "itos": [1, 2]}}, "vocabulary is damaged"),
-        (lambda c: c | {"splits": c["splits"] | {"train": c["splits"]["train"].long() + 999}}, "outside its vocab"),
+        (lambda c: c | {"splits": c["splits"] | {"val": c["splits"]["val"].long() + 999}}, "outside its vocab"),
         (lambda c: c | {"splits": c["splits"] | {"val": c["splits"]["val"].float()}}, "not a 1-D integer tensor"),
     ],
 )
@@ -130,3 +130,20 @@ def test_a_damaged_or_newer_corpus_is_one_clear_error(toy_corpus, damage, messag
     registry.save_pt(path, damage(registry.load_pt(path)))
     with pytest.raises(LstmgenError, match=message):
         registry.load_corpus("toy")
+
+
+def test_damaged_training_ids_are_found_as_training_reads_them(toy_corpus):
+    """The train split is memory-mapped and never scanned whole at load: each window is checked as read."""
+    from lstmgen.train import train
+
+    from .conftest import tiny_config
+
+    path = registry.entry_dir("corpus", "toy") / "corpus.pt"
+    corpus = registry.load_pt(path)
+    train_ids = corpus["splits"]["train"].clone()
+    train_ids[20] = 250  # a uint8 id past the toy vocabulary, in the second window of the first lane
+    registry.save_pt(path, corpus | {"splits": corpus["splits"] | {"train": train_ids}})
+    loaded = registry.load_corpus("toy")  # loads: the values are not read yet
+    with pytest.raises(LstmgenError, match=r"training window \d+ holds ids outside its vocabulary"):
+        train(tiny_config(), loaded)
+    assert not registry.entry_dir("model", "tiny").exists()  # failed before its first checkpoint

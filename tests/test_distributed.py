@@ -1,0 +1,108 @@
+"""`lstmgen train --nproc 2`: two real CPU processes under torchrun's launcher, gloo between them."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lstmgen import registry
+
+from .conftest import toy_run
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gloo and POSIX signals")
+
+CLI = [sys.executable, "-m", "lstmgen"]
+# Dropout off: with it, each rank draws its own masks and the first loss would differ from one process's.
+EXACT = ["--set", "model.dropout=0", "--set", "train.log_every=1"]
+
+
+def cli(*args, check=True):
+    r = subprocess.run([*CLI, *map(str, args)], env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True,
+                       text=True, timeout=240)  # fmt: skip
+    assert not check or r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture
+def toy(jokes_csv):
+    cli("prepare", jokes_csv, "--name", "toy", "--val-frac", "0.1", "--test-frac", "0.1")
+
+
+def test_two_processes_train_like_one_on_the_same_global_batch(toy):
+    args = ["train", "--corpus", "toy", *toy_run(4, 2, "train.batch_size=4"), *EXACT, "--json"]
+    one = json.loads(cli(*args, "--name", "one").stdout)
+    r = cli(*args, "--name", "two", "--nproc", 2)
+    two = json.loads(r.stdout)  # one JSON line: rank 1 prints nothing on stdout
+    assert one["steps"] == two["steps"] == 4 and two["world_size"] == 2
+    assert "training two" in r.stderr and "2 processes" in r.stderr
+    assert r.stderr.count("done:") == 1, r.stderr  # rank 0 reports for both
+
+    last = {}
+    for name in ("one", "two"):
+        # Rank 0 wrote it atomically; it holds only plain data (loading never runs code from it).
+        last[name] = torch.load(registry.entry_dir("model", name) / "last.pt", weights_only=True)
+    # The first step's loss is the global batch's: rows 0-1 on rank 0 and 2-3 on rank 1, averaged.
+    first = [last[n]["history"][0]["train_loss"] for n in ("one", "two")]
+    assert first[0] == pytest.approx(first[1], abs=1e-5)
+    state = last["two"]["train_state"]
+    assert state["world_size"] == 2
+    checksums = state["replica_checksums"]  # each rank's sum of each weight tensor, at the save
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    assert tuple(state["hidden"][0].shape) == (2, 4, 16)  # both ranks' lanes: (n_layer, B, H)
+    assert len(state["rng_ranks"]) == 2
+    # Validation covers the same tokens, split over the ranks and summed: close to one process's loss
+    val = [last[n]["history"][-1]["val_loss"] for n in ("one", "two")]
+    assert val[0] == pytest.approx(val[1], rel=2e-3)
+
+
+def test_sigterm_stops_every_rank_at_one_step_and_resume_needs_the_same_world_size(toy):
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "train",
+            "--corpus",
+            "toy",
+            "--name",
+            "sig",
+            "--nproc",
+            "2",
+            *toy_run(100_000, 100_000, "train.batch_size=4"),
+        ],  # fmt: skip
+        env=os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not proc.stderr.readline().startswith("step "):  # both ranks are stepping
+        assert proc.poll() is None, proc.stderr.read()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.count("interrupted at step") == 1 and "Traceback" not in stderr, stderr
+    assert stderr.count("stopping after this step") == 1, stderr
+    last = registry.load_model_payload("sig", "last")
+    steps = last["train_state"]["step"]
+    assert steps > 0 and last["train_state"]["world_size"] == 2
+    checksums = last["train_state"]["replica_checksums"]  # gathered at that step: same weights, same step
+    assert checksums[0] == checksums[1]
+
+    r = cli("train", "--name", "sig", "--resume", check=False)
+    assert r.returncode == 1 and "was training on 2 process(es)" in r.stderr and "--nproc 2" in r.stderr
+    assert r.stderr.count("\n") == 1 and registry.load_model_payload("sig", "last")["step"] == steps
+
+    r = cli("train", "--name", "sig", "--resume", "--nproc", 2, "--set", f"train.max_steps={steps + 3}", "--json")
+    assert json.loads(r.stdout)["steps"] == steps + 3
+
+
+def test_a_batch_that_does_not_split_is_one_line_before_any_process_starts(toy):
+    r = cli("train", "--corpus", "toy", "--name", "odd", "--nproc", 2, *toy_run(4, 2, "train.batch_size=3"),
+            check=False)  # fmt: skip
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "train.batch_size=3 does not split evenly over 2 processes" in r.stderr
+    assert not registry.entry_dir("model", "odd").exists()
