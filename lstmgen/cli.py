@@ -228,11 +228,14 @@ def prepare(
         usage("--vocab-size sets the size of a --tokenizer bpe vocabulary (a word vocabulary is capped by --max-vocab)")
     if vocab_size is not None and vocab_size < MIN_BPE_VOCAB:
         usage(f"--vocab-size must be at least {MIN_BPE_VOCAB} (the 256 byte tokens and <eor>), got {vocab_size}")
-    with registry.lock("corpus", name, "preparing it"):  # two prepares of one name never interleave
+    # Two prepares of one name never interleave. The token ids go through a scratch directory in the
+    # registry (on the disk the corpus goes to; /tmp may be RAM), removed however prepare ends.
+    with registry.lock("corpus", name, "preparing it"), registry.scratch("corpus", name) as work_dir:
         if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
             fail(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")
         source = read_source(input, format.value, encoding)
-        texts, col = read_records(source, column, records.value)
+        # A CSV is parsed whole by pandas; a text file streams through in chunks, in bounded memory.
+        texts, col = read_records(source, column, records.value) if source.is_csv or column else (None, None)
         corpus = build_corpus(
             source,
             texts,
@@ -245,6 +248,7 @@ def prepare(
             max_vocab=max_vocab,
             vocab_size=vocab_size,
             column=col,
+            work_dir=work_dir,
         )
         path = registry.save_corpus(name, corpus)
     meta = corpus["meta"]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
-import random
+import os
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
 
 from .errors import LstmgenError
@@ -17,46 +20,111 @@ from .tokenize import Vocab, build_vocab
 CORPUS_FORMAT = 1
 TEXT_COLUMNS = ("joke", "text")  # auto-detected CSV columns, case-insensitive
 SPLITS = ("train", "val", "test")
+CHUNK_BYTES = 4 << 20  # streaming reads: large enough to amortise Python, small enough to bound memory
 
 
 @dataclass
 class Source:
-    """Raw input: its decoded text, a display name and the hash of its bytes."""
+    """Raw input, checked (not binary, decodable) and hashed in one streaming pass; its text is read again,
+    chunk by chunk, by whoever needs it (`chunks`), so a file larger than memory can be prepared."""
 
-    text: str
+    path: Path  # the file; stdin is spooled to a temporary file first, as it cannot be read twice
     name: str  # file path or "<stdin>"
     sha256: str
     is_csv: bool
+    encoding: str = "utf-8"
+
+    @property
+    def text(self) -> str:
+        """The whole text (CSV and small inputs): BOM dropped, line ends normalised to \n."""
+        return "".join(self.chunks())
+
+    def chunks(self) -> Iterator[str]:
+        """The text in pieces of about CHUNK_BYTES, each ending at a line end where the text has one: BOM
+        dropped, CRLF and CR normalised to a newline. Decoding errors name the line and byte offset."""
+        size = CHUNK_BYTES
+        decoder = codecs.getincrementaldecoder(self.encoding)()
+        carry, offset, line, first = "", 0, 1, True
+        with self.path.open("rb") as f:
+            while True:
+                data = f.read(size)
+                try:
+                    text = decoder.decode(data, final=not data)
+                except UnicodeDecodeError as e:
+                    at = max(0, e.start - (len(e.object) - len(data)))  # decoder may hold bytes of the last read
+                    line += data[:at].count(b"\n")
+                    raise LstmgenError(
+                        f"{self.name} is not valid {self.encoding}: byte {e.object[e.start]:#04x} at line "
+                        f"{line} (offset {offset + at}); pass --encoding "
+                        "(for example --encoding latin-1)"
+                    ) from None
+                offset, line = offset + len(data), line + data.count(b"\n")
+                if first:
+                    text, first = text.removeprefix("\ufeff"), False
+                text = carry + text
+                if data and text.endswith("\r"):  # a CRLF may straddle two reads
+                    text, carry = text[:-1], "\r"
+                else:
+                    carry = ""
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+                if not data:
+                    if text:
+                        yield text
+                    return
+                end = text.rfind("\n") + 1
+                if end == 0 and len(text) < 4 * size:  # one long line so far: read on
+                    carry = text + carry
+                    continue
+                end = end or len(text)
+                carry = text[end:] + carry
+                yield text[:end]
 
 
 def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8") -> Source:
-    """Read a file (or "-" for stdin) as text, with clear errors for binary or mis-encoded input."""
+    """Check and hash a file (or "-" for stdin), streaming: clear errors for binary, empty or mis-encoded
+    input, without holding it in memory."""
     if path == "-":
-        data, name = sys.stdin.buffer.read(), "<stdin>"
+        p, name = _spool_stdin(), "<stdin>"
     else:
-        p = Path(path)
+        p, name = Path(path), str(path)
         if not p.exists():
             raise LstmgenError(f"input file {path} does not exist")
         if p.is_dir():
             raise LstmgenError(f"input {path} is a directory; give a .csv or .txt file")
-        data, name = p.read_bytes(), str(p)
-    if not data.strip():
-        raise LstmgenError(f"{name} is empty; give a file with at least a few records")
-    if b"\x00" in data[:65536]:
-        raise LstmgenError(f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file")
     try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise LstmgenError(
-            f"{name} is not valid {encoding}: byte {data[e.start]:#04x} at line {line} (offset {e.start}); "
-            "pass --encoding (for example --encoding latin-1)"
-        ) from None
+        "".encode(encoding)
     except LookupError:
         raise LstmgenError(f"unknown --encoding {encoding!r}; try utf-8 or latin-1") from None
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    digest, blank = hashlib.sha256(), True
+    with p.open("rb") as f:
+        head = f.read(65536)
+        if b"\x00" in head:
+            raise LstmgenError(
+                f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file"
+            )
+        for data in chain([head], iter(lambda: f.read(CHUNK_BYTES), b"")):
+            digest.update(data)
+            blank = blank and not data.strip()
+    if blank:
+        raise LstmgenError(f"{name} is empty; give a file with at least a few records")
     is_csv = fmt == "csv" or (fmt == "auto" and name.lower().endswith(".csv"))
-    return Source(text, name, hashlib.sha256(data).hexdigest(), is_csv)
+    source = Source(p, name, digest.hexdigest(), is_csv, encoding)
+    for _ in source.chunks():  # decode it all once now: a bad byte is an error before any work is done
+        pass
+    return source
+
+
+def _spool_stdin() -> Path:
+    """stdin copied to a temporary file (deleted at exit), in bounded memory."""
+    import atexit
+    import shutil
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="lstmgen-stdin-")
+    atexit.register(Path(tmp).unlink, missing_ok=True)
+    with os.fdopen(fd, "wb") as f:
+        shutil.copyfileobj(sys.stdin.buffer, f, CHUNK_BYTES)
+    return Path(tmp)
 
 
 def read_records(source: Source, column: str | None = None, records: str = "line") -> tuple[list[str], str | None]:
@@ -142,8 +210,11 @@ def _shown(column) -> str:
     return name if name.isprintable() else repr(name)
 
 
-def split_records(n: int, val_frac: float, test_frac: float, seed: int) -> dict[str, list[int]]:
-    """Record indices per split, chosen by a seeded shuffle; each split keeps the file's order."""
+def split_labels(n: int, val_frac: float, test_frac: float, seed: int):
+    """Each record's split, (n,) uint8 (TRAIN, VAL or TEST), by a seeded shuffle; one byte per record, so
+    millions of records split in bounded memory."""
+    import numpy as np
+
     for name, frac in (("--val-frac", val_frac), ("--test-frac", test_frac)):
         if not 0 <= frac < 1:
             raise LstmgenError(f"{name} must be in [0, 1), got {frac}")
@@ -156,30 +227,15 @@ def split_records(n: int, val_frac: float, test_frac: float, seed: int) -> dict[
             f"only {n} record(s): too few to split into train/val/test; add records, lower --val-frac/--test-frac, "
             "or read the text as one stream with --records file"
         )
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    return {
-        "val": sorted(order[:n_val]),
-        "test": sorted(order[n_val : n_val + n_test]),
-        "train": sorted(order[n_val + n_test :]),
-    }
+    order = np.random.default_rng(seed).permutation(n)
+    labels = np.full(n, TRAIN, dtype=np.uint8)
+    labels[order[:n_val]] = VAL
+    labels[order[n_val : n_val + n_test]] = TEST
+    return labels
 
 
-def split_stream(text: str, val_frac: float, test_frac: float) -> dict[str, list[str]]:
-    """One long stream (a whole file): contiguous train/val/test pieces, cut at line ends (nanoGPT style)."""
-    split_records(3, val_frac, test_frac, 0)  # the same checks on the fractions
-
-    def cut(frac: float) -> int:
-        at = int(len(text) * frac)
-        for sep in ("\n", " "):  # a line end close by, else a word break: a text may be one long line
-            end = text.find(sep, at, at + 10_000)
-            if end >= 0:
-                return end + 1
-        return at
-
-    a, b = cut(1 - val_frac - test_frac), cut(1 - test_frac)
-    pieces = {"train": text[:a], "val": text[a:b], "test": text[b:]}
-    return {k: [v.strip("\n")] if v.strip() else [] for k, v in pieces.items()}
+TRAIN, VAL, TEST = range(3)  # split labels, in SPLITS order
+BATCH = 4096  # in-memory records handled per piece
 
 
 def ids_dtype(vocab_size: int):
@@ -214,7 +270,7 @@ def n_chars(records: list[str]) -> int:
 
 def build_corpus(
     source: Source,
-    records: list[str],
+    records: list[str] | None = None,
     *,
     tokenizer: str = "char",
     stream: bool = False,
@@ -225,24 +281,45 @@ def build_corpus(
     max_vocab: int | None = None,
     vocab_size: int | None = None,
     column: str | None = None,
+    work_dir: Path | None = None,
 ) -> dict:
-    """The corpus payload saved in the registry: vocab, one id tensor per split, and metadata."""
-    if stream:
-        parts = split_stream(records[0], val_frac, test_frac)
+    """The corpus payload saved in the registry: vocab, one id tensor per split, and metadata.
+
+    `records` are the texts read by read_records (a CSV, or a small text); None streams the source text
+    itself, in bounded memory whatever its size: one pass counts the records, one builds the vocabulary,
+    one encodes, each over chunks of a few MB. The ids go to temporary files in `work_dir` (the corpus's
+    registry directory) and come back memory-mapped, so saving them copies from disk to disk.
+    `stream`: the text is one stream, cut into contiguous train/val/test pieces at line ends (nanoGPT style)
+    instead of split by record.
+    """
+    if records is not None:  # in memory: the same pipeline over slices of the list
+        batches = lambda: (records[i : i + BATCH] for i in range(0, len(records), BATCH))  # noqa: E731
     else:
-        index = split_records(len(records), val_frac, test_frac, seed)
-        parts = {k: [records[i] for i in idx] for k, idx in index.items()}
+        batches = lambda: map(_line_records, source.chunks()) if not stream else source.chunks()  # noqa: E731
+    if stream:
+        fragments = (lambda: chain.from_iterable(batches())) if records is not None else batches
+        extent = _extent(fragments())
+        _stream_cuts(extent, val_frac, test_frac)  # checks the fractions before the passes
+        pieces = lambda: _stream_pieces(fragments(), extent, val_frac, test_frac)  # noqa: E731
+    else:
+        labels = split_labels(sum(map(len, batches())), val_frac, test_frac, seed)
+        pieces = lambda: _labelled(batches(), labels)  # noqa: E731
+
+    def texts(*splits: str) -> Iterator[str]:
+        return (t for split, group, _ in pieces() if split in splits for t in group)
+
+    # The vocabulary: chars of every split (an alphabet is no held-out secret); words and BPE merges from
+    # the training split only.
+    every = SPLITS if tokenizer == "char" else ("train",)
+    vocab = build_vocab(tokenizer, texts(*every), min_freq=min_freq, max_vocab=max_vocab, vocab_size=vocab_size)
+    encoded = _encode_pieces(vocab, pieces(), work_dir)
     for split, frac in (("val", val_frac), ("test", test_frac)):
-        if frac > 0 and not parts[split]:
+        if frac > 0 and not encoded[split]["records"]:
             raise LstmgenError(
                 f"the {split} split came out empty: {source.name} is too short for "
                 f"--{split}-frac {frac}; give more text or a larger fraction"
             )
-    vocab = build_vocab(
-        tokenizer, parts["train"], parts["val"] + parts["test"], min_freq=min_freq, max_vocab=max_vocab,
-        vocab_size=vocab_size,
-    )  # fmt: skip
-    splits = {k: encode_records(vocab, parts[k]) for k in SPLITS}
+    splits = {k: encoded[k]["ids"] for k in SPLITS}
     meta = {
         "source": source.name if source.name == "<stdin>" else str(Path(source.name).resolve()),
         "sha256": source.sha256,
@@ -254,11 +331,142 @@ def build_corpus(
         "test_frac": test_frac,
         "min_freq": min_freq,
         "vocab_size": len(vocab),
-        "records": {k: len(parts[k]) for k in SPLITS},
+        "records": {k: encoded[k]["records"] for k in SPLITS},
         "tokens": {k: int(splits[k].numel()) for k in SPLITS},
-        "chars": {k: n_chars(parts[k]) for k in SPLITS},
+        "chars": {k: encoded[k]["chars"] for k in SPLITS},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if vocab.unk_id is not None:
         meta["unk_rate"] = {k: unk_rate(splits[k], vocab) for k in SPLITS}
     return {"format_version": CORPUS_FORMAT, "vocab": vocab.to_dict(), "splits": splits, "meta": meta}
+
+
+def _line_records(chunk: str) -> list[str]:
+    """The records of a chunk of text read one per line: its non-empty lines, stripped."""
+    return [line for line in map(str.strip, chunk.split("\n")) if line]
+
+
+Piece = tuple[str, list[str], bool]  # (split, texts, whether each text ends a record)
+
+
+def _labelled(batches: Iterator[list[str]], labels) -> Iterator[Piece]:
+    """Batches of records -> each batch's records grouped by split, every one ending a record."""
+    first = 0
+    for batch in batches:
+        mine = labels[first : first + len(batch)]
+        first += len(batch)
+        for label, split in enumerate(SPLITS):
+            group = [r for r, lab in zip(batch, mine.tolist(), strict=True) if lab == label]
+            if group:
+                yield split, group, True
+
+
+def _extent(fragments: Iterator[str]) -> tuple[int, int]:
+    """(start, length) of a text's part between its leading and trailing newlines, from its fragments."""
+    total, lead, trail = 0, None, 0
+    for fragment in fragments:
+        body = fragment.strip("\n")
+        if body:
+            lead = total + fragment.index(body[0]) if lead is None else lead
+            trail = len(fragment) - len(fragment.rstrip("\n"))
+        else:
+            trail += len(fragment)
+        total += len(fragment)
+    return (0, 0) if lead is None else (lead, total - trail - lead)
+
+
+def _stream_cuts(extent: tuple[int, int], val_frac: float, test_frac: float) -> tuple[int, int]:
+    """Where val and test begin in a stream whose text spans `extent` (before moving to a line end)."""
+    split_labels(3, val_frac, test_frac, 0)  # the same checks on the fractions
+    start, length = extent
+    return start + int(length * (1 - val_frac - test_frac)), start + int(length * (1 - test_frac))
+
+
+def _stream_pieces(fragments: Iterator[str], extent, val_frac: float, test_frac: float) -> Iterator[Piece]:
+    """One long text, in fragments -> contiguous train, val and test pieces, each cut at a line end close to
+    its share (else a word break: a text may be one long line), stripped of blank lines at its ends, and
+    each ending one record."""
+    targets = list(_stream_cuts(extent, val_frac, test_frac))
+    pos, part, held, started = 0, 0, "", False
+
+    def piece(text: str) -> Iterator[Piece]:
+        nonlocal held, started
+        if not started:
+            text = text.lstrip("\n")
+        body = text.rstrip("\n")
+        if body:  # newlines at a fragment's end are held back: they may end the piece
+            yield SPLITS[part], [held + body], False
+            held, started = text[len(body) :], True
+        else:
+            held += text if started else ""
+
+    for fragment in fragments:
+        while part < 2 and pos + len(fragment) > targets[part]:
+            at = max(0, targets[part] - pos)
+            end = next((i + 1 for sep in ("\n", " ") if (i := fragment.find(sep, at, at + 10_000)) >= 0), at)
+            yield from piece(fragment[:end])
+            if started:
+                yield SPLITS[part], [""], True  # the piece's <eor>
+            fragment, pos = fragment[end:], pos + end
+            part, held, started = part + 1, "", False
+            targets = [max(t, pos) for t in targets]
+        yield from piece(fragment)
+        pos += len(fragment)
+    if started:
+        yield SPLITS[part], [""], True
+
+
+def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None) -> dict[str, dict]:
+    """Encode pieces into one compact id stream per split, each text followed by <eor> when it ends a
+    record. Returns {split: {"ids": (N,) tensor, "records": n, "chars": n}}; chars count each <eor> as one
+    (a newline), since bits/char divide by them."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    dtype = ids_dtype(len(vocab))
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    table = _char_table(vocab) if vocab.kind == "char" else None
+    out = {}
+    for split in SPLITS:
+        fd, path = tempfile.mkstemp(dir=work_dir, prefix=f".{split}.", suffix=".ids.tmp")
+        out[split] = {"file": os.fdopen(fd, "wb"), "path": path, "tokens": 0, "records": 0, "chars": 0}
+    try:
+        for split, texts, ends in pieces:
+            o = out[split]
+            if table is not None:  # chars: one vectorised lookup for the whole piece
+                ids = table[np.frombuffer("".join(texts).encode("utf-32-le"), dtype="<u4")]
+                if ends:  # <eor> after each text
+                    ids = np.insert(ids, np.cumsum([len(t) for t in texts]), vocab.eor_id)
+            else:
+                encoded = vocab.encode_many(texts)
+                if ends:
+                    encoded = [[*e, vocab.eor_id] for e in encoded]
+                ids = np.fromiter(chain.from_iterable(encoded), dtype=np.int64)
+            o["file"].write(ids.astype(np_dtype).tobytes())
+            o["tokens"] += ids.size
+            o["records"] += len(texts) if ends else 0
+            o["chars"] += sum(map(len, texts)) + (len(texts) if ends else 0)
+        for o in out.values():
+            o["file"].close()
+            o["ids"] = (
+                torch.from_file(o["path"], shared=False, size=o["tokens"], dtype=dtype)
+                if o["tokens"]
+                else torch.empty(0, dtype=dtype)
+            )  # memory-mapped: it stays on disk, in the page cache, not in this process's heap
+    finally:
+        for o in out.values():
+            o["file"].close()
+            Path(o["path"]).unlink(missing_ok=True)  # the mapping keeps the data until the tensor goes
+    return {k: {"ids": v["ids"], "records": v["records"], "chars": v["chars"]} for k, v in out.items()}
+
+
+def _char_table(vocab: Vocab):
+    """code point -> id, as a numpy array: -1 where the vocab lacks the character."""
+    import numpy as np
+
+    chars = vocab.itos[1:]  # after <eor>: single characters
+    table = np.full(max(map(ord, chars), default=0) + 1, -1, dtype=np.int64)
+    table[[ord(c) for c in chars]] = np.arange(1, len(chars) + 1)
+    return table

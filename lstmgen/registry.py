@@ -185,6 +185,19 @@ def _try_lock(fd: int) -> bool:
         return False
 
 
+@contextmanager
+def scratch(kind: str, name: str):
+    """A directory inside the registry for an entry's large intermediate files, removed on exit. Take it
+    under the entry's lock: what a killed run of the same entry left there is cleared first."""
+    d = home() / f".scratch-{kind}-{check_name(name, f'{kind} name')}"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 # -- atomic writes -------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 
 from .errors import LstmgenError
 
@@ -217,7 +218,7 @@ def build_vocab(
         return _train_bpe(train_texts, vocab_size or BPE_VOCAB_SIZE)
     if kind == "char":
         chars = set()
-        for text in (*train_texts, *all_texts):
+        for text in chain(train_texts, all_texts):  # iterables: a streamed corpus is never in memory
             chars.update(text)
         return Vocab("char", [EOR, *sorted(chars)])
     if kind != "word":
@@ -255,6 +256,6 @@ def _train_bpe(train_texts: Iterable[str], vocab_size: int) -> Vocab:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    hf.train_from_iterator(list(train_texts), trainer)
+    hf.train_from_iterator(train_texts, trainer)
     itos = [EOR, *(hf.id_to_token(i) for i in range(hf.get_vocab_size()))]
     return Vocab("bpe", itos, bpe=hf.to_str())

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from lstmgen.corpus import build_corpus, read_records, read_source, split_records
+from lstmgen import corpus as corpus_module
+from lstmgen.corpus import build_corpus, read_records, read_source, split_labels
 from lstmgen.errors import LstmgenError
 
 
@@ -58,13 +59,12 @@ def test_missing_file(tmp_path):
 
 
 def test_split_is_by_record_seeded_and_covers_everything():
-    a = split_records(100, 0.1, 0.1, seed=1)
-    assert a == split_records(100, 0.1, 0.1, seed=1)
-    assert a != split_records(100, 0.1, 0.1, seed=2)
-    assert sorted(a["train"] + a["val"] + a["test"]) == list(range(100))
-    assert len(a["val"]) == len(a["test"]) == 10
+    a = split_labels(100, 0.1, 0.1, seed=1)  # one label per record: 0 train, 1 val, 2 test
+    assert (a == split_labels(100, 0.1, 0.1, seed=1)).all()
+    assert (a != split_labels(100, 0.1, 0.1, seed=2)).any()
+    assert a.tolist().count(1) == a.tolist().count(2) == 10 and a.tolist().count(0) == 80
     with pytest.raises(LstmgenError, match="too few"):
-        split_records(2, 0.05, 0.05, 0)
+        split_labels(2, 0.05, 0.05, 0)
 
 
 def test_corpus_payload(tmp_path):
@@ -77,7 +77,7 @@ def test_corpus_payload(tmp_path):
     assert meta["sha256"] == src.sha256 and meta["source"].endswith("a.txt")
     eor = c["vocab"]["itos"].index("<eor>")
     assert int((s["train"] == eor).sum()) == 32  # one end-of-record per record
-    val = split_records(40, 0.1, 0.1, seed=0)["val"]
+    val = (split_labels(40, 0.1, 0.1, seed=0) == 1).nonzero()[0]
     assert meta["chars"]["val"] == sum(len(f"record {i}") + 1 for i in val)  # each <eor> counts as one char
 
 
@@ -119,3 +119,35 @@ def test_semicolon_csv_with_commas_in_the_text_names_the_delimiter(tmp_path):
     p.write_text("id;Joke\n1;Hi, there\n2;Why, yes\n")
     with pytest.raises(LstmgenError, match="looks delimited by ';', not commas"):
         read_records(read_source(str(p)))
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word", "bpe"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_text_streamed_in_small_chunks_gives_the_corpus_read_whole(tmp_path, monkeypatch, tokenizer, stream):
+    """prepare reads text files in chunks (bounded memory): chunk edges must not show in the corpus, even
+    where they cut a CRLF, a multi-byte character or a line."""
+    lines = [f"ligne {i} café — {'x' * (i % 7)}  " for i in range(400)]
+    p = tmp_path / "t.txt"
+    p.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n\r\n").encode())
+    src = read_source(str(p))
+    options = {"tokenizer": tokenizer, "stream": stream, "val_frac": 0.1, "test_frac": 0.1, "min_freq": 1}
+    if tokenizer == "bpe":
+        options["vocab_size"] = 300
+    whole = build_corpus(src, read_records(src, records="file" if stream else "line")[0], **options)
+    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 61)  # odd: cuts "é", "—" and "\r\n" somewhere
+    chunked = build_corpus(src, None, work_dir=tmp_path, **options)
+    assert chunked["vocab"] == whole["vocab"]
+    for split in ("train", "val", "test"):
+        assert torch.equal(chunked["splits"][split], whole["splits"][split]), split
+    assert {k: v for k, v in chunked["meta"].items() if k != "created"} == {
+        k: v for k, v in whole["meta"].items() if k != "created"
+    }
+    assert not list(tmp_path.glob(".*.tmp"))  # the ids' temporary files are gone; the tensors map them
+
+
+def test_a_bad_byte_deep_in_a_large_file_names_its_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 64)
+    p = tmp_path / "x.txt"
+    p.write_bytes(b"".join(b"line %d fine\n" % i for i in range(99)) + b"caf\xe9\n")
+    with pytest.raises(LstmgenError, match=r"byte 0xe9 at line 100 \(offset 1280\)"):
+        read_source(str(p))
