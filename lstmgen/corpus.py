@@ -15,7 +15,7 @@ from itertools import chain
 from pathlib import Path
 
 from .errors import LstmgenError
-from .tokenize import Vocab, build_vocab
+from .tokenize import Vocab, build_vocab, code_points
 
 CORPUS_FORMAT = 1
 TEXT_COLUMNS = ("joke", "text")  # auto-detected CSV columns, case-insensitive
@@ -44,21 +44,21 @@ class Source:
         dropped, CRLF and CR normalised to a newline. Decoding errors name the line and byte offset."""
         size = CHUNK_BYTES
         decoder = codecs.getincrementaldecoder(self.encoding)()
-        carry, offset, line, first = "", 0, 1, True
+        carry, offset, first = "", 0, True
         with self.path.open("rb") as f:
             while True:
                 data = f.read(size)
                 try:
                     text = decoder.decode(data, final=not data)
                 except UnicodeDecodeError as e:
-                    at = max(0, e.start - (len(e.object) - len(data)))  # decoder may hold bytes of the last read
-                    line += data[:at].count(b"\n")
+                    at = offset + max(0, e.start - (len(e.object) - len(data)))  # the decoder may hold bytes
+                    f.seek(0)
+                    line = 1 + f.read(at).count(b"\n")  # counted only now: a clean file never pays for it
                     raise LstmgenError(
                         f"{self.name} is not valid {self.encoding}: byte {e.object[e.start]:#04x} at line "
-                        f"{line} (offset {offset + at}); pass --encoding "
-                        "(for example --encoding latin-1)"
+                        f"{line} (offset {at}); pass --encoding (for example --encoding latin-1)"
                     ) from None
-                offset, line = offset + len(data), line + data.count(b"\n")
+                offset += len(data)
                 if first:
                     text, first = text.removeprefix("\ufeff"), False
                 text = carry + text
@@ -66,7 +66,8 @@ class Source:
                     text, carry = text[:-1], "\r"
                 else:
                     carry = ""
-                text = text.replace("\r\n", "\n").replace("\r", "\n")
+                if "\r" in text:
+                    text = text.replace("\r\n", "\n").replace("\r", "\n")
                 if not data:
                     if text:
                         yield text
@@ -305,13 +306,13 @@ def build_corpus(
         labels = split_labels(sum(map(len, batches())), val_frac, test_frac, seed)
         pieces = lambda: _labelled(batches(), labels)  # noqa: E731
 
-    def texts(*splits: str) -> Iterator[str]:
-        return (t for split, group, _ in pieces() if split in splits for t in group)
-
-    # The vocabulary: chars of every split (an alphabet is no held-out secret); words and BPE merges from
-    # the training split only.
-    every = SPLITS if tokenizer == "char" else ("train",)
-    vocab = build_vocab(tokenizer, texts(*every), min_freq=min_freq, max_vocab=max_vocab, vocab_size=vocab_size)
+    # The vocabulary: chars of every split (an alphabet is no held-out secret; a piece's texts are joined,
+    # as only which chars occur matters); words and BPE merges from the training split only.
+    if tokenizer == "char":
+        texts = ("".join(group) for _, group, _ in pieces())
+    else:
+        texts = (t for split, group, _ in pieces() if split == "train" for t in group)
+    vocab = build_vocab(tokenizer, texts, min_freq=min_freq, max_vocab=max_vocab, vocab_size=vocab_size)
     encoded = _encode_pieces(vocab, pieces(), work_dir)
     for split, frac in (("val", val_frac), ("test", test_frac)):
         if frac > 0 and not encoded[split]["records"]:
@@ -356,9 +357,9 @@ def _labelled(batches: Iterator[list[str]], labels) -> Iterator[Piece]:
         mine = labels[first : first + len(batch)]
         first += len(batch)
         for label, split in enumerate(SPLITS):
-            group = [r for r, lab in zip(batch, mine.tolist(), strict=True) if lab == label]
-            if group:
-                yield split, group, True
+            rows = (mine == label).nonzero()[0].tolist()
+            if rows:
+                yield split, list(map(batch.__getitem__, rows)), True  # a C loop: millions of records
 
 
 def _extent(fragments: Iterator[str]) -> tuple[int, int]:
@@ -427,7 +428,7 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
 
     dtype = ids_dtype(len(vocab))
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    table = _char_table(vocab) if vocab.kind == "char" else None
+    table = _char_table(vocab, np_dtype) if vocab.kind == "char" else None
     out = {}
     for split in SPLITS:
         fd, path = tempfile.mkstemp(dir=work_dir, prefix=f".{split}.", suffix=".ids.tmp")
@@ -436,7 +437,7 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
         for split, texts, ends in pieces:
             o = out[split]
             if table is not None:  # chars: one vectorised lookup for the whole piece
-                ids = table[np.frombuffer("".join(texts).encode("utf-32-le"), dtype="<u4")]
+                ids = table[code_points("".join(texts))]
                 if ends:  # <eor> after each text
                     ids = np.insert(ids, np.cumsum([len(t) for t in texts]), vocab.eor_id)
             else:
@@ -462,11 +463,11 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
     return {k: {"ids": v["ids"], "records": v["records"], "chars": v["chars"]} for k, v in out.items()}
 
 
-def _char_table(vocab: Vocab):
-    """code point -> id, as a numpy array: -1 where the vocab lacks the character."""
+def _char_table(vocab: Vocab, dtype):
+    """code point -> id, as a numpy array of `dtype` (every char of the text is in the vocab)."""
     import numpy as np
 
     chars = vocab.itos[1:]  # after <eor>: single characters
-    table = np.full(max(map(ord, chars), default=0) + 1, -1, dtype=np.int64)
+    table = np.zeros(max(256, *map(ord, chars)) + 1, dtype=dtype)
     table[[ord(c) for c in chars]] = np.arange(1, len(chars) + 1)
     return table

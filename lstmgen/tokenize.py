@@ -50,6 +50,15 @@ def detokenize_words(tokens: Iterable[str]) -> str:
     return "".join(out)
 
 
+def code_points(text: str):
+    """The text's code points as a numpy array: bytes when it is ASCII (4x less to copy), else uint32."""
+    import numpy as np
+
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
 class UnknownTokens(LstmgenError):
     """Text contains characters a char vocab lacks."""
 
@@ -217,10 +226,12 @@ def build_vocab(
     if kind == "bpe":
         return _train_bpe(train_texts, vocab_size or BPE_VOCAB_SIZE)
     if kind == "char":
-        chars = set()
+        import numpy as np
+
+        seen = np.zeros(0x110000, dtype=bool)  # by code point
         for text in chain(train_texts, all_texts):  # iterables: a streamed corpus is never in memory
-            chars.update(text)
-        return Vocab("char", [EOR, *sorted(chars)])
+            seen[code_points(text)] = True  # vectorised: 100 MB of text in well under a second
+        return Vocab("char", [EOR, *map(chr, seen.nonzero()[0].tolist())])
     if kind != "word":
         raise LstmgenError(f"unknown tokenizer {kind!r}; use one of {', '.join(KINDS)}")
     counts = Counter()
