@@ -4,7 +4,8 @@
 pages (the memory-mapped corpus: clean page cache the kernel drops under pressure).
 
 The text is tinyshakespeare repeated, read as one stream (--records file) with tiny held-out fractions,
-so that validation stays a few hundred kB. The baseline is `python -c "import torch"`: what any process
+so that validation stays a few hundred kB. The same training on the 1 MB original shows what the model
+itself takes. The baseline is `python -c "import torch"`: what any process
 that imports torch holds before doing anything.
 
 Usage (repo root, after `make install`; needs ~3x the size in free disk):
@@ -68,6 +69,11 @@ def main():
         train = peak_memory([*cli, "train", "--corpus", "big", "--name", "big", "--quiet", "--json",
                              *sum([["--set", s] for s in sets], [])], env)  # fmt: skip
         summary = json.loads(train["stdout"])
+        # The same training on the 1 MB original: what the model and its activations take by themselves.
+        subprocess.run([*cli, "prepare", str(SHAKESPEARE), "--name", "small", "--records", "file", "--quiet"],
+                       env=env, check=True)  # fmt: skip
+        small = peak_memory([*cli, "train", "--corpus", "small", "--name", "small", "--quiet", "--json",
+                             *sum([["--set", s] for s in sets], [])], env)  # fmt: skip
 
     def row(name, r):
         return (f"{name:<22} {r['seconds']:7.1f} s  peak RSS {r['VmRSS']:7.0f} MB  anon {r['RssAnon']:6.0f} MB  "
@@ -77,6 +83,7 @@ def main():
     print(row("import torch (base)", base))
     print(row("prepare", prep) + f"  {size_mb / prep['seconds']:.1f} MB/s")
     print(row(f"train {a.steps} steps", train) + f"  {summary['tokens_per_s']:,} tok/s")
+    print(row("same on 1 MB corpus", small))
 
 
 if __name__ == "__main__":
