@@ -7,6 +7,7 @@ against each other and training slows down many times over.
 
 Usage (repo root, after `make install`):
     .venv/bin/python benchmarks/ddp_scaling.py [--rounds 2] [--seconds 45] [--hidden 256] [--batch 32]
+                                               [--oversubscribed]
 """
 
 import argparse
@@ -44,6 +45,7 @@ def main():
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--oversubscribed", action="store_true", help="also 2 processes x 2 threads on these 2 cores")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as home:
         env = os.environ | {"LSTMGEN_HOME": home}
@@ -55,6 +57,9 @@ def main():
             two = run(a, env, f"two{i}", 2, 1)
             one_2t = run(a, env, f"onet{i}", 1, 2)
             rows.append((one, two, one_2t))
+            if a.oversubscribed:
+                over = run(a, env, f"over{i}", 2, 2)
+                print(f"round {i}: 2 procs x 2 threads {over:,.0f} tok/s ({over / two:.2f}x 2 procs x 1 thread)")
             print(f"round {i}: 1 proc x 1 thread {one:,.0f} tok/s | 2 procs x 1 thread {two:,.0f} tok/s "
                   f"(speed-up {two / one:.2f}, efficiency {two / one / 2:.0%}) | 1 proc x 2 threads {one_2t:,.0f} "
                   f"tok/s ({one_2t / one:.2f})", flush=True)  # fmt: skip
