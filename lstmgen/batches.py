@@ -47,7 +47,7 @@ def get_batch(
     end = min(start + seq_len, lanes.size(1) - 1)
     block = lanes[:, start : end + 1]  # (B, T + 1)
     if vocab_size is not None and block.numel():
-        low, high = torch.aminmax(block)
+        low, high = map(int, torch.aminmax(block))  # as Python ints: uint8 256 would wrap to 0
         if low < 0 or high >= vocab_size:
             raise LstmgenError(
                 f"the corpus is damaged: training window {window} holds ids outside its vocabulary of "

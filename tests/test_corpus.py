@@ -151,3 +151,23 @@ def test_a_bad_byte_deep_in_a_large_file_names_its_line(tmp_path, monkeypatch):
     p.write_bytes(b"".join(b"line %d fine\n" % i for i in range(99)) + b"caf\xe9\n")
     with pytest.raises(LstmgenError, match=r"byte 0xe9 at line 100 \(offset 1280\)"):
         read_source(str(p))
+
+
+def test_preparing_a_large_text_holds_a_chunk_not_the_file(tmp_path, monkeypatch):
+    """Streaming prepare: the Python/numpy heap stays near a chunk's size for a file many chunks long (the
+    ids go to memory-mapped scratch files)."""
+    import tracemalloc
+
+    p = tmp_path / "big.txt"
+    line = "To be, or not to be, that is the question: whether 'tis nobler in the mind\n"
+    p.write_text(line * (8_000_000 // len(line)))  # 8 MB
+    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 256 << 10)
+    src = read_source(str(p))
+    tracemalloc.start()
+    try:
+        corpus = build_corpus(src, None, stream=True, work_dir=tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert corpus["meta"]["tokens"]["train"] > 7_000_000
+    assert peak < 4_000_000, f"peak heap {peak:,} bytes for an 8 MB file"

@@ -55,6 +55,17 @@ def test_batchify_lanes_are_contiguous_and_windows_shift_by_one():
         batchify(torch.arange(3), 4)
 
 
+def test_lanes_are_a_view_of_the_compact_split_and_only_a_window_is_widened():
+    """A memory-mapped corpus must not be copied (8x, as int64) to train on: only the window read is."""
+    stream = torch.arange(200, dtype=torch.uint8)
+    lanes = batchify(stream, 4)
+    assert lanes.dtype == torch.uint8 and lanes.untyped_storage().data_ptr() == stream.untyped_storage().data_ptr()
+    x, y = get_batch(lanes, 0, 8, vocab_size=256)
+    assert x.dtype == y.dtype == torch.long and x.shape == (4, 8)
+    with pytest.raises(Exception, match="window 1 holds ids outside its vocabulary of 50"):
+        get_batch(lanes, 1, 8, vocab_size=50)  # lane 1 starts at id 50
+
+
 def test_eval_lanes_cover_every_token_once():
     stream = torch.arange(1, 10_000)
     x, y = eval_lanes(stream, eor_id=0, batch_size=4)
