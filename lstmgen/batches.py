@@ -34,27 +34,30 @@ def num_windows(lanes: torch.Tensor, seq_len: int) -> int:
     return math.ceil((lanes.size(1) - 1) / seq_len)
 
 
-def get_batch(
-    lanes: torch.Tensor, window: int, seq_len: int, device=None, vocab_size: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Window `window` of the epoch: x (B, T) and targets y (B, T) shifted by one, long, on `device`;
-    T < seq_len at the end.
-
-    With `vocab_size`, the window's ids are checked against it here, as they are read: the training split
-    of a memory-mapped corpus is never scanned whole, and an embedding lookup out of range would crash.
-    """
+def _block(lanes: torch.Tensor, window: int, seq_len: int) -> torch.Tensor:
+    """Window `window`'s inputs and their targets: (B, T + 1), T < seq_len at the end of an epoch."""
     start = window * seq_len
-    end = min(start + seq_len, lanes.size(1) - 1)
-    block = lanes[:, start : end + 1]  # (B, T + 1)
-    if vocab_size is not None and block.numel():
+    return lanes[:, start : min(start + seq_len, lanes.size(1) - 1) + 1]
+
+
+def get_batch(lanes: torch.Tensor, window: int, seq_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Window `window` of the epoch: x (B, T) and targets y (B, T) shifted by one, long, on `device`."""
+    block = _block(lanes, window, seq_len).to(device=device, dtype=torch.long)
+    return block[:, :-1], block[:, 1:]
+
+
+def check_window(lanes: torch.Tensor, window: int, seq_len: int, vocab_size: int) -> None:
+    """Raise if window `window` holds ids outside the vocabulary. The training split of a memory-mapped
+    corpus is never scanned whole, so its ids are checked here, as they are read (an embedding lookup out of
+    range would crash). Under torchrun every rank checks the whole global window, so all stop together."""
+    block = _block(lanes, window, seq_len)
+    if block.numel():
         low, high = map(int, torch.aminmax(block))  # as Python ints: uint8 256 would wrap to 0
         if low < 0 or high >= vocab_size:
             raise LstmgenError(
                 f"the corpus is damaged: training window {window} holds ids outside its vocabulary of "
                 f"{vocab_size}; run `lstmgen prepare` again"
             )
-    block = block.to(device=device, dtype=torch.long)
-    return block[:, :-1], block[:, 1:]
 
 
 def eval_lanes(stream: torch.Tensor, eor_id: int, batch_size: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -230,10 +230,14 @@ def prepare(
         usage(f"--vocab-size must be at least {MIN_BPE_VOCAB} (the 256 byte tokens and <eor>), got {vocab_size}")
     # Two prepares of one name never interleave. The token ids go through a scratch directory in the
     # registry (on the disk the corpus goes to; /tmp may be RAM), removed however prepare ends.
-    with registry.lock("corpus", name, "preparing it"), registry.scratch("corpus", name) as work_dir:
+    with (
+        registry.lock("corpus", name, "preparing it"),
+        registry.scratch("corpus", name) as work_dir,
+        _exit_on_sigterm(),
+    ):
         if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
             fail(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")
-        source = read_source(input, format.value, encoding)
+        source = read_source(input, format.value, encoding, spool_dir=work_dir)
         # A CSV is parsed whole by pandas; a text file streams through in chunks, in bounded memory.
         texts, col = read_records(source, column, records.value) if source.is_csv or column else (None, None)
         corpus = build_corpus(
@@ -276,6 +280,24 @@ def prepare(
             f"  note: records differ a lot in length ({', '.join(skewed)}); consider --records file, "
             "or splitting the long records"
         )
+
+
+@contextlib.contextmanager
+def _exit_on_sigterm():
+    """SIGTERM ends the command like Ctrl-C does, through every `finally`: scratch files go, locks are freed."""
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- train ---------------------------------------------------------------------------------------------
@@ -504,6 +526,7 @@ def _check_before_launch(cfg, model_name: str, resume: bool, overwrite: bool, np
         if not overwrite:
             _refuse_existing(model_name)
     group.per_rank(cfg.train.batch_size)
+    group.device(cfg.train.device)
 
 
 def _resume_name(config: Path | None, name: str | None) -> str:
@@ -533,8 +556,9 @@ def _resume_config(config: Path | None, model_name: str, overrides: list[str]):
                 f"model {model_name!r} has no last.pt to resume from, but has a best.pt of a run that got further; "
                 "start it again with --overwrite"
             )
-        # Shown even with --quiet: a job script that says --resume should know it started over.
-        problems.print(f"note: model {model_name!r} has no checkpoint to resume from yet; starting it from step 0")
+        # Shown even with --quiet: a job script that says --resume should know it started over. Once per run.
+        if not _origin:
+            problems.print(f"note: model {model_name!r} has no checkpoint to resume from yet; starting it from step 0")
         return load_config(config, overrides), None
     # The data position and carried hidden state are laid out by these: they cannot change mid-run.
     keys = [o.split("=")[0].strip() for o in overrides]
@@ -1129,6 +1153,8 @@ def _unexpected(e: Exception) -> str:
     if isinstance(e, OSError):
         where = f": {e.filename}" if e.filename else " (writing the output?)"
         return f"{e.strerror or detail}{where}"
+    if os.environ.get("WORLD_SIZE", "1") != "1" and re.search(r"gloo|nccl|closed by peer|DistBackend", repr(e), re.I):
+        return "another training process stopped (its error says why), and this one cannot go on without it"
     return (
         f"internal error ({type(e).__name__}: {detail}); this is a bug in lstmgen, please report it "
         "(LSTMGEN_DEBUG=1 shows the traceback)"

@@ -51,7 +51,7 @@ class Source:
                 try:
                     text = decoder.decode(data, final=not data)
                 except UnicodeDecodeError as e:
-                    at = offset + max(0, e.start - (len(e.object) - len(data)))  # the decoder may hold bytes
+                    at = offset - (len(e.object) - len(data)) + e.start  # e.object starts with held bytes
                     f.seek(0)
                     line = 1 + f.read(at).count(b"\n")  # counted only now: a clean file never pays for it
                     raise LstmgenError(
@@ -76,16 +76,16 @@ class Source:
                 if end == 0 and len(text) < 4 * size:  # one long line so far: read on
                     carry = text + carry
                     continue
-                end = end or len(text)
+                end = end or text.rfind(" ") + 1 or len(text)  # a line of over 4 chunks: cut at a space
                 carry = text[end:] + carry
                 yield text[:end]
 
 
-def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8") -> Source:
-    """Check and hash a file (or "-" for stdin), streaming: clear errors for binary, empty or mis-encoded
-    input, without holding it in memory."""
+def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8", spool_dir: Path | None = None) -> Source:
+    """Check and hash a file (or "-" for stdin, copied to a file in `spool_dir`), streaming: clear errors for
+    binary, empty or mis-encoded input, without holding it in memory."""
     if path == "-":
-        p, name = _spool_stdin(), "<stdin>"
+        p, name = _spool_stdin(spool_dir), "<stdin>"
     else:
         p, name = Path(path), str(path)
         if not p.exists():
@@ -115,13 +115,13 @@ def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8") -> Source
     return source
 
 
-def _spool_stdin() -> Path:
+def _spool_stdin(spool_dir: Path | None) -> Path:
     """stdin copied to a temporary file (deleted at exit), in bounded memory."""
     import atexit
     import shutil
     import tempfile
 
-    fd, tmp = tempfile.mkstemp(prefix="lstmgen-stdin-")
+    fd, tmp = tempfile.mkstemp(prefix=".stdin.", suffix=".tmp", dir=spool_dir)
     atexit.register(Path(tmp).unlink, missing_ok=True)
     with os.fdopen(fd, "wb") as f:
         shutil.copyfileobj(sys.stdin.buffer, f, CHUNK_BYTES)
@@ -228,10 +228,10 @@ def split_labels(n: int, val_frac: float, test_frac: float, seed: int):
             f"only {n} record(s): too few to split into train/val/test; add records, lower --val-frac/--test-frac, "
             "or read the text as one stream with --records file"
         )
-    order = np.random.default_rng(seed).permutation(n)
+    held_out = np.random.default_rng(seed).choice(n, n_val + n_test, replace=False)  # memory ~ held-out only
     labels = np.full(n, TRAIN, dtype=np.uint8)
-    labels[order[:n_val]] = VAL
-    labels[order[n_val : n_val + n_test]] = TEST
+    labels[held_out[:n_val]] = VAL
+    labels[held_out[n_val:]] = TEST
     return labels
 
 
@@ -337,8 +337,8 @@ def build_corpus(
         "chars": {k: encoded[k]["chars"] for k in SPLITS},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if vocab.unk_id is not None:
-        meta["unk_rate"] = {k: unk_rate(splits[k], vocab) for k in SPLITS}
+    if vocab.unk_id is not None:  # counted while encoding: a large split is not read again
+        meta["unk_rate"] = {k: round(encoded[k]["unk"] / max(1, meta["tokens"][k]), 4) for k in SPLITS}
     return {"format_version": CORPUS_FORMAT, "vocab": vocab.to_dict(), "splits": splits, "meta": meta}
 
 
@@ -401,10 +401,12 @@ def _stream_pieces(fragments: Iterator[str], extent, val_frac: float, test_frac:
         else:
             held += text if started else ""
 
+    text_end = extent[0] + extent[1]  # before the trailing newlines: a cut there would leave a piece empty
     for fragment in fragments:
         while part < 2 and pos + len(fragment) > targets[part]:
             at = max(0, targets[part] - pos)
-            end = next((i + 1 for sep in ("\n", " ") if (i := fragment.find(sep, at, at + 10_000)) >= 0), at)
+            near = min(at + 10_000, text_end - pos)
+            end = next((i + 1 for sep in ("\n", " ") if (i := fragment.find(sep, at, near)) >= 0), at)
             yield from piece(fragment[:end])
             if started:
                 yield SPLITS[part], [""], True  # the piece's <eor>
@@ -432,7 +434,7 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
     out = {}
     for split in SPLITS:
         fd, path = tempfile.mkstemp(dir=work_dir, prefix=f".{split}.", suffix=".ids.tmp")
-        out[split] = {"file": os.fdopen(fd, "wb"), "path": path, "tokens": 0, "records": 0, "chars": 0}
+        out[split] = {"file": os.fdopen(fd, "wb"), "path": path, "tokens": 0, "records": 0, "chars": 0, "unk": 0}
     try:
         for split, texts, ends in pieces:
             o = out[split]
@@ -447,6 +449,7 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
                 ids = np.fromiter(chain.from_iterable(encoded), dtype=np.int64)
             o["file"].write(ids.astype(np_dtype).tobytes())
             o["tokens"] += ids.size
+            o["unk"] += int((ids == vocab.unk_id).sum()) if vocab.unk_id is not None else 0
             o["records"] += len(texts) if ends else 0
             o["chars"] += sum(map(len, texts)) + (len(texts) if ends else 0)
         for o in out.values():
@@ -460,7 +463,7 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
         for o in out.values():
             o["file"].close()
             Path(o["path"]).unlink(missing_ok=True)  # the mapping keeps the data until the tensor goes
-    return {k: {"ids": v["ids"], "records": v["records"], "chars": v["chars"]} for k, v in out.items()}
+    return {k: {key: v[key] for key in ("ids", "records", "chars", "unk")} for k, v in out.items()}
 
 
 def _char_table(vocab: Vocab, dtype):
@@ -468,6 +471,6 @@ def _char_table(vocab: Vocab, dtype):
     import numpy as np
 
     chars = vocab.itos[1:]  # after <eor>: single characters
-    table = np.zeros(max(256, *map(ord, chars)) + 1, dtype=dtype)
+    table = np.zeros(max([255, *map(ord, chars)]) + 1, dtype=dtype)
     table[[ord(c) for c in chars]] = np.arange(1, len(chars) + 1)
     return table

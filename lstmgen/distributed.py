@@ -59,10 +59,10 @@ class Group:
         if name == "mps" or (name == "auto" and not torch.cuda.is_available()):
             return pick_device("cpu")  # MPS has no process-group backend; CPU ranks use gloo
         if name in ("auto", "cuda"):
-            if torch.cuda.device_count() < self.world:  # one GPU per process: sharing one would thrash it
+            if self.local_rank >= torch.cuda.device_count():  # one GPU per process on each machine
                 raise LstmgenError(
-                    f"{self.world} processes need {self.world} GPUs, but {torch.cuda.device_count()} are visible; "
-                    "start fewer processes, or pass --device cpu"
+                    f"local rank {self.local_rank} needs GPU cuda:{self.local_rank}, but this machine shows "
+                    f"{torch.cuda.device_count()}; start at most that many processes per machine, or pass --device cpu"
                 )
             return pick_device(f"cuda:{self.local_rank}")
         if name.startswith("cuda:"):
@@ -194,6 +194,9 @@ class Group:
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
 
 
+SHUTDOWN_TIMEOUT = 600  # seconds
+
+
 def launch(nproc: int, worker_args: list[str]) -> int:
     """Run `lstmgen train <worker_args>` in `nproc` processes on this machine through torchrun's own
     launcher (`--standalone`: a local rendezvous on a free port), in this process. Returns the exit code:
@@ -206,21 +209,25 @@ def launch(nproc: int, worker_args: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    for name in list(logging.root.manager.loggerDict):  # errors only, not torchrun's shutdown chatter
+    for name in list(logging.root.manager.loggerDict):  # the ranks say what failed; torchrun's logs repeat it
         if name.startswith("torch.distributed.elastic"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    # threads x processes <= cores, or the processes fight over the cores (20x slower, measured here)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "lstmgen", "train", *worker_args])
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    # threads x processes <= cores, or the processes fight over the cores (9x slower, measured here)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))
+    # A stop waits for the step, or a validation pass, to end and a checkpoint to be written before torchrun
+    # would SIGKILL the ranks (its default: after 30 s).
+    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_TIMEOUT}",
+                       "--module", "lstmgen", "train", *worker_args])  # fmt: skip
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # torchrun replaces them
     try:
         run(args)
     except SignalException as e:
         return 128 + int(e.sigval)
     except ChildFailedError as e:
-        codes = [f.exitcode for _, f in sorted(e.failures.items())]
-        code = codes[0] if codes else 1
-        return 128 - code if code < 0 else code  # a rank killed by signal N reports -N
+        # The rank that failed first says why; the others were stopped because of it (SIGTERM: -15).
+        _, first = e.get_first_failure()
+        return 128 - first.exitcode if first.exitcode < 0 else first.exitcode or 1
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)

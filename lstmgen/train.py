@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import registry
-from .batches import IGNORE, batchify, eval_lanes, get_batch, num_windows
+from .batches import IGNORE, batchify, check_window, eval_lanes, get_batch, num_windows
 from .config import Config
 from .distributed import Group
 from .errors import LstmgenError
@@ -222,6 +222,20 @@ def check_resumable(payload: dict, corpus: dict, cfg: Config) -> None:
         )
 
 
+def check_same_start(cfg: Config, corpus: dict, resume: dict | None, group: Group) -> None:
+    """Every rank must start from the same config, corpus and step (each machine reads its own registry):
+    ranks that disagree would take different paths through the collectives and hang."""
+    start = (cfg.to_dict(), corpus["meta"].get("sha256"), corpus["meta"].get("tokens"),
+             resume["train_state"]["step"] if resume else 0)  # fmt: skip
+    starts = group.gather(start)
+    if any(other != starts[0] for other in starts):
+        differ = [r for r, other in enumerate(starts) if other != starts[0]]
+        raise LstmgenError(
+            f"rank(s) {', '.join(map(str, differ))} start from another config, corpus or checkpoint than rank 0; "
+            "every machine needs the same corpus (and, to resume, the same last.pt) in its registry"
+        )
+
+
 def build_optimizer(model: LSTMLM, cfg: Config) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not biases), as in nanoGPT."""
     params = list(dict.fromkeys(model.parameters()))  # tied weights appear once
@@ -317,6 +331,7 @@ def _train(cfg, corpus, resume, on_event, should_stop, group: Group, device: tor
     if resume is not None:
         check_resumable(resume, corpus, cfg)
         check_world_size(resume, cfg, group)
+    check_same_start(cfg, corpus, resume, group)
     torch.manual_seed(t.seed)  # the same initial weights on every rank
     model = LSTMLM(len(vocab), cfg.model).to(device)
     net = group.wrap(model)  # what the step calls: DDP under torchrun, else the model itself
@@ -557,7 +572,8 @@ def _train(cfg, corpus, resume, on_event, should_stop, group: Group, device: tor
             break
 
         t0 = time.perf_counter()
-        x, y = get_batch(lanes, s["window"], t.seq_len, device, len(vocab))  # (B / world, T) each
+        check_window(all_lanes, s["window"], t.seq_len, len(vocab))
+        x, y = get_batch(lanes, s["window"], t.seq_len, device)  # (B / world, T) each
         lr = lr_at(cfg, s["step"], progress())
         for param_group in optimizer.param_groups:
             param_group["lr"] = lr

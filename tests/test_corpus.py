@@ -46,6 +46,7 @@ def test_text_lines_or_one_stream(tmp_path):
         (b"", "is empty"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "binary file"),
         (b"caf\xe9 au lait\n", r"not valid utf-8: byte 0xe9 at line 1.*--encoding"),
+        (b"hello\nwor\xe2\x82", r"byte 0xe2 at line 2 \(offset 9\)"),  # cut short at the end of the file
     ],
 )
 def test_bad_files_get_clear_errors(tmp_path, content, message):
@@ -171,3 +172,21 @@ def test_preparing_a_large_text_holds_a_chunk_not_the_file(tmp_path, monkeypatch
         tracemalloc.stop()
     assert corpus["meta"]["tokens"]["train"] > 7_000_000
     assert peak < 4_000_000, f"peak heap {peak:,} bytes for an 8 MB file"
+
+
+@pytest.mark.parametrize("ending", ["", "\n", "\n\n\n"])
+def test_one_line_stream_ending_in_newlines_still_splits_at_word_breaks(tmp_path, ending):
+    p = tmp_path / "one.txt"
+    p.write_text(" ".join(f"w{i % 97}" for i in range(2_000)) + ending)  # ~8 kB: the cut looks past its end
+    src = read_source(str(p))
+    corpus = build_corpus(src, None, stream=True, work_dir=tmp_path)
+    assert corpus["meta"]["records"] == {"train": 1, "val": 1, "test": 1}
+    assert corpus["meta"]["chars"]["val"] > 300
+
+
+def test_a_file_of_only_a_bom_and_newlines_is_a_clear_error(tmp_path):
+    p = tmp_path / "blank.txt"
+    p.write_bytes("\ufeff\n\n".encode())
+    src = read_source(str(p))
+    with pytest.raises(LstmgenError, match="split came out empty"):
+        build_corpus(src, None, stream=True, work_dir=tmp_path)

@@ -106,3 +106,18 @@ def test_a_batch_that_does_not_split_is_one_line_before_any_process_starts(toy):
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "train.batch_size=3 does not split evenly over 2 processes" in r.stderr
     assert not registry.entry_dir("model", "odd").exists()
+
+
+def test_a_damaged_window_stops_every_rank_with_the_same_line(toy):
+    """Each rank checks the whole global window, so none is left waiting in a collective for a rank that
+    raised (which gloo reports as a lost connection)."""
+    path = registry.entry_dir("corpus", "toy") / "corpus.pt"
+    corpus = registry.load_pt(path)
+    ids = corpus["splits"]["train"].clone()
+    ids[3 * (ids.numel() // 4) + 5] = 250  # in lane 3, which rank 1 owns
+    registry.save_pt(path, corpus | {"splits": corpus["splits"] | {"train": ids}})
+    r = cli("train", "--corpus", "toy", "--name", "bad", "--nproc", 2, *toy_run(3, 3, "train.batch_size=4"),
+            check=False)  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count("training window 0 holds ids outside its vocabulary") == 2, r.stderr  # rank 0 and 1
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lstmgen.batches import IGNORE, batchify, eval_lanes, get_batch, num_windows
+from lstmgen.batches import IGNORE, batchify, check_window, eval_lanes, get_batch, num_windows
 from lstmgen.config import ModelConfig
 from lstmgen.model import LSTMLM
 
@@ -60,10 +60,11 @@ def test_lanes_are_a_view_of_the_compact_split_and_only_a_window_is_widened():
     stream = torch.arange(200, dtype=torch.uint8)
     lanes = batchify(stream, 4)
     assert lanes.dtype == torch.uint8 and lanes.untyped_storage().data_ptr() == stream.untyped_storage().data_ptr()
-    x, y = get_batch(lanes, 0, 8, vocab_size=256)
+    x, y = get_batch(lanes, 0, 8)
     assert x.dtype == y.dtype == torch.long and x.shape == (4, 8)
+    check_window(lanes, 0, 8, vocab_size=256)  # 256 does not fit a uint8: compared as ints, not wrapped to 0
     with pytest.raises(Exception, match="window 1 holds ids outside its vocabulary of 50"):
-        get_batch(lanes, 1, 8, vocab_size=50)  # lane 1 starts at id 50
+        check_window(lanes, 1, 8, vocab_size=50)  # lane 1 starts at id 50
 
 
 def test_eval_lanes_cover_every_token_once():
