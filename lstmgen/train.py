@@ -222,12 +222,10 @@ def check_resumable(payload: dict, corpus: dict, cfg: Config) -> None:
         )
 
 
-def check_same_start(cfg: Config, corpus: dict, resume: dict | None, group: Group) -> None:
+def check_same_start(cfg: Config, corpus: dict, step: int, group: Group) -> None:
     """Every rank must start from the same config, corpus and step (each machine reads its own registry):
     ranks that disagree would take different paths through the collectives and hang."""
-    start = (cfg.to_dict(), corpus["meta"].get("sha256"), corpus["meta"].get("tokens"),
-             resume["train_state"]["step"] if resume else 0)  # fmt: skip
-    starts = group.gather(start)
+    starts = group.gather((cfg.to_dict(), corpus["meta"].get("sha256"), corpus["meta"].get("tokens"), step))
     if any(other != starts[0] for other in starts):
         differ = [r for r, other in enumerate(starts) if other != starts[0]]
         raise LstmgenError(
@@ -331,7 +329,6 @@ def _train(cfg, corpus, resume, on_event, should_stop, group: Group, device: tor
     if resume is not None:
         check_resumable(resume, corpus, cfg)
         check_world_size(resume, cfg, group)
-    check_same_start(cfg, corpus, resume, group)
     torch.manual_seed(t.seed)  # the same initial weights on every rank
     model = LSTMLM(len(vocab), cfg.model).to(device)
     net = group.wrap(model)  # what the step calls: DDP under torchrun, else the model itself
@@ -368,6 +365,7 @@ def _train(cfg, corpus, resume, on_event, should_stop, group: Group, device: tor
                 f"{str(e).splitlines()[0][:120]}); train it again with --overwrite"
             ) from None
 
+    check_same_start(cfg, corpus, s["step"], group)
     heldout = {k: corpus["splits"][k] for k in ("val", "test")}
     val_piece = group.piece(val_ids, vocab.eor_id)  # each rank scores its piece; the sums are reduced
     corpus_meta = corpus["meta"]
