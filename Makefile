@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint bench clean
 
 $(BIN)/lstmgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ demo: install
 	$(BIN)/lstmgen train --config configs/char.yaml --overwrite
 	$(BIN)/lstmgen sample "Hey, " --temperature 0.8 --num-samples 5 --seed 1
 	$(BIN)/lstmgen eval
+
+# Every benchmark, one after another (about an hour on 2 cores; run nothing else meanwhile: the figures are
+# ratios within each benchmark's run, but a busy machine skews them). Results: BENCHMARKS.md.
+bench: install
+	$(BIN)/python benchmarks/train_overhead.py --rounds 3 --seconds 20
+	$(BIN)/python benchmarks/vs_tutorial.py
+	$(BIN)/python benchmarks/sampling.py
+	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/shakespeare_quality.py --minutes 3 10
+	$(BIN)/python benchmarks/char_word_bpe.py
+	$(BIN)/python benchmarks/ddp_scaling.py --rounds 2 --seconds 40
+	$(BIN)/python benchmarks/large_corpus.py --mb 1000 --steps 200
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

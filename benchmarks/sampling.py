@@ -1,0 +1,97 @@
+"""Sampling speed, 500-token outputs, one model, one run (these machines are noisy):
+
+- stateful: lstmgen's decoder (the prompt read once, then one token per step with the carried (h, c));
+- re-feed: the whole text so far fed again from the zero state at every step (the well-known question's
+  "method 1"), O(n^2) in the output length;
+- batched: `--num-samples 64`, one (64, 1) forward per step, tokens/s over all 64 streams;
+- the tutorial's sampling loop (../shared/bench/tutorial_baseline.py, which re-feeds a growing window with a
+  carried state and moves every step's probabilities through numpy), on its own model of the same shape.
+
+lstmgen's model is word level on reddit-cleanjokes at the tutorial's shape (embedding 128, 3 x 128 LSTM),
+trained briefly: speed does not depend on how well it is trained. <eor> is banned so every output is 500
+tokens long.
+
+Usage (repo root, after `make install`):
+    .venv/bin/python benchmarks/sampling.py [--tokens 500] [--repeats 3]
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+JOKES = ROOT.parent / "shared/data/reddit-cleanjokes.csv"
+PROMPT = "Knock knock. Whos there?"
+
+
+def tutorial_words_per_s(tokens: int) -> float:
+    out = subprocess.run([sys.executable, str(ROOT.parent / "shared/bench/tutorial_baseline.py"), str(JOKES), "1",
+                          str(tokens)], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return float(re.search(r"words_per_s=(\d+)", out)[1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tokens", type=int, default=500)
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["LSTMGEN_HOME"] = home
+        cli = [sys.executable, "-m", "lstmgen"]
+        subprocess.run([*cli, "prepare", str(JOKES), "--tokenizer", "word", "--name", "jw", "--quiet"], check=True)
+        shape = ["model.embed=128", "model.hidden=128", "model.n_layer=3", "model.dropout=0.2",
+                 "train.max_steps=150", "train.max_time=null", "train.max_epochs=null"]  # fmt: skip
+        subprocess.run([*cli, "train", "-c", str(ROOT / "configs/word.yaml"), "--corpus", "jw", "--name", "tw",
+                        "--quiet", *sum([["--set", s] for s in shape], [])], check=True)  # fmt: skip
+
+        import torch
+
+        from lstmgen.sample import generate, load_model, native_lstm_kernel
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        loaded = load_model("tw")
+        model, vocab = loaded.model, loaded.vocab
+        eor, prompt = vocab.eor_id, vocab.encode(PROMPT)
+
+        def stateful(n_streams: int) -> float:
+            g = torch.Generator().manual_seed(0)
+            t0 = time.perf_counter()
+            steps = sum(1 for _ in generate(model, [prompt], eor, num_samples=n_streams, max_tokens=a.tokens,
+                                            banned=(eor,), generators=[g]))  # fmt: skip
+            return steps * n_streams / (time.perf_counter() - t0)
+
+        @torch.no_grad()
+        def refeed() -> float:
+            """Method 1: every step reads <eor> + prompt + output so far from the zero state."""
+            g, ids = torch.Generator().manual_seed(0), [eor, *prompt]
+            t0 = time.perf_counter()
+            for _ in range(a.tokens):
+                logits, _ = model(torch.tensor([ids]))
+                probs = torch.softmax(logits[0, -1].index_fill(0, torch.tensor([eor]), float("-inf")), dim=-1)
+                ids.append(int(torch.multinomial(probs, 1, generator=g)))
+            return a.tokens / (time.perf_counter() - t0)
+
+        rows = []
+        for _ in range(a.repeats):
+            single, batched = stateful(1), stateful(64)
+            with native_lstm_kernel():  # re-feed gets the same kernel choice as the stateful decoder
+                native = refeed()
+            rows.append((single, batched, max(native, refeed())))  # and oneDNN's, if that is faster for it
+        tutorial = tutorial_words_per_s(a.tokens)
+    single, batched, again = (statistics.median(r[i] for r in rows) for i in range(3))
+    print(f"{a.tokens}-token outputs, median of {a.repeats}, tokens/s:")
+    print(f"  tutorial's sampling loop   {tutorial:9,.0f}")
+    print(f"  re-feed from zero state    {again:9,.0f}")
+    print(f"  lstmgen stateful           {single:9,.0f}   {single / tutorial:5.1f}x the tutorial, "
+          f"{single / again:5.1f}x re-feed")  # fmt: skip
+    print(f"  lstmgen --num-samples 64   {batched:9,.0f}   {batched / single:5.1f}x single-stream")
+
+
+if __name__ == "__main__":
+    main()
