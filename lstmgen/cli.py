@@ -455,11 +455,15 @@ def train(
         _check_before_launch(cfg, model_name, resume, overwrite, nproc)
         from .distributed import launch
 
-        flags = {"--resume": resume, "--overwrite": overwrite, "--quiet": quiet, "--no-progress": not progress,
-                 "--json": json_out}  # fmt: skip
+        # Each process runs this same command, without --nproc.
         options = {"--config": config and str(config), "--corpus": corpus, "--name": name, "--device": device}
-        worker_args = [*chain(*([k, v] for k, v in options.items() if v)), *chain(*(["--set", o] for o in set_ or [])),
-                       *[f for f, on in flags.items() if on]]  # fmt: skip
+        switches = {"--resume": resume, "--overwrite": overwrite, "--quiet": quiet, "--no-progress": not progress,
+                    "--json": json_out}  # fmt: skip
+        worker_args = [
+            *chain.from_iterable([k, v] for k, v in options.items() if v),
+            *chain.from_iterable(["--set", o] for o in set_ or []),
+            *[s for s, on in switches.items() if on],
+        ]
         raise typer.Exit(launch(nproc, worker_args))
     # One writer per model: a second `train` of this name refuses instead of interleaving checkpoints. Under
     # torchrun rank 0 holds it for the group (the ranks are one writer).

@@ -237,6 +237,7 @@ def split_labels(n: int, val_frac: float, test_frac: float, seed: int):
 
 TRAIN, VAL, TEST = range(3)  # split labels, in SPLITS order
 BATCH = 4096  # in-memory records handled per piece
+Piece = tuple[str, list[str], bool]  # (split, texts, whether each text ends a record)
 
 
 def ids_dtype(vocab_size: int):
@@ -288,23 +289,33 @@ def build_corpus(
 
     `records` are the texts read by read_records (a CSV, or a small text); None streams the source text
     itself, in bounded memory whatever its size: one pass counts the records, one builds the vocabulary,
-    one encodes, each over chunks of a few MB. The ids go to temporary files in `work_dir` (the corpus's
-    registry directory) and come back memory-mapped, so saving them copies from disk to disk.
+    one encodes, each over chunks of a few MB. The ids go to temporary files in `work_dir` (the registry's
+    scratch directory; default: the system's) and come back memory-mapped, so saving copies disk to disk.
     `stream`: the text is one stream, cut into contiguous train/val/test pieces at line ends (nanoGPT style)
     instead of split by record.
     """
-    if records is not None:  # in memory: the same pipeline over slices of the list
-        batches = lambda: (records[i : i + BATCH] for i in range(0, len(records), BATCH))  # noqa: E731
-    else:
-        batches = lambda: map(_line_records, source.chunks()) if not stream else source.chunks()  # noqa: E731
+
+    # Each pass reads the input again: the records in batches (in memory: slices of the list), or one
+    # stream's text in fragments.
+    def record_batches() -> Iterator[list[str]]:
+        if records is not None:
+            return (records[i : i + BATCH] for i in range(0, len(records), BATCH))
+        return map(_line_records, source.chunks())
+
+    def fragments() -> Iterator[str]:
+        return iter(records) if records is not None else source.chunks()
+
     if stream:
-        fragments = (lambda: chain.from_iterable(batches())) if records is not None else batches
         extent = _extent(fragments())
         _stream_cuts(extent, val_frac, test_frac)  # checks the fractions before the passes
-        pieces = lambda: _stream_pieces(fragments(), extent, val_frac, test_frac)  # noqa: E731
+
+        def pieces() -> Iterator[Piece]:
+            return _stream_pieces(fragments(), extent, val_frac, test_frac)
     else:
-        labels = split_labels(sum(map(len, batches())), val_frac, test_frac, seed)
-        pieces = lambda: _labelled(batches(), labels)  # noqa: E731
+        labels = split_labels(sum(map(len, record_batches())), val_frac, test_frac, seed)
+
+        def pieces() -> Iterator[Piece]:
+            return _labelled(record_batches(), labels)
 
     # The vocabulary: chars of every split (an alphabet is no held-out secret; a piece's texts are joined,
     # as only which chars occur matters); words and BPE merges from the training split only.
@@ -345,9 +356,6 @@ def build_corpus(
 def _line_records(chunk: str) -> list[str]:
     """The records of a chunk of text read one per line: its non-empty lines, stripped."""
     return [line for line in map(str.strip, chunk.split("\n")) if line]
-
-
-Piece = tuple[str, list[str], bool]  # (split, texts, whether each text ends a record)
 
 
 def _labelled(batches: Iterator[list[str]], labels) -> Iterator[Piece]:

@@ -376,7 +376,7 @@ def _check_corpus_parts(corpus: dict, path: Path) -> None:
         _damaged(path, "its metadata or splits are missing", fix)
     n_vocab = len(Vocab.from_dict(corpus.get("vocab")))
     for split in SPLITS:
-        # Scanning the train split would read a whole memory-mapped corpus into memory; get_batch checks it.
+        # Scanning the train split would page a whole memory-mapped corpus in; training checks each window.
         _check_ids(corpus["splits"].get(split), n_vocab, split, path, fix, values=split != "train")
 
 
