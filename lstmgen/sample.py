@@ -135,8 +135,7 @@ def generate(
             else:
                 probs = torch.softmax(filter_logits(logits.float(), temperature, top_k, top_p), dim=-1).cpu()
                 draws = [  # (num_samples, 1) per prompt, each from that prompt's own generator
-                    torch.multinomial(rows, 1, generator=g)
-                    for rows, g in zip(probs.view(n_prompt, num_samples, -1), generators, strict=True)
+                    draw(rows, g) for rows, g in zip(probs.view(n_prompt, num_samples, -1), generators, strict=True)
                 ]
                 nxt = torch.cat(draws).squeeze(1).to(device)
             nxt = nxt.masked_fill(done, eor_id)
@@ -156,6 +155,16 @@ def generate(
                 return  # no forward for a token nobody will read
             logits, (h, c) = model(nxt.unsqueeze(1), (h, c))  # (N, 1, V)
             logits = logits[:, -1]
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of probs (R, V) -> (R, 1), by inverse-CDF sampling: one uniform per row, where
+    torch.multinomial draws one per token (3.5 ms of a 6.9 ms step for 64 streams over 1,863 words). A token
+    of probability 0 is a flat step of the CDF, never the first entry above u; u is scaled to each row's
+    total, so rounding in the cumulative sum cannot run past the end."""
+    cdf = probs.cumsum(dim=-1)  # (R, V)
+    u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True)
 
 
 def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:

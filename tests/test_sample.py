@@ -154,3 +154,16 @@ def test_batched_decoding_reads_each_prompt_once_then_one_step_per_token(tiny_mo
                           generators=[torch.Generator().manual_seed(i) for i in range(3)]))  # fmt: skip
     assert shapes[:3] == [(1, len(p) + 1) for p in prompts]  # <eor> + prompt, once each
     assert all(s == (6, 1) for s in shapes[3:]) and len(shapes) - 2 == len(steps)
+
+
+def test_draw_follows_the_probabilities_and_never_picks_an_excluded_token():
+    from lstmgen.sample import draw
+
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])  # zeros: what top-k/top-p/banned leave at -inf
+    picks = draw(probs.expand(60_000, -1), torch.Generator().manual_seed(0)).flatten()
+    freq = torch.bincount(picks, minlength=6).float() / picks.numel()
+    assert (freq[probs == 0] == 0).all()
+    assert torch.allclose(freq, probs, atol=0.01)
+    again = draw(probs.expand(60_000, -1), torch.Generator().manual_seed(0)).flatten()
+    assert torch.equal(picks, again)  # a seed gives the same draws
+    assert draw(torch.tensor([[0.0, 0.0, 1.0]])).item() == 2  # a single possible token, always
