@@ -8,7 +8,7 @@ import io
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
@@ -39,15 +39,18 @@ class Source:
         """The whole text (CSV and small inputs): BOM dropped, line ends normalised to \n."""
         return "".join(self.chunks())
 
-    def chunks(self) -> Iterator[str]:
+    def chunks(self, on_read: Callable[[bytes], None] | None = None) -> Iterator[str]:
         """The text in pieces of about CHUNK_BYTES, each ending at a line end where the text has one: BOM
-        dropped, CRLF and CR normalised to a newline. Decoding errors name the line and byte offset."""
+        dropped, CRLF and CR normalised to a newline. Decoding errors name the line and byte offset.
+        `on_read(data)` sees the raw bytes of each read (read_source hashes them in the same pass)."""
         size = CHUNK_BYTES
         decoder = codecs.getincrementaldecoder(self.encoding)()
         carry, offset, first = "", 0, True
         with self.path.open("rb") as f:
             while True:
                 data = f.read(size)
+                if on_read is not None:
+                    on_read(data)
                 try:
                     text = decoder.decode(data, final=not data)
                 except UnicodeDecodeError as e:
@@ -96,22 +99,25 @@ def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8", spool_dir
         "".encode(encoding)
     except LookupError:
         raise LstmgenError(f"unknown --encoding {encoding!r}; try utf-8 or latin-1") from None
-    digest, blank = hashlib.sha256(), True
     with p.open("rb") as f:
-        head = f.read(65536)
-        if b"\x00" in head:
+        if b"\x00" in f.read(65536):
             raise LstmgenError(
                 f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file"
             )
-        for data in chain([head], iter(lambda: f.read(CHUNK_BYTES), b"")):
-            digest.update(data)
-            blank = blank and not data.strip()
+    digest, blank = hashlib.sha256(), True
+
+    def take(data: bytes) -> None:
+        nonlocal blank
+        digest.update(data)
+        blank = blank and not data.strip()
+
+    is_csv = fmt == "csv" or (fmt == "auto" and name.lower().endswith(".csv"))
+    source = Source(p, name, "", is_csv, encoding)
+    for _ in source.chunks(take):  # one pass hashes and decodes it all: a bad byte fails before any work
+        pass
     if blank:
         raise LstmgenError(f"{name} is empty; give a file with at least a few records")
-    is_csv = fmt == "csv" or (fmt == "auto" and name.lower().endswith(".csv"))
-    source = Source(p, name, digest.hexdigest(), is_csv, encoding)
-    for _ in source.chunks():  # decode it all once now: a bad byte is an error before any work is done
-        pass
+    source.sha256 = digest.hexdigest()
     return source
 
 

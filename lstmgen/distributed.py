@@ -142,21 +142,17 @@ class Group:
     def agree(self, elapsed: float, stop: bool) -> tuple[float, bool]:
         """The ranks' mean wall clock, and whether any rank was asked to stop: the same on every rank, so
         max_time, the learning-rate schedule and Ctrl-C/SIGTERM end every rank at the same step."""
-        if not self.active:
-            return elapsed, stop
-        total = self._all_reduce([elapsed, float(stop)])
+        total = self.sum([elapsed, float(stop)])
         return total[0] / self.world, total[1] > 0
 
     def mean(self, value) -> float:
         """A scalar tensor or float averaged over the ranks (the loss of the global batch)."""
-        if not self.active:
-            return float(value)
-        return self._all_reduce([float(value)])[0] / self.world
+        return self.sum([float(value)])[0] / self.world
 
     def sum(self, values: list[float]) -> list[float]:
-        return self._all_reduce(values) if self.active else list(values)
-
-    def _all_reduce(self, values: list[float]) -> list[float]:
+        """Each value summed over the ranks (float64): one all-reduce; the values themselves in one process."""
+        if not self.active:
+            return list(values)
         import torch
         import torch.distributed as dist
 
