@@ -27,6 +27,11 @@ class ModelConfig:
     n_layer: int = 2
     dropout: float = 0.1  # on embeddings, between LSTM layers and before the head
     tie_weights: bool = False  # share embedding and output matrices (needs embed == hidden)
+    # Word vocabularies: cutoffs of an adaptive softmax (Grave et al. 2017), e.g. [1000, 3000]. Ids below the
+    # first cutoff (the most frequent words) get the full-width softmax; each later band is one cluster at a
+    # quarter of the previous width. Cutoffs past the vocabulary are ignored; null (or none left): one full
+    # softmax over the whole vocabulary.
+    adaptive_softmax: list[int] | None = None
 
 
 @dataclass
@@ -117,6 +122,21 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key} must not be negative, got {value}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+    cutoffs = cfg.model.adaptive_softmax
+    if cutoffs is not None:
+        if not cutoffs or any(b <= a for a, b in zip([0, *cutoffs], cutoffs, strict=False)):
+            raise ConfigError(
+                f"model.adaptive_softmax must be increasing positive cutoffs such as [1000, 3000], got {cutoffs}"
+            )
+        if cfg.model.hidden < 4 ** len(cutoffs):
+            raise ConfigError(
+                f"model.adaptive_softmax with {len(cutoffs)} cutoffs needs model.hidden of at least "
+                f"{4 ** len(cutoffs)} (each band is a quarter as wide as the one before), got {cfg.model.hidden}"
+            )
+        if cfg.model.tie_weights:
+            raise ConfigError(
+                "model.tie_weights needs the full softmax; set model.adaptive_softmax to null or tie_weights to false"
+            )
     if cfg.model.tie_weights and cfg.model.embed != cfg.model.hidden:
         raise ConfigError(
             f"model.tie_weights needs model.embed == model.hidden (got {cfg.model.embed} and {cfg.model.hidden})"
@@ -203,13 +223,18 @@ def _build(cls, raw, prefix: str):
 
 
 def _coerce(value, hint, key: str):
-    """Check `value` against a field type (int, float, bool, str, or `X | None`)."""
+    """Check `value` against a field type (int, float, bool, str, list[int], or `X | None`)."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in options:
             return None
         raise ConfigError(f"{key} must not be null")
     for t in options:
+        if typing.get_origin(t) is list:
+            if isinstance(value, list):
+                (item,) = typing.get_args(t)
+                return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+            continue
         if t is bool and isinstance(value, bool):
             return value
         if t is int and isinstance(value, int) and not isinstance(value, bool):
@@ -222,7 +247,9 @@ def _coerce(value, hint, key: str):
                 return number
         if t is str and isinstance(value, str):
             return value
-    names = " or ".join("null" if t is type(None) else t.__name__ for t in options)
+    names = " or ".join(
+        "null" if t is type(None) else "a list" if typing.get_origin(t) else t.__name__ for t in options
+    )
     raise ConfigError(f"{key} must be {names}, got {value!r}")
 
 

@@ -1,13 +1,21 @@
-"""The LSTM language model: embedding -> multi-layer nn.LSTM -> dropout -> linear head."""
+"""The LSTM language model: embedding -> multi-layer nn.LSTM -> dropout -> a full or adaptive softmax head."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .batches import IGNORE
 from .config import ModelConfig
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (n_layer, B, hidden)
+
+
+def adaptive_cutoffs(cfg: ModelConfig, vocab_size: int) -> list[int]:
+    """The adaptive softmax's cutoffs that fall inside this vocabulary: a band past its end is empty, so one
+    config serves small and large vocabularies alike. None left: a full softmax."""
+    return [c for c in cfg.adaptive_softmax or [] if c < vocab_size]
 
 
 class LSTMLM(nn.Module):
@@ -20,15 +28,46 @@ class LSTMLM(nn.Module):
         self.lstm = nn.LSTM(
             cfg.embed, cfg.hidden, cfg.n_layer, batch_first=True, dropout=cfg.dropout if cfg.n_layer > 1 else 0.0
         )
-        self.head = nn.Linear(cfg.hidden, vocab_size)
-        if cfg.tie_weights:
-            self.head.weight = self.embed.weight  # (V, C): the same matrix reads and writes tokens
+        cutoffs = adaptive_cutoffs(cfg, vocab_size)
+        self.adaptive = bool(cutoffs)
+        if self.adaptive:
+            # A word vocabulary's ids run from most to least frequent, so the cutoffs split it into a shortlist
+            # and ever rarer bands. Training scores only each target's own band: over 5,034 words with
+            # [1000, 3000], 2.5x the tokens/s of the full softmax for a 1 x 128 LSTM (BENCHMARKS.md).
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(cfg.hidden, vocab_size, cutoffs, div_value=4.0)
+        else:
+            self.head = nn.Linear(cfg.hidden, vocab_size)
+            if cfg.tie_weights:
+                self.head.weight = self.embed.weight  # (V, C): the same matrix reads and writes tokens
 
-    def forward(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """idx (B, T) token ids, state from the previous window or None for zeros -> logits (B, T, V), new state."""
+    def forward(
+        self, idx: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """idx (B, T) token ids, state from the previous window or None for zeros -> (scores (B, T, V), new
+        state). Scores are logits: log-probabilities up to a constant per position (exact ones for an
+        adaptive head). With targets (B, T): (NLL (B, T) fp32 nats, 0 where the target is IGNORE, new state)
+        instead; the loss is computed here, inside forward, so that DDP's wrapper sees it."""
         x = self.drop(self.embed(idx))  # (B, T, C)
         out, state = self.lstm(x, state)  # (B, T, H); h and c are (n_layer, B, H), not (B, ...)
-        return self.head(self.drop(out)), state
+        out = self.drop(out)
+        if targets is None:
+            return self._scores(out), state
+        return self._nll(out, targets), state
+
+    def _scores(self, out: torch.Tensor) -> torch.Tensor:
+        if not self.adaptive:
+            return self.head(out)
+        return self.head.log_prob(out.flatten(0, 1)).view(*out.shape[:2], self.vocab_size)
+
+    def _nll(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        flat = targets.flatten()  # (B * T,)
+        if not self.adaptive:
+            logits = self.head(out).flatten(0, 1).float()  # (B * T, V)
+            return F.cross_entropy(logits, flat, ignore_index=IGNORE, reduction="none").view_as(targets)
+        ignored = flat == IGNORE
+        # The head takes no ignore_index: padded positions score a real id, then count for nothing.
+        target_logp = self.head(out.flatten(0, 1), flat.masked_fill(ignored, 0)).output  # (B * T,)
+        return (-target_logp.float()).masked_fill(ignored, 0.0).view_as(targets)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -11,14 +11,13 @@ from datetime import datetime, timezone
 from functools import cache
 
 import torch
-import torch.nn.functional as F
 
 from . import registry
 from .batches import IGNORE, batchify, check_window, eval_lanes, get_batch, num_windows
 from .config import Config
 from .distributed import Group
 from .errors import LstmgenError
-from .model import LSTMLM
+from .model import LSTMLM, adaptive_cutoffs
 from .tokenize import Vocab
 
 OnEvent = Callable[[str, dict], None]
@@ -96,10 +95,8 @@ def _window_nll(model: LSTMLM, x: torch.Tensor, y: torch.Tensor, seq_len: int, s
     for start in range(0, x.size(1), seq_len):
         if should_stop and should_stop():
             return None
-        logits, state = model(x[:, start : start + seq_len], state)  # (B, T, V)
-        window = y[:, start : start + seq_len]
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), window.flatten(), ignore_index=IGNORE, reduction="none")
-        losses.append(nll.view_as(window))
+        nll, state = model(x[:, start : start + seq_len], state, y[:, start : start + seq_len])  # (B, T)
+        losses.append(nll)
     return torch.cat(losses, dim=1)
 
 
@@ -191,6 +188,15 @@ def lr_at(cfg: Config, step: int, progress: float) -> float:
 
 
 # -- the loop ------------------------------------------------------------------------------------------
+
+
+def check_head(cfg: Config, vocab: Vocab) -> None:
+    """An adaptive softmax's cutoffs split ids by frequency: only a word vocabulary is ordered that way."""
+    if adaptive_cutoffs(cfg.model, len(vocab)) and vocab.kind != "word":
+        raise LstmgenError(
+            f"model.adaptive_softmax needs a word corpus, whose ids run from most to least frequent; corpus "
+            f"{cfg.corpus!r} is {vocab.kind}-level, so set model.adaptive_softmax to null"
+        )
 
 
 def check_resumable(payload: dict, corpus: dict, cfg: Config) -> None:
@@ -329,6 +335,7 @@ def _train(cfg, corpus, resume, on_event, should_stop, group: Group, device: tor
     if resume is not None:
         check_resumable(resume, corpus, cfg)
         check_world_size(resume, cfg, group)
+    check_head(cfg, vocab)
     torch.manual_seed(t.seed)  # the same initial weights on every rank
     model = LSTMLM(len(vocab), cfg.model).to(device)
     net = group.wrap(model)  # what the step calls: DDP under torchrun, else the model itself
@@ -576,8 +583,8 @@ def _train(cfg, corpus, resume, on_event, should_stop, group: Group, device: tor
         for param_group in optimizer.param_groups:
             param_group["lr"] = lr
         with autocast(device, precision):
-            logits, hidden = net(x, hidden)  # (B / world, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            nll, hidden = net(x, hidden, y)  # (B / world, T)
+        loss = nll.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip:

@@ -133,6 +133,25 @@ def test_word_model_maps_unknown_prompt_words_to_unk(jokes_csv):
     assert r.stdout.startswith("Why zyzzyva")
 
 
+def test_word_model_with_an_adaptive_softmax_trains_evaluates_and_samples(jokes_csv):
+    ok("prepare", jokes_csv, "--name", "w", "--tokenizer", "word", "--min-freq", "1")
+    ok("train", "-c", "configs/word.yaml", "--corpus", "w", "--name", "wa", "-q", *TINY,
+       "--set", "model.adaptive_softmax=[8, 20]")  # fmt: skip
+    assert registry.load_model_payload("wa")["state_dict"]["head.head.weight"].shape == (8 + 2, 16)  # 8 + 2 bands
+    ev = json.loads(ok("eval", "--model", "wa", "--json").stdout)
+    assert 1 < ev["perplexity"] < 1e4
+    r = ok("sample", "Why", "--model", "wa", "--seed", "1", "-n", "2", "--max-tokens", "8")
+    assert r.stdout.count("Why") == 2
+
+
+def test_an_adaptive_softmax_on_a_char_corpus_is_refused(trained):
+    before = sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*"))
+    err = bad("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "ca", *TINY,
+              "--set", "model.adaptive_softmax=[8]")  # fmt: skip
+    assert "model.adaptive_softmax needs a word corpus" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*")) == before
+
+
 def test_char_model_names_unknown_prompt_chars(trained):
     err = bad("sample", "Why \u00e9\u00e9 \u4e2d", "--max-tokens", "5")
     assert "'\u00e9'" in err and "'\u4e2d'" in err and "--skip-unknown" in err and len(err.strip().splitlines()) == 1

@@ -8,9 +8,18 @@ from lstmgen.model import LSTMLM
 N, T, E, H, V = 2, 7, 4, 5, 6
 
 
-def toy(n_layer=2, dropout=0.0, tie=False):
+def toy(n_layer=2, dropout=0.0, tie=False, adaptive=None):
     torch.manual_seed(0)
-    return LSTMLM(V, ModelConfig(embed=H if tie else E, hidden=H, n_layer=n_layer, dropout=dropout, tie_weights=tie))
+    hidden = 16 if adaptive else H  # the second band's projection is hidden // 16 wide
+    cfg = ModelConfig(
+        embed=hidden if tie else E,
+        hidden=hidden,
+        n_layer=n_layer,
+        dropout=dropout,
+        tie_weights=tie,
+        adaptive_softmax=adaptive,
+    )
+    return LSTMLM(V, cfg)
 
 
 def test_shapes_and_state_layout():
@@ -25,9 +34,10 @@ def test_tied_weights_share_one_matrix():
     assert m.head.weight is m.embed.weight
 
 
-def test_stateful_step_by_step_equals_full_rerun_in_eval_mode():
+@pytest.mark.parametrize("adaptive", [None, [2, 4]])
+def test_stateful_step_by_step_equals_full_rerun_in_eval_mode(adaptive):
     """The well-known question: one token at a time with the carried (h, c) == the whole text from zeros."""
-    m = toy(dropout=0.5).eval()
+    m = toy(dropout=0.5, adaptive=adaptive).eval()
     idx = torch.randint(0, V, (N, T))
     with torch.no_grad():
         full, _ = m(idx)
@@ -36,6 +46,30 @@ def test_stateful_step_by_step_equals_full_rerun_in_eval_mode():
             logits, state = m(idx[:, t : t + 1], state)
             steps.append(logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("adaptive", [None, [2, 4]])
+def test_the_nll_forward_scores_each_target_as_its_softmax_does(adaptive):
+    """Training and eval take forward's NLL path, sampling its scores: they must describe one distribution."""
+    m = toy(adaptive=adaptive).eval()
+    idx, targets = torch.randint(0, V, (N, T)), torch.randint(0, V, (N, T))
+    targets[0, -2:] = IGNORE  # eval pads short lanes with IGNORE targets
+    with torch.no_grad():
+        scores, _ = m(idx)  # (N, T, V)
+        nll, _ = m(idx, targets=targets)  # (N, T)
+    logp = scores.log_softmax(-1)
+    kept = targets != IGNORE
+    expected = -logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(nll[kept], expected[kept])
+    assert (nll[~kept] == 0).all()
+    if adaptive:  # an adaptive head's scores are log-probabilities already
+        torch.testing.assert_close(scores.exp().sum(-1), torch.ones(N, T))
+
+
+def test_adaptive_cutoffs_past_the_vocabulary_are_dropped():
+    assert isinstance(toy(adaptive=[2, 40]).head, torch.nn.AdaptiveLogSoftmaxWithLoss)
+    assert toy(adaptive=[2, 40]).head.cutoffs == [2, V]  # torch appends the vocabulary size
+    assert isinstance(toy(adaptive=[40]).head, torch.nn.Linear)  # none left: the full softmax
 
 
 def test_train_mode_dropout_is_what_makes_them_differ():
