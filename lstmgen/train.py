@@ -241,12 +241,16 @@ def check_same_start(cfg: Config, corpus: dict, step: int, group: Group) -> None
 
 
 def build_optimizer(model: LSTMLM, cfg: Config) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not biases), as in nanoGPT."""
+    """AdamW with weight decay on matrices only (not biases), as in nanoGPT.
+
+    Fused on CPU and CUDA: one kernel for all parameters instead of PyTorch's CPU default, a Python loop of
+    a dozen ops per tensor (0.6 against 6.3 ms per step for a 1M-parameter word model on 2 cores)."""
     params = list(dict.fromkeys(model.parameters()))  # tied weights appear once
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.99))
+    fused = params[0].device.type in ("cpu", "cuda") or None
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.99), fused=fused)
 
 
 # Loop counters that last.pt carries and --resume restores (with optimizer, RNG and hidden state).

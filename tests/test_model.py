@@ -72,6 +72,19 @@ def test_adaptive_cutoffs_past_the_vocabulary_are_dropped():
     assert isinstance(toy(adaptive=[40]).head, torch.nn.Linear)  # none left: the full softmax
 
 
+def test_fast_dropout_drops_p_and_keeps_the_expected_value():
+    from lstmgen.model import FastDropout
+
+    drop, x = FastDropout(0.3), torch.ones(200_000, requires_grad=True)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.01  # about p of the units dropped
+    assert y.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]  # the rest scaled by 1 / (1 - p)
+    assert abs(y.mean().item() - 1.0) < 0.02
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient goes through the kept units, scaled alike
+    assert torch.equal(drop.eval()(x), x)
+
+
 def test_train_mode_dropout_is_what_makes_them_differ():
     m = toy(dropout=0.5).train()
     idx = torch.randint(0, V, (N, T))
