@@ -97,7 +97,13 @@ class Group:
         from torch.nn.parallel import DistributedDataParallel
 
         device = next(model.parameters()).device
-        return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        # An adaptive softmax leaves a band's parameters out of a step whose targets on this rank miss the
+        # band; DDP must then look for them each step, or it waits for their gradients forever.
+        return DistributedDataParallel(
+            model,
+            device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=getattr(model, "adaptive", False),
+        )
 
     # -- data ----------------------------------------------------------------------------------------------
 

@@ -60,6 +60,20 @@ def test_two_processes_train_like_one_on_the_same_global_batch(toy):
     assert val[0] == pytest.approx(val[1], rel=2e-3)
 
 
+def test_an_adaptive_softmax_band_that_a_rank_misses_does_not_stall_the_step(jokes_csv):
+    """A band none of a rank's targets fall in gets no gradient there; DDP must not wait for it."""
+    cli("prepare", jokes_csv, "--name", "words", "--tokenizer", "word", "--min-freq", "1")
+    n_vocab = len(registry.load_corpus("words")["vocab"]["itos"])
+    rare_band = f"model.adaptive_softmax=[8, {n_vocab - 1}]"  # the last band: one word, seen once
+    args = toy_run(6, 3, "train.batch_size=4", rare_band)
+    r = cli("train", "--corpus", "words", "--name", "ada", "--nproc", 2, *args, "--json")
+    assert json.loads(r.stdout)["steps"] == 6
+    checksums = torch.load(registry.entry_dir("model", "ada") / "last.pt", weights_only=True)["train_state"][
+        "replica_checksums"
+    ]
+    assert checksums[0] == checksums[1]  # the band's unchanged weights stayed equal too
+
+
 def test_sigterm_stops_every_rank_at_one_step_and_resume_needs_the_same_world_size(toy):
     proc = subprocess.Popen(
         [
