@@ -38,6 +38,8 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/train_overhead.py --rounds 3 --seconds 20
 	$(BIN)/python benchmarks/vs_tutorial.py
+	$(BIN)/python benchmarks/word_step.py
+	$(BIN)/python benchmarks/word_configs.py
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/shakespeare_quality.py --minutes 3 10

@@ -6,7 +6,7 @@ minutes; a bare 2x256 char LSTM with bf16 autocast 1.56 after 3 minutes. This CP
 lstmgen runs in fp32 here.
 
 Usage (repo root, after `make install`):
-    .venv/bin/python benchmarks/shakespeare_quality.py [--minutes 3 10]
+    .venv/bin/python benchmarks/shakespeare_quality.py [--minutes 3 10] [--set model.dropout=0.1 ...]
 """
 
 import argparse
@@ -24,7 +24,9 @@ SHAKESPEARE = ROOT.parent / "shared/data/tinyshakespeare.txt"
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, nargs="+", default=[3, 10])
+    p.add_argument("--set", action="append", default=[], help="config overrides for every run, as for train")
     a = p.parse_args()
+    sets = [arg for s in a.set for arg in ("--set", s)]
     text = SHAKESPEARE.read_text()
     cut = int(len(text) * 0.9)  # nanoGPT: the first 90% trains, the last 10% is held out
     with tempfile.TemporaryDirectory() as tmp:
@@ -37,7 +39,7 @@ def main():
         for minutes in a.minutes:
             name = f"shakespeare-{minutes:g}min"
             run = subprocess.run([*cli, "train", "-c", str(ROOT / "configs/shakespeare.yaml"), "--name", name,
-                                  "--set", f"train.max_time={minutes * 60:g}", "--quiet", "--json"],
+                                  "--set", f"train.max_time={minutes * 60:g}", *sets, "--quiet", "--json"],
                                  env=env, capture_output=True, text=True, check=True)  # fmt: skip
             summary = json.loads(run.stdout)
             ev = subprocess.run([*cli, "eval", "--model", name, "--file", str(Path(tmp) / "last10.txt"),

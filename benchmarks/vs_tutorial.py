@@ -97,6 +97,8 @@ def main():
             tutorial(a.csv, a.epochs),
             lstmgen(a.csv, a.epochs, "lstmgen-tutorial-shape", TUTORIAL_SHAPE, env),
             lstmgen(a.csv, a.epochs, "lstmgen-word.yaml", [], env),
+            # The same config with one full softmax over the vocabulary: what the adaptive one saves.
+            lstmgen(a.csv, a.epochs, "lstmgen-word.yaml-full-softmax", ["model.adaptive_softmax=null"], env),
         ]
     for r in rows:
         print(json.dumps(r))
