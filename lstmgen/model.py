@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,7 +48,7 @@ class LSTMLM(nn.Module):
         if self.adaptive:
             # A word vocabulary's ids run from most to least frequent, so the cutoffs split it into a shortlist
             # and ever rarer bands. Training scores only each target's own band: over 5,034 words with
-            # [1000, 3000], 2.5x the tokens/s of the full softmax for a 1 x 128 LSTM (BENCHMARKS.md).
+            # [500, 2000], 3.6x the tokens/s of the full softmax for a 1 x 128 LSTM (benchmarks/word_step.py).
             self.head = nn.AdaptiveLogSoftmaxWithLoss(cfg.hidden, vocab_size, cutoffs, div_value=4.0)
         else:
             self.head = nn.Linear(cfg.hidden, vocab_size)
@@ -56,10 +58,10 @@ class LSTMLM(nn.Module):
     def forward(
         self, idx: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
-        """idx (B, T) token ids, state from the previous window or None for zeros -> (scores (B, T, V), new
-        state). Scores are logits: log-probabilities up to a constant per position (exact ones for an
-        adaptive head). With targets (B, T): (NLL (B, T) fp32 nats, 0 where the target is IGNORE, new state)
-        instead; the loss is computed here, inside forward, so that DDP's wrapper sees it."""
+        """idx (B, T) token ids, state from the previous window or None for zeros -> (logits (B, T, V), new
+        state): log-probabilities up to a constant per position. With targets (B, T): (NLL (B, T) fp32 nats,
+        0 where the target is IGNORE, new state) instead; the loss is computed here, inside forward, so
+        that DDP's wrapper sees it."""
         x = self.drop(self.embed(idx))  # (B, T, C)
         out, state = self.lstm(x, state)  # (B, T, H); h and c are (n_layer, B, H), not (B, ...)
         out = self.drop(out)
@@ -70,7 +72,11 @@ class LSTMLM(nn.Module):
     def _scores(self, out: torch.Tensor) -> torch.Tensor:
         if not self.adaptive:
             return self.head(out)
-        return self.head.log_prob(out.flatten(0, 1)).view(*out.shape[:2], self.vocab_size)
+        with self._fp32(out) as rows:
+            logp = self.head.log_prob(rows)  # (B * T, V)
+        # Centred like a linear head's logits: the repetition penalty divides positive logits and multiplies
+        # negative ones, and on log-probabilities (all <= 0) it would barely touch a near-certain repeat.
+        return (logp - logp.mean(dim=-1, keepdim=True)).view(*out.shape[:2], self.vocab_size)
 
     def _nll(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         flat = targets.flatten()  # (B * T,)
@@ -78,9 +84,17 @@ class LSTMLM(nn.Module):
             logits = self.head(out).flatten(0, 1).float()  # (B * T, V)
             return F.cross_entropy(logits, flat, ignore_index=IGNORE, reduction="none").view_as(targets)
         ignored = flat == IGNORE
-        # The head takes no ignore_index: padded positions score a real id, then count for nothing.
-        target_logp = self.head(out.flatten(0, 1), flat.masked_fill(ignored, 0)).output  # (B * T,)
-        return (-target_logp.float()).masked_fill(ignored, 0.0).view_as(targets)
+        with self._fp32(out) as rows:
+            # The head takes no ignore_index: padded positions score a real id, then count for nothing.
+            target_logp = self.head(rows, flat.masked_fill(ignored, 0)).output  # (B * T,)
+        return (-target_logp).masked_fill(ignored, 0.0).view_as(targets)
+
+    @contextmanager
+    def _fp32(self, out: torch.Tensor):
+        """(B, T, H) -> (B * T, H) fp32 rows, for the adaptive head run outside autocast: under CUDA's bf16
+        autocast its log_softmax returns fp32 into a bf16 buffer and index_copy_ fails (pytorch#44724)."""
+        with torch.autocast(out.device.type, enabled=False):
+            yield out.flatten(0, 1).float()
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
