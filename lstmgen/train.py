@@ -266,7 +266,10 @@ def _restore(resume: dict, model: LSTMLM, optimizer, s: dict, device: torch.devi
     if not (whole and counters["window"] < n_windows and isinstance(counters["elapsed"], (int, float))):
         raise ValueError(f"its loop counters are out of range ({ {k: counters[k] for k in RESUMED[:3]} })")
     model.load_state_dict(resume["state_dict"])
+    kernels = [{k: g[k] for k in ("fused", "foreach")} for g in optimizer.param_groups]
     optimizer.load_state_dict(ts["optimizer"])
+    for param_group, chosen in zip(optimizer.param_groups, kernels, strict=True):
+        param_group.update(chosen)  # which kernel steps is this run's choice, not the checkpoint's (load copies it)
     s.update(counters)
     s["saved"] = {"last": ts["step"]}
     s["history"], s["created"] = list(resume["history"]), resume["created"]

@@ -106,6 +106,19 @@ def test_empty_validation_split_is_refused(tmp_path):
         train(tiny_config(), registry.load_corpus("toy"))
 
 
+def test_resume_steps_with_this_runs_optimizer_kernel_not_the_checkpoints(toy_corpus, monkeypatch):
+    """A last.pt from before fused AdamW (fused: None in its param groups) resumes with the fused kernel."""
+    train(tiny_config(max_steps=4), toy_corpus)
+    payload = registry.load_model_payload("tiny", "last")
+    for group in payload["train_state"]["optimizer"]["param_groups"]:
+        group["fused"] = None
+    built = []
+    real = train_mod.build_optimizer
+    monkeypatch.setattr(train_mod, "build_optimizer", lambda *a: built.append(real(*a)) or built[-1])
+    train(tiny_config(max_steps=6), toy_corpus, resume=payload)
+    assert [g["fused"] for g in built[0].param_groups] == [True, True]
+
+
 def test_library_resume_refuses_a_different_data_layout(toy_corpus):
     train(tiny_config(max_steps=4), toy_corpus)
     with pytest.raises(LstmgenError, match="different train.batch_size"):
