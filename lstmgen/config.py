@@ -248,9 +248,13 @@ def _coerce(value, hint, key: str):
         if t is str and isinstance(value, str):
             return value
     names = " or ".join(
-        "null" if t is type(None) else "a list" if typing.get_origin(t) else t.__name__ for t in options
+        "null" if t is type(None) else _list_name(t) if typing.get_origin(t) else t.__name__ for t in options
     )
     raise ConfigError(f"{key} must be {names}, got {value!r}")
+
+
+def _list_name(hint) -> str:
+    return f"a list of {typing.get_args(hint)[0].__name__}"
 
 
 def _to_float(value) -> float | None:

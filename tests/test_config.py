@@ -61,7 +61,7 @@ def test_shipped_configs_exist():
         ("train: {precision: fp8}\n", "train.precision must be one of"),
         ("model: {tie_weights: true, embed: 8, hidden: 16}\n", "tie_weights needs model.embed == model.hidden"),
         ("model: [1, 2]\n", "model must be a mapping"),
-        ("model: {adaptive_softmax: 1000}\n", "model.adaptive_softmax must be a list or null"),
+        ("model: {adaptive_softmax: 1000}\n", "model.adaptive_softmax must be a list of int or null"),
         ("model: {adaptive_softmax: [3000, 1000]}\n", "must be increasing positive cutoffs"),
         ("model: {adaptive_softmax: [0]}\n", "must be increasing positive cutoffs"),
         ("model: {adaptive_softmax: [1.5]}\n", "model.adaptive_softmax[0] must be int"),
