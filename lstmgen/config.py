@@ -27,7 +27,7 @@ class ModelConfig:
     n_layer: int = 2
     dropout: float = 0.1  # on embeddings, between LSTM layers and before the head
     tie_weights: bool = False  # share embedding and output matrices (needs embed == hidden)
-    # Word vocabularies: cutoffs of an adaptive softmax (Grave et al. 2017), e.g. [1000, 3000]. Ids below the
+    # Word vocabularies: cutoffs of an adaptive softmax (Grave et al. 2017), e.g. [500, 2000]. Ids below the
     # first cutoff (the most frequent words) get the full-width softmax; each later band is one cluster at a
     # quarter of the previous width. Cutoffs past the vocabulary are ignored; null (or none left): one full
     # softmax over the whole vocabulary.
@@ -124,9 +124,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
     cutoffs = cfg.model.adaptive_softmax
     if cutoffs is not None:
-        if not cutoffs or any(b <= a for a, b in zip([0, *cutoffs], cutoffs, strict=False)):
+        if not cutoffs or cutoffs[0] < 1 or cutoffs != sorted(set(cutoffs)):
             raise ConfigError(
-                f"model.adaptive_softmax must be increasing positive cutoffs such as [1000, 3000], got {cutoffs}"
+                f"model.adaptive_softmax must be increasing positive cutoffs such as [500, 2000], got {cutoffs}"
             )
         if cfg.model.hidden < 4 ** len(cutoffs):
             raise ConfigError(
