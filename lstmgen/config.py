@@ -20,6 +20,9 @@ class ConfigError(LstmgenError):
     """A config file or override that cannot be used; the message names the key."""
 
 
+ADAPTIVE_SHRINK = 4  # an adaptive softmax's bands: each this many times narrower than the one before
+
+
 @dataclass
 class ModelConfig:
     embed: int = 128  # token embedding width
@@ -28,9 +31,9 @@ class ModelConfig:
     dropout: float = 0.1  # on embeddings, between LSTM layers and before the head
     tie_weights: bool = False  # share embedding and output matrices (needs embed == hidden)
     # Word vocabularies: cutoffs of an adaptive softmax (Grave et al. 2017), e.g. [500, 2000]. Ids below the
-    # first cutoff (the most frequent words) get the full-width softmax; each later band is one cluster at a
-    # quarter of the previous width. Cutoffs past the vocabulary are ignored; null (or none left): one full
-    # softmax over the whole vocabulary.
+    # first cutoff (the most frequent words) get the full-width softmax; each later band is one cluster
+    # ADAPTIVE_SHRINK times narrower than the one before. Cutoffs past the vocabulary are ignored; null (or
+    # none left): one full softmax over the whole vocabulary.
     adaptive_softmax: list[int] | None = None
 
 
@@ -128,10 +131,11 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"model.adaptive_softmax must be increasing positive cutoffs such as [500, 2000], got {cutoffs}"
             )
-        if cfg.model.hidden < 4 ** len(cutoffs):
+        narrowest = ADAPTIVE_SHRINK ** len(cutoffs)
+        if cfg.model.hidden < narrowest:
             raise ConfigError(
-                f"model.adaptive_softmax with {len(cutoffs)} cutoffs needs model.hidden of at least "
-                f"{4 ** len(cutoffs)} (each band is a quarter as wide as the one before), got {cfg.model.hidden}"
+                f"model.adaptive_softmax with {len(cutoffs)} cutoffs needs model.hidden of at least {narrowest} "
+                f"(each band is {ADAPTIVE_SHRINK}x narrower than the one before), got {cfg.model.hidden}"
             )
         if cfg.model.tie_weights:
             raise ConfigError(

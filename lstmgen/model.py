@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batches import IGNORE
-from .config import ModelConfig
+from .config import ADAPTIVE_SHRINK, ModelConfig
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (n_layer, B, hidden)
 
@@ -49,7 +49,7 @@ class LSTMLM(nn.Module):
             # A word vocabulary's ids run from most to least frequent, so the cutoffs split it into a shortlist
             # and ever rarer bands. Training scores only each target's own band: over 5,034 words with
             # [500, 2000], 3.6x the tokens/s of the full softmax for a 1 x 128 LSTM (benchmarks/word_step.py).
-            self.head = nn.AdaptiveLogSoftmaxWithLoss(cfg.hidden, vocab_size, cutoffs, div_value=4.0)
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(cfg.hidden, vocab_size, cutoffs, div_value=ADAPTIVE_SHRINK)
         else:
             self.head = nn.Linear(cfg.hidden, vocab_size)
             if cfg.tie_weights:

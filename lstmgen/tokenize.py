@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import chain
 
 from .errors import LstmgenError
 
@@ -209,33 +208,32 @@ def _check_bpe(vocab: Vocab) -> None:
 
 def build_vocab(
     kind: str,
-    train_texts: Iterable[str],
-    all_texts: Iterable[str] = (),
+    texts: Iterable[str],
     min_freq: int = 1,
     max_vocab: int | None = None,
     vocab_size: int | None = None,
 ) -> Vocab:
-    """A vocab for `kind`.
+    """A vocab for `kind` from `texts`, which the caller picks: every split's for char (the alphabet is not
+    a held-out secret, and a char model has no <unk>), the training split's for word and BPE.
 
-    Char: every character of all splits (the alphabet is not a held-out secret, and a char model has no
-    <unk>). Word: words of the training split seen at least `min_freq` times, most frequent first, at
+    Char: every character of the texts. Word: words seen at least `min_freq` times, most frequent first, at
     most `max_vocab` entries in all; the rest map to <unk>, so held-out perplexity stays honest.
-    BPE: byte-level BPE (GPT-2's pre-tokenizer) learnt on the training split only, `vocab_size` tokens
-    with <eor> (default BPE_VOCAB_SIZE); it starts from all 256 bytes, so no text ever needs an <unk>.
+    BPE: byte-level BPE (GPT-2's pre-tokenizer), `vocab_size` tokens with <eor> (default BPE_VOCAB_SIZE);
+    it starts from all 256 bytes, so no text ever needs an <unk>.
     """
     if kind == "bpe":
-        return _train_bpe(train_texts, vocab_size or BPE_VOCAB_SIZE)
+        return _train_bpe(texts, vocab_size or BPE_VOCAB_SIZE)
     if kind == "char":
         import numpy as np
 
         seen = np.zeros(0x110000, dtype=bool)  # by code point
-        for text in chain(train_texts, all_texts):  # iterables: a streamed corpus is never in memory
+        for text in texts:  # an iterable: a streamed corpus is never in memory
             seen[code_points(text)] = True  # vectorised: 100 MB of text in well under a second
         return Vocab("char", [EOR, *map(chr, seen.nonzero()[0].tolist())])
     if kind != "word":
         raise LstmgenError(f"unknown tokenizer {kind!r}; use one of {', '.join(KINDS)}")
     counts = Counter()
-    for text in train_texts:
+    for text in texts:
         counts.update(tokenize_words(text))
     words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
     if max_vocab is None and len(words) + 2 > MAX_WORD_VOCAB:

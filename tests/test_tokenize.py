@@ -4,7 +4,7 @@ from lstmgen.tokenize import EOR, UNK, UnknownTokens, Vocab, build_vocab, detoke
 
 
 def test_char_roundtrip_and_eor_first():
-    v = build_vocab("char", ["hello world"], ["!"])
+    v = build_vocab("char", ["hello world", "!"])
     assert v.itos[0] == EOR and v.eor_id == 0
     assert v.decode(v.encode("hello world!")) == "hello world!"
     assert v.unk_id is None
