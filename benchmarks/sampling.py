@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from lstmgen.checkpoint import load_for_inference
+from lstmgen.sample import SampleOptions
+
 ROOT = Path(__file__).resolve().parent.parent
 JOKES = ROOT.parent / "shared/data/reddit-cleanjokes.csv"
 PROMPT = "Knock knock. Whos there?"
@@ -54,18 +57,18 @@ def main():
 
         import torch
 
-        from lstmgen.sample import generate, load_model, native_lstm_kernel
+        from lstmgen.sample import generate, native_lstm_kernel
 
         torch.set_num_threads(os.cpu_count() or 1)
-        loaded = load_model("tw")
+        loaded = load_for_inference("tw")
         model, vocab = loaded.model, loaded.vocab
         eor, prompt = vocab.eor_id, vocab.encode(PROMPT)
 
         def stateful(n_streams: int) -> float:
             g = torch.Generator().manual_seed(0)
             t0 = time.perf_counter()
-            steps = sum(1 for _ in generate(model, [prompt], eor, num_samples=n_streams, max_tokens=a.tokens,
-                                            banned=(eor,), generators=[g]))  # fmt: skip
+            options = SampleOptions(num_samples=n_streams, max_tokens=a.tokens)
+            steps = sum(1 for _ in generate(model, [prompt], eor, options, banned=(eor,), generators=[g]))
             return steps * n_streams / (time.perf_counter() - t0)
 
         @torch.no_grad()

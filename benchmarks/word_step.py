@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lstmgen.corpora import load_corpus
+
 ROOT = Path(__file__).resolve().parent.parent
 CSV = ROOT.parent / "shared/data/reddit-cleanjokes.csv"
 VARIANTS = ["full softmax, nn.Dropout, AdamW", "+ adaptive softmax", "+ fused AdamW", "+ FastDropout (shipped)"]
@@ -73,9 +75,8 @@ def main():
              "--min-freq", "1", "--quiet"],
             check=True,
         )  # fmt: skip
-        from lstmgen import registry
 
-        corpus = registry.load_corpus("w")
+        corpus = load_corpus("w")
         ids, vocab_size = corpus["splits"]["train"].long(), len(corpus["vocab"]["itos"])
     results = {v: [] for v in range(len(VARIANTS))}
     tokens_per_s(3, ids, vocab_size, 1)  # warm-up: the first run in a process pays oneDNN's set-up

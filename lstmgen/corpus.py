@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from itertools import chain
 from pathlib import Path
 
-from .errors import LstmgenError
-from .tokenize import Vocab, build_vocab, code_points
+from .errors import LstmgenError, UsageError
+from .tokenize import KINDS, Vocab, build_vocab, check_bpe_vocab_size, code_points
 
 CORPUS_FORMAT = 1
 TEXT_COLUMNS = ("joke", "text")  # auto-detected CSV columns, case-insensitive
@@ -276,18 +276,56 @@ def n_chars(records: list[str]) -> int:
     return sum(len(r) + 1 for r in records)
 
 
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How `prepare` turns records into a corpus; checked when made, so every caller gets the same errors."""
+
+    tokenizer: str = "char"  # char | word | bpe
+    val_frac: float = 0.05  # fractions of records held out (of the text, with stream)
+    test_frac: float = 0.05
+    seed: int = 0  # of the record split
+    min_freq: int = 2  # word: rarer words become <unk>
+    max_vocab: int | None = None  # word: keep at most this many tokens
+    vocab_size: int | None = None  # bpe: tokens to learn, <eor> included [default BPE_VOCAB_SIZE]
+
+    def __post_init__(self):
+        if self.tokenizer not in KINDS:
+            raise UsageError(f"--tokenizer must be one of {', '.join(KINDS)}, got {self.tokenizer!r}")
+        if not 0 < self.val_frac < 1:  # NaN fails this too
+            raise UsageError(
+                f"--val-frac must be above 0 and below 1 (got {self.val_frac}): validation picks the best "
+                "checkpoint and stops training early"
+            )
+        if not 0 <= self.test_frac < 1 or self.val_frac + self.test_frac >= 1:
+            raise UsageError(
+                f"--test-frac must be 0 or more, and --val-frac + --test-frac below 1 (got {self.val_frac} + "
+                f"{self.test_frac})"
+            )
+        if not 0 <= self.seed < 2**32:
+            raise UsageError(f"--seed must be between 0 and 2^32 - 1 (got {self.seed})")
+        if self.min_freq < 1:
+            raise UsageError(f"--min-freq must be at least 1, got {self.min_freq}")
+        if self.max_vocab is not None and self.max_vocab < 3:
+            raise UsageError(f"--max-vocab must be at least 3, got {self.max_vocab}")
+        if self.tokenizer == "bpe" and (self.max_vocab is not None or self.min_freq != 2):
+            raise UsageError(
+                "--max-vocab and --min-freq shape a word vocabulary; a bpe vocabulary's size is --vocab-size"
+            )
+        if self.vocab_size is not None and self.tokenizer != "bpe":
+            raise UsageError(
+                "--vocab-size sets the size of a --tokenizer bpe vocabulary (a word vocabulary is capped by "
+                "--max-vocab)"
+            )
+        if self.vocab_size is not None:
+            check_bpe_vocab_size(self.vocab_size)
+
+
 def build_corpus(
     source: Source,
     records: list[str] | None = None,
+    options: PrepareOptions = PrepareOptions(),  # noqa: B008 - frozen: one shared default is safe
     *,
-    tokenizer: str = "char",
     stream: bool = False,
-    val_frac: float = 0.05,
-    test_frac: float = 0.05,
-    seed: int = 0,
-    min_freq: int = 1,
-    max_vocab: int | None = None,
-    vocab_size: int | None = None,
     column: str | None = None,
     work_dir: Path | None = None,
 ) -> dict:
@@ -301,6 +339,8 @@ def build_corpus(
     instead of split by record.
     """
 
+    o = options
+    tokenizer, val_frac, test_frac, seed = o.tokenizer, o.val_frac, o.test_frac, o.seed
     # Each pass reads the input again: the records in batches (in memory: slices of the list), or one
     # stream's text in fragments.
     def record_batches() -> Iterator[list[str]]:
@@ -329,7 +369,7 @@ def build_corpus(
         texts = ("".join(group) for _, group, _ in pieces())
     else:
         texts = (t for split, group, _ in pieces() if split == "train" for t in group)
-    vocab = build_vocab(tokenizer, texts, min_freq=min_freq, max_vocab=max_vocab, vocab_size=vocab_size)
+    vocab = build_vocab(tokenizer, texts, min_freq=o.min_freq, max_vocab=o.max_vocab, vocab_size=o.vocab_size)
     encoded = _encode_pieces(vocab, pieces(), work_dir)
     for split, frac in (("val", val_frac), ("test", test_frac)):
         if frac > 0 and not encoded[split]["records"]:
@@ -347,7 +387,7 @@ def build_corpus(
         "seed": seed,
         "val_frac": val_frac,
         "test_frac": test_frac,
-        "min_freq": min_freq,
+        "min_freq": o.min_freq,
         "vocab_size": len(vocab),
         "records": {k: encoded[k]["records"] for k in SPLITS},
         "tokens": {k: int(splits[k].numel()) for k in SPLITS},

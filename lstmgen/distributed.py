@@ -50,25 +50,9 @@ class Group:
 
     def device(self, name: str):
         """The torch device of this rank: `auto`/`cuda` mean this rank's own GPU (cuda:LOCAL_RANK)."""
-        import torch
+        from .device import rank_device
 
-        from .train import pick_device
-
-        if not self.active:
-            return pick_device(name)
-        if name == "mps" or (name == "auto" and not torch.cuda.is_available()):
-            return pick_device("cpu")  # MPS has no process-group backend; CPU ranks use gloo
-        if name in ("auto", "cuda"):
-            if self.local_rank >= torch.cuda.device_count():  # one GPU per process on each machine
-                raise LstmgenError(
-                    f"local rank {self.local_rank} needs GPU cuda:{self.local_rank}, but this machine shows "
-                    f"{torch.cuda.device_count()}; start at most that many processes per machine, or pass --device cpu"
-                )
-            return pick_device(f"cuda:{self.local_rank}")
-        if name.startswith("cuda:"):
-            raise LstmgenError(f"--device {name} names one GPU, but each of the {self.world} processes needs its own; "
-                               "pass --device cuda (rank N uses cuda:N)")  # fmt: skip
-        return pick_device(name)
+        return rank_device(name, self.local_rank, self.world)
 
     def start(self, device) -> None:
         """Join the process group: NCCL between GPUs, gloo between CPU processes."""

@@ -27,11 +27,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from .errors import LstmgenError
+from .errors import LstmgenError, UsageError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 KINDS = ("corpus", "model")
-MODEL_FORMAT = 1
 
 
 class NotFound(LstmgenError):
@@ -96,6 +95,17 @@ def require_any(name: str) -> str:
         kind = next(k for k, n in existing if n == close[0])
         raise NotFound(f"no corpus or model named {name!r} in {home()}; did you mean {kind} {close[0]!r}?")
     raise NotFound(f"no corpus or model named {name!r} in {home()}")
+
+
+def find_kind(name: str, kind: str | None = None) -> str:
+    """Which kind of entry `name` is ("corpus" or "model"); `kind` settles a name both kinds use."""
+    check_name(name)
+    kinds = [kind] if kind else [k for k in KINDS if entry_dir(k, name).is_dir()]
+    if not kinds:
+        require_any(name)  # raises NotFound with the closest corpus or model name
+    if len(kinds) > 1:
+        raise UsageError(f"{name!r} is both a corpus and a model; add --kind corpus or --kind model")
+    return kinds[0]
 
 
 def require(kind: str, name: str) -> Path:
@@ -326,17 +336,7 @@ def save_corpus(name: str, corpus: dict) -> Path:
     return d
 
 
-def load_corpus(name: str) -> dict:
-    from .corpus import CORPUS_FORMAT
-
-    path = require("corpus", name) / "corpus.pt"
-    corpus = load_pt(path)
-    _check_version(corpus, path, CORPUS_FORMAT, "run `lstmgen prepare` again")
-    _check_corpus_parts(corpus, path)
-    return corpus
-
-
-def _check_version(payload: dict, path: Path, newest: int, fix: str) -> None:
+def check_version(payload: dict, path: Path, newest: int, fix: str) -> None:
     version = payload.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int):
         raise LstmgenError(f"{path} has no valid format version ({version!r}): it is not an lstmgen file; {fix}")
@@ -346,38 +346,21 @@ def _check_version(payload: dict, path: Path, newest: int, fix: str) -> None:
         )
 
 
-def _damaged(path: Path, what: str, fix: str):
-    raise LstmgenError(f"{path} is damaged ({what}); {fix}")
-
-
-def _check_ids(ids, n_vocab: int, what: str, path: Path, fix: str, values: bool = True) -> None:
+def check_ids(ids, n_vocab: int, what: str, path: Path, fix: str, values: bool = True) -> None:
     """A split's token ids: a 1-D integer tensor inside the vocabulary (an embedding lookup would crash).
     `values=False` checks the type only: training checks a memory-mapped split's values window by window."""
 
-    if not _plain(ids) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
-        _damaged(path, f"{what} ids are not a 1-D integer tensor", fix)
+    if not is_plain_tensor(ids) or ids.dim() != 1 or ids.is_floating_point() or ids.is_complex():
+        raise LstmgenError(f"{path} is damaged ({what} ids are not a 1-D integer tensor); {fix}")
     if values and ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < n_vocab):
-        _damaged(path, f"{what} ids fall outside its vocabulary of {n_vocab}", fix)
+        raise LstmgenError(f"{path} is damaged ({what} ids fall outside its vocabulary of {n_vocab}); {fix}")
 
 
-def _plain(t) -> bool:
+def is_plain_tensor(t) -> bool:
     """An ordinary dense CPU tensor (a file can also hold meta, sparse or quantized ones)."""
     import torch
 
     return isinstance(t, torch.Tensor) and t.layout == torch.strided and t.device.type == "cpu" and not t.is_quantized
-
-
-def _check_corpus_parts(corpus: dict, path: Path) -> None:
-    from .corpus import SPLITS
-    from .tokenize import Vocab
-
-    fix = "run `lstmgen prepare` again"
-    if not isinstance(corpus.get("meta"), dict) or not isinstance(corpus.get("splits"), dict):
-        _damaged(path, "its metadata or splits are missing", fix)
-    n_vocab = len(Vocab.from_dict(corpus.get("vocab")))
-    for split in SPLITS:
-        # Scanning the train split would page a whole memory-mapped corpus in; training checks each window.
-        _check_ids(corpus["splits"].get(split), n_vocab, split, path, fix, values=split != "train")
 
 
 # -- models --------------------------------------------------------------------------------------------
@@ -391,58 +374,6 @@ def model_file(name: str, which: str | None = None) -> Path:
         if p.is_file():
             return p
     raise NotFound(f"model {name!r} has no {which or 'saved'} checkpoint yet in {d}; train it first")
-
-
-MODEL_KEYS = ("vocab", "model_config", "config", "state_dict", "history", "corpus", "heldout")
-
-
-def load_model_payload(name: str, which: str | None = None) -> dict:
-    path = model_file(name, which)
-    payload = load_pt(path)
-    missing = [k for k in MODEL_KEYS if k not in payload]
-    if missing:
-        raise LstmgenError(f"{path} is not a complete lstmgen model (missing {', '.join(missing)}); train it again")
-    _check_version(payload, path, MODEL_FORMAT, "train it again")
-    _check_model_parts(payload, path)
-    return payload
-
-
-def _check_model_parts(payload: dict, path: Path) -> None:
-    """Types and ranges of a model file's parts, checked once here so that a damaged or hostile file is one
-    error line, not a traceback deep inside sample, eval, show or resume."""
-
-    from .config import ConfigError, load_config
-    from .tokenize import Vocab
-
-    fix = "train the model again"
-
-    def damaged(what: str):
-        _damaged(path, what, fix)
-
-    for key, kind in (("vocab", dict), ("model_config", dict), ("config", dict), ("state_dict", dict),
-                      ("history", list), ("corpus", dict), ("heldout", dict)):  # fmt: skip
-        if not isinstance(payload[key], kind):
-            damaged(f"{key} is not a {kind.__name__}")
-    n_vocab = len(Vocab.from_dict(payload["vocab"]))
-    try:
-        load_config(None, [], base=payload["config"])
-        load_config(None, [], base={"model": payload["model_config"]})
-    except ConfigError as e:
-        damaged(f"its saved config: {e}")
-    if not all(isinstance(k, str) and _plain(v) for k, v in payload["state_dict"].items()):
-        damaged("state_dict holds something other than named tensors")
-    if not all(bool(v.isfinite().all()) for v in payload["state_dict"].values() if v.is_floating_point()):
-        damaged("its weights hold NaN or infinity")
-    counts = [payload["corpus"].get(k) for k in ("chars", "tokens")]
-    if not all(isinstance(c, dict) and all(isinstance(c.get(s), int) for s in ("val", "test")) for c in counts):
-        damaged("its corpus summary lacks held-out token and character counts")
-    numbers = (int, float, type(None))
-    for h in payload["history"]:
-        if not (isinstance(h, dict) and isinstance(h.get("step"), int)
-                and all(isinstance(h.get(k), numbers) for k in ("train_loss", "val_loss"))):  # fmt: skip
-            damaged("its metrics history is malformed")
-    for split in ("val", "test"):
-        _check_ids(payload["heldout"].get(split), n_vocab, f"held-out {split}", path, fix)
 
 
 def default_model() -> str | None:

@@ -2,38 +2,57 @@
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
-from . import registry
-from .config import ModelConfig
-from .errors import LstmgenError
+from .checkpoint import Loaded
+from .errors import LstmgenError, UsageError
 from .model import LSTMLM
 from .tokenize import Vocab
 
 
-@dataclass
-class Loaded:
-    model: LSTMLM
-    vocab: Vocab
-    payload: dict  # the checkpoint, for metadata (config, history, heldout ids)
+@dataclass(frozen=True)
+class SampleOptions:
+    """How to decode, checked when made: every caller (CLI, library, training's preview) gets the same rules.
+    The defaults are `lstmgen sample`'s."""
 
+    max_tokens: int = 300  # end after this many tokens if no <eor> came
+    temperature: float = 0.8  # below 1: safer, above 1: wilder
+    top_k: int | None = None  # sample only from the k most likely tokens
+    top_p: float | None = None  # sample only from the smallest set holding this much probability
+    greedy: bool = False  # always the most likely token (tends to loop)
+    num_samples: int = 1  # per prompt, decoded together
+    skip_unknown: bool = False  # char models: drop prompt characters the vocabulary lacks
+    stop: tuple[str, ...] = ()  # end a sample before any of these strings
+    no_repeat_ngram: int = 0  # never repeat an n-gram of this many tokens (0: off)
+    repetition_penalty: float = 1.0  # CTRL's: above 1 makes tokens already used less likely
 
-def load_model(name: str, which: str | None = None, device="cpu") -> Loaded:
-    """A registry model in eval mode, on `device` (a model trained on GPU loads on CPU)."""
-    payload = registry.load_model_payload(name, which)
-    try:
-        vocab = Vocab.from_dict(payload["vocab"])
-        model = LSTMLM(len(vocab), ModelConfig(**payload["model_config"]))
-        model.load_state_dict(payload["state_dict"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0][:160]
-        raise LstmgenError(f"model {name!r} has weights that do not fit its config ({first}); train it again") from None
-    return Loaded(model.to(device).eval(), vocab, payload)
+    def __post_init__(self):
+        object.__setattr__(self, "stop", tuple(self.stop))
+        if not 0 < self.temperature < math.inf:  # NaN fails this too
+            raise UsageError(
+                f"--temperature must be a number > 0 (got {self.temperature}); use --greedy for argmax decoding"
+            )
+        if self.top_k is not None and self.top_k < 1:
+            raise UsageError(f"--top-k must be at least 1 (got {self.top_k})")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise UsageError(f"--top-p must be in (0, 1] (got {self.top_p})")
+        if self.max_tokens < 1:
+            raise UsageError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
+        if self.num_samples < 1:
+            raise UsageError(f"--num-samples must be at least 1 (got {self.num_samples})")
+        if self.no_repeat_ngram < 0:
+            raise UsageError(f"--no-repeat-ngram must be 0 (off) or more (got {self.no_repeat_ngram})")
+        if not 0 < self.repetition_penalty < math.inf:
+            raise UsageError(f"--repetition-penalty must be a number > 0, 1 for none (got {self.repetition_penalty})")
+        if not all(self.stop):
+            raise UsageError("--stop needs a non-empty string")
 
 
 def filter_logits(
@@ -70,23 +89,16 @@ def generate(
     model: LSTMLM,
     prompts: list[list[int]],
     eor_id: int,
+    options: SampleOptions,
     *,
-    num_samples: int = 1,
-    max_tokens: int = 200,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    greedy: bool = False,
     generators: list[torch.Generator | None] | None = None,
     banned: tuple[int, ...] = (),
     first_allowed: torch.Tensor | None = None,
-    no_repeat_ngram: int = 0,
-    repetition_penalty: float = 1.0,
     stop: Callable[[int, int], bool] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of every stream, (N,) per step, until all have ended.
 
-    N = len(prompts) * num_samples streams, prompt-major: stream j continues prompts[j // num_samples], so
+    N = len(prompts) * options.num_samples streams, prompt-major: stream j continues prompts[j // num_samples], so
     different prompts share one batched forward per step. Each prompt is read once, as <eor> + prompt, the
     way training saw a record start; every later step feeds only the last token with the carried (h, c):
     O(1) per token, never re-encoding the text. Prompt p draws from generators[p] alone, so its samples do
@@ -95,9 +107,12 @@ def generate(
     A stream ends at <eor>, after max_tokens, or when `stop(stream, token)` says so; an ended stream keeps
     yielding <eor>, and callers stop reading it at its first <eor>. Tokens in `banned` are never produced.
     `first_allowed` (N, V) bool: the tokens each stream may start with (BPE token healing).
-    `no_repeat_ngram` n: no n-gram occurs twice in prompt + output. `repetition_penalty` p > 1: logits of
-    tokens already in prompt + output are divided by p (multiplied when negative), as in CTRL.
+    `options.no_repeat_ngram` n: no n-gram occurs twice in prompt + output. `options.repetition_penalty`
+    p > 1: logits of tokens already in prompt + output are divided by p (multiplied when negative), as in CTRL.
     """
+    o = options
+    num_samples, max_tokens, temperature, greedy = o.num_samples, o.max_tokens, o.temperature, o.greedy
+    no_repeat_ngram, repetition_penalty = o.no_repeat_ngram, o.repetition_penalty
     model.eval()
     device = next(model.parameters()).device
     n_prompt, n = len(prompts), len(prompts) * num_samples
@@ -133,7 +148,7 @@ def generate(
             if greedy:
                 nxt = logits.argmax(dim=-1)
             else:
-                probs = torch.softmax(filter_logits(logits.float(), temperature, top_k, top_p), dim=-1).cpu()
+                probs = torch.softmax(filter_logits(logits.float(), temperature, o.top_k, o.top_p), dim=-1).cpu()
                 draws = [  # (num_samples, 1) per prompt, each from that prompt's own generator
                     draw(rows, g) for rows, g in zip(probs.view(n_prompt, num_samples, -1), generators, strict=True)
                 ]
@@ -213,26 +228,24 @@ class Sample:
     seed: int
 
 
-def sample(loaded: Loaded, prompt: str, *, seed: int = 0, **options) -> list[Sample]:
-    """Complete `prompt` num_samples times: sample_many() for one prompt. Options as in sample_many()."""
-    return sample_many(loaded, [prompt], seeds=[seed], **options)[0]
+def sample(
+    loaded: Loaded,
+    prompt: str,
+    options: SampleOptions = SampleOptions(),  # noqa: B008 - frozen: one shared default is safe
+    *,
+    seed: int = 0,
+    on_text: Callable[[str], None] | None = None,
+) -> list[Sample]:
+    """Complete `prompt` options.num_samples times: sample_many() for one prompt."""
+    return sample_many(loaded, [prompt], options, seeds=[seed], on_text=on_text)[0]
 
 
 def sample_many(
     loaded: Loaded,
     prompts: list[str],
+    options: SampleOptions = SampleOptions(),  # noqa: B008 - frozen: one shared default is safe
     *,
-    num_samples: int = 1,
-    max_tokens: int = 200,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    greedy: bool = False,
     seeds: list[int] | None = None,
-    skip_unknown: bool = False,
-    stop: tuple[str, ...] = (),
-    no_repeat_ngram: int = 0,
-    repetition_penalty: float = 1.0,
     on_text: Callable[[str], None] | None = None,
 ) -> list[list[Sample]]:
     """Complete each prompt num_samples times, all prompts in one batch; a list of samples per prompt.
@@ -248,10 +261,11 @@ def sample_many(
     begin with its bytes, so "Hey, " continues as " what" rather than as a lone space token the model
     rarely saw in training.
 
-    `on_text(piece)` (one prompt, one sample) receives the completion as it grows, each piece once; text
-    that could still turn out to begin a stop string (or, for BPE, a partly generated character) is held
-    back until it cannot.
+    `on_text(piece)` (one prompt, one sample) receives the prompt as read, then the completion as it grows,
+    each piece once; text that could still turn out to begin a stop string (or, for BPE, a partly generated
+    character) is held back until it cannot.
     """
+    num_samples, skip_unknown, stop = options.num_samples, options.skip_unknown, options.stop
     if on_text is not None and (num_samples != 1 or len(prompts) != 1):
         raise ValueError("on_text streams a single sample")
     vocab = loaded.vocab
@@ -295,21 +309,16 @@ def sample_many(
 
     streamed = 0
     hold = max(map(len, stop), default=1) - 1
+    if on_text is not None:
+        on_text(reads[0])
     for _ in generate(
         loaded.model,
         prompt_ids,
         vocab.eor_id,
-        num_samples=num_samples,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        greedy=greedy,
+        options,
         generators=[torch.Generator().manual_seed(s) for s in seeds],
         banned=() if vocab.unk_id is None else (vocab.unk_id,),
         first_allowed=first_allowed,
-        no_repeat_ngram=no_repeat_ngram,
-        repetition_penalty=repetition_penalty,
         stop=ends,
     ):
         if on_text is not None and reasons[0] == "max_tokens":  # still going: stream what is settled
@@ -346,3 +355,90 @@ def _heal(vocab: Vocab, prompt_ids: list[list[int]], prompt_tokens: list[list[st
             allowed[p * num_samples : (p + 1) * num_samples] = masks[ids[-1]]
     healed_ids, healed_tokens = [ids[:-1] for ids in prompt_ids], [tokens[:-1] for tokens in prompt_tokens]
     return healed_ids, healed_tokens, allowed if masks else None
+
+
+# -- prompts from stdin --------------------------------------------------------------------------------
+
+STREAMS_PER_BATCH = 64  # streams decoded together: per-step overhead, not arithmetic, bounds decoding speed
+
+
+def prompts_per_batch(options: SampleOptions, stream: bool = False) -> int:
+    """Different prompts share each decoding step, up to STREAMS_PER_BATCH streams (one prompt with more
+    samples is still one batch); a stream shows one sample at a time."""
+    return 1 if stream else max(1, STREAMS_PER_BATCH // options.num_samples)
+
+
+def prompt_batches(lines: Iterable[str], size: int, waiting: Callable[[], bool] = lambda: True):
+    """Lists of at most `size` prompts, one per line (a blank line: a sample from a record's start).
+
+    A batch is also handed over when `waiting()` says no more input is waiting, so an interactive or slow
+    writer (`tail -f log | lstmgen sample -`) gets each answer at once rather than when `size` prompts came.
+    """
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line.rstrip("\r\n"))
+        if len(batch) >= size or not waiting():
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def random_seed() -> int:
+    return int.from_bytes(os.urandom(4), "little")
+
+
+def answer(
+    loaded: Loaded,
+    batches: Iterable[list[str]],
+    options: SampleOptions,
+    seed: int,
+    *,
+    where: Callable[[int], str] = lambda i: "the prompt",
+    on_text: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> Iterator[Sample]:
+    """Every sample for every prompt of `batches`, in input order, each batch decoded together.
+
+    Prompt i (counted over all batches) draws from seed + i, so its samples are reproducible from the seed
+    whatever the batching. A prompt the model cannot read (a char model and an unknown character) raises
+    its error once the prompts before it are answered; `where(i)` names prompt i in that error. `on_note`
+    hears of prompt words read as <unk> or characters dropped by skip_unknown; `on_text` streams (one
+    prompt per batch, one sample).
+    """
+    if not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be between 0 and 2^63 - 1 (got {seed})")
+    vocab, done = loaded.vocab, 0
+    for prompts in batches:
+        unreadable = None
+        for k, p in enumerate(prompts):
+            try:
+                vocab.encode(p, skip_unknown=options.skip_unknown, where=where(done + k))
+            except LstmgenError as e:
+                unreadable, prompts = e, prompts[:k]
+                break
+            note = _unknown_note(loaded, p, options.skip_unknown)
+            if note and on_note:
+                on_note(note)
+        if prompts:
+            seeds = [(seed + done + i) % 2**63 for i in range(len(prompts))]
+            for samples in sample_many(loaded, prompts, options, seeds=seeds, on_text=on_text):
+                yield from samples
+        done += len(prompts)
+        if unreadable is not None:
+            raise unreadable
+
+
+def _unknown_note(loaded: Loaded, prompt: str, skip_unknown: bool) -> str | None:
+    """A note for prompt words a word model reads as <unk>, or characters skip_unknown drops."""
+    vocab = loaded.vocab
+    if vocab.kind == "bpe":
+        return None  # byte-level: nothing is unknown
+    missing = vocab.unknown(prompt)
+    name = loaded.checkpoint.name if loaded.checkpoint else "the model"
+    if missing and vocab.kind == "word":
+        return f"{len(missing)} prompt word(s) not in {name!r}'s vocabulary, read as <unk>: " + ", ".join(missing[:10])
+    if missing and skip_unknown:
+        shown = ", ".join(repr(m) for m in missing[:10])
+        return f"dropped {len(missing)} prompt character(s) that model {name!r} does not know: {shown}"
+    return None

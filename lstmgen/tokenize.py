@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .errors import LstmgenError
+from .errors import LstmgenError, UsageError
 
 EOR = "<eor>"  # end of record: ends every record in training, so generation learns where a joke ends
 UNK = "<unk>"  # word models only: any word the vocab lacks
@@ -18,6 +18,7 @@ KINDS = ("char", "word", "bpe")
 MAX_WORD_VOCAB = 100_000  # above this, prepare asks for an explicit --max-vocab
 BPE_VOCAB_SIZE = 1024  # default: 256 bytes + 767 merges + <eor>; short words and common endings become one token
 MIN_BPE_VOCAB = 257  # the 256 byte tokens and <eor>: any text encodes, with or without merges
+MAX_BPE_VOCAB = 100_000  # as MAX_WORD_VOCAB: an embedding and softmax this wide would dwarf the LSTM
 
 # A number with inner separators ("5.99", "3:30", "1,000"), a word keeping inner apostrophes ("don't",
 # "rock'n'roll"), or one punctuation mark.
@@ -249,11 +250,16 @@ def build_vocab(
     return Vocab("word", [EOR, UNK, *words])
 
 
-def _train_bpe(train_texts: Iterable[str], vocab_size: int) -> Vocab:
-    if vocab_size < MIN_BPE_VOCAB:
-        raise LstmgenError(
-            f"--vocab-size must be at least {MIN_BPE_VOCAB} (the 256 byte tokens and <eor>), got {vocab_size}"
+def check_bpe_vocab_size(vocab_size: int) -> None:
+    if not MIN_BPE_VOCAB <= vocab_size <= MAX_BPE_VOCAB:
+        raise UsageError(
+            f"--vocab-size must be between {MIN_BPE_VOCAB} (the 256 byte tokens and <eor>) and {MAX_BPE_VOCAB:,}, "
+            f"got {vocab_size}"
         )
+
+
+def _train_bpe(train_texts: Iterable[str], vocab_size: int) -> Vocab:
+    check_bpe_vocab_size(vocab_size)
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     hf = Tokenizer(models.BPE())

@@ -9,7 +9,8 @@ import torch
 
 from lstmgen import registry
 from lstmgen.config import load_config
-from lstmgen.corpus import build_corpus, read_records, read_source
+from lstmgen.corpora import load_corpus
+from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source
 from lstmgen.train import train
 
 JOKES = [
@@ -80,9 +81,9 @@ def tiny_config(**train_overrides):
 def toy_corpus(jokes_csv):
     source = read_source(str(jokes_csv))
     records, col = read_records(source)
-    corpus = build_corpus(source, records, tokenizer="char", val_frac=0.1, test_frac=0.1, column=col)
+    corpus = build_corpus(source, records, PrepareOptions(tokenizer="char", val_frac=0.1, test_frac=0.1), column=col)
     registry.save_corpus("toy", corpus)
-    return registry.load_corpus("toy")
+    return load_corpus("toy")
 
 
 @pytest.fixture

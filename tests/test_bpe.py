@@ -9,8 +9,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lstmgen import registry
+from lstmgen.checkpoint import load_for_inference
+from lstmgen.corpora import load_corpus
 from lstmgen.errors import LstmgenError
-from lstmgen.sample import load_model, sample, sample_many
+from lstmgen.sample import SampleOptions, sample, sample_many
 from lstmgen.tokenize import EOR, Vocab, build_vocab
 
 from .conftest import JOKES
@@ -52,7 +54,7 @@ def test_a_damaged_bpe_vocab_is_one_clear_error(vocab):
 
 
 def test_prepare_train_sample_eval_with_bpe(bpe_model, tmp_path):
-    corpus = registry.load_corpus("toy-bpe")
+    corpus = load_corpus("toy-bpe")
     assert corpus["vocab"]["kind"] == "bpe" and corpus["meta"]["tokenizer"] == "bpe"
     registry.remove("corpus", "toy-bpe")  # sampling never needs the data: the tokenizer is in the model
     for prompt in ("Hey, ", "Why did the ca", "\U0001f600 <eor> \u65e5\u672c"):
@@ -65,42 +67,45 @@ def test_prepare_train_sample_eval_with_bpe(bpe_model, tmp_path):
     m = json.loads(ok("eval", "-m", "bpe", "--file", texts, "--json").stdout)
     assert m["chars"] == len("Why did the cat sit?\nA caf\u00e9 \U0001f600 joke.\n") and m["bits_per_char"] > 0
     assert "--vocab-size sets the size" in bad("prepare", texts, "--vocab-size", "500", code=2)
-    assert "--vocab-size must be at least 257" in bad("prepare", texts, "--tokenizer", "bpe", "--vocab-size",
+    assert "--vocab-size must be between 257" in bad("prepare", texts, "--tokenizer", "bpe", "--vocab-size",
                                                        "100", code=2)  # fmt: skip
 
 
 def test_token_healing_continues_the_prompts_last_token(bpe_model):
-    loaded = load_model("bpe")
+    loaded = load_for_inference("bpe")
     with torch.no_grad():
         loaded.model.head.bias[loaded.vocab.eor_id] = 100.0  # the model would end every text at once
     for prompt in ("Why did the ca", "Hey, "):
         last = loaded.vocab.tokenize(prompt)[-1]
-        for s in sample(loaded, prompt, num_samples=4, max_tokens=5, seed=0):
+        for s in sample(loaded, prompt, SampleOptions(num_samples=4, max_tokens=5), seed=0):
             # The dropped last token comes back as the first generated one (or one it begins), then <eor>.
             assert s.text.startswith(prompt) and s.tokens == 1 and s.stop_reason == "eor"
             assert loaded.vocab.tokenize(s.text)[-1].startswith(last)
 
 
 def test_streaming_a_bpe_sample_never_shows_half_a_character(bpe_model):
-    loaded = load_model("bpe")
+    loaded = load_for_inference("bpe")
     for seed in range(4):  # temperature 3: byte tokens in odd orders, partial UTF-8 sequences on the way
         pieces = []
-        (s,) = sample(loaded, "\u00e9t\u00e9 ", seed=seed, max_tokens=40, temperature=3.0, on_text=pieces.append)
-        assert "".join(pieces) == s.completion
+        options = SampleOptions(max_tokens=40, temperature=3.0)
+        (s,) = sample(loaded, "\u00e9t\u00e9 ", options, seed=seed, on_text=pieces.append)
+        assert "".join(pieces) == s.text
 
 
 def test_batched_bpe_prompts_match_single_ones(bpe_model):
-    loaded = load_model("bpe")
+    loaded = load_for_inference("bpe")
     prompts = ["Hey, ", "Why did the ca", "", "\U0001f600"]
-    batched = sample_many(loaded, prompts, num_samples=2, seeds=[3, 4, 5, 6], max_tokens=25, temperature=1.2)
-    alone = [sample(loaded, p, num_samples=2, seed=s, max_tokens=25, temperature=1.2) for p, s in
+    options = SampleOptions(num_samples=2, max_tokens=25, temperature=1.2)
+    batched = sample_many(loaded, prompts, options, seeds=[3, 4, 5, 6])
+    alone = [sample(loaded, p, options, seed=s) for p, s in
              zip(prompts, [3, 4, 5, 6], strict=True)]  # fmt: skip
     assert [[s.text for s in b] for b in batched] == [[s.text for s in a] for a in alone]
 
 
 def test_a_stop_string_in_the_healed_end_of_the_prompt_does_not_stop_the_sample(bpe_model):
     # The first token re-generates the prompt's healed "ca"; only a "ca" after the prompt may stop a sample.
-    out = sample(load_model("bpe"), "Why did the ca", num_samples=4, max_tokens=20, seed=1, stop=("ca",))
+    options = SampleOptions(num_samples=4, max_tokens=20, stop=("ca",))
+    out = sample(load_for_inference("bpe"), "Why did the ca", options, seed=1)
     assert not all(s.tokens == 1 and s.stop_reason == "stop" for s in out), out
     assert all(s.text.startswith("Why did the ca") and "ca" not in s.completion for s in out)
 

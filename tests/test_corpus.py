@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lstmgen import corpus as corpus_module
-from lstmgen.corpus import build_corpus, read_records, read_source, split_labels
+from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source, split_labels
 from lstmgen.errors import LstmgenError
 
 
@@ -71,7 +71,7 @@ def test_split_is_by_record_seeded_and_covers_everything():
 def test_corpus_payload(tmp_path):
     src = read_source(write(tmp_path, "a.txt", "\n".join(f"record {i}" for i in range(40))))
     records, _ = read_records(src)
-    c = build_corpus(src, records, val_frac=0.1, test_frac=0.1)
+    c = build_corpus(src, records, PrepareOptions(val_frac=0.1, test_frac=0.1))
     s, meta = c["splits"], c["meta"]
     assert s["train"].dtype == torch.uint8  # compact: vocab < 256
     assert meta["records"] == {"train": 32, "val": 4, "test": 4}
@@ -84,7 +84,7 @@ def test_corpus_payload(tmp_path):
 
 def test_word_corpus_has_unk_rate(tmp_path):
     src = read_source(write(tmp_path, "a.txt", "\n".join(f"the cat {i}" for i in range(30))))
-    c = build_corpus(src, read_records(src)[0], tokenizer="word", min_freq=2)
+    c = build_corpus(src, read_records(src)[0], PrepareOptions(tokenizer="word", min_freq=2))
     assert c["vocab"]["itos"][:2] == ["<eor>", "<unk>"]
     assert c["meta"]["unk_rate"]["val"] > 0  # the numbers are unique: held-out ones are <unk>
 
@@ -110,8 +110,8 @@ def test_a_vocabulary_explosion_asks_for_max_vocab(tmp_path):
     src = read_source(str(p))
     records = read_records(src)[0]
     with pytest.raises(LstmgenError, match=r"would hold 1\d\d,\d{3} entries.*--max-vocab"):
-        build_corpus(src, records, tokenizer="word", min_freq=2)
-    corpus = build_corpus(src, records, tokenizer="word", min_freq=2, max_vocab=5000)
+        build_corpus(src, records, PrepareOptions(tokenizer="word", min_freq=2))
+    corpus = build_corpus(src, records, PrepareOptions(tokenizer="word", min_freq=2, max_vocab=5000))
     assert corpus["meta"]["vocab_size"] == 5000
 
 
@@ -131,9 +131,9 @@ def test_a_text_streamed_in_small_chunks_gives_the_corpus_read_whole(tmp_path, m
     p = tmp_path / "t.txt"
     p.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n\r\n").encode())
     src = read_source(str(p))
-    options = {"tokenizer": tokenizer, "stream": stream, "val_frac": 0.1, "test_frac": 0.1, "min_freq": 1}
-    if tokenizer == "bpe":
-        options["vocab_size"] = 300
+    # a word vocabulary keeps every word; a bpe one learns 300 tokens
+    sized = {"vocab_size": 300} if tokenizer == "bpe" else {"min_freq": 1}
+    options = {"options": PrepareOptions(tokenizer, val_frac=0.1, test_frac=0.1, **sized), "stream": stream}
     whole = build_corpus(src, read_records(src, records="file" if stream else "line")[0], **options)
     monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 61)  # odd: cuts "é", "—" and "\r\n" somewhere
     chunked = build_corpus(src, None, work_dir=tmp_path, **options)

@@ -10,7 +10,8 @@ import time
 import pytest
 import torch
 
-from lstmgen import registry
+from lstmgen import checkpoint, registry
+from lstmgen.corpora import load_corpus
 
 from .conftest import toy_run
 
@@ -63,7 +64,7 @@ def test_two_processes_train_like_one_on_the_same_global_batch(toy):
 def test_an_adaptive_softmax_band_that_a_rank_misses_does_not_stall_the_step(jokes_csv):
     """A band none of a rank's targets fall in gets no gradient there; DDP must not wait for it."""
     cli("prepare", jokes_csv, "--name", "words", "--tokenizer", "word", "--min-freq", "1")
-    n_vocab = len(registry.load_corpus("words")["vocab"]["itos"])
+    n_vocab = len(load_corpus("words")["vocab"]["itos"])
     rare_band = f"model.adaptive_softmax=[8, {n_vocab - 1}]"  # the last band: one word, seen once
     args = toy_run(6, 3, "train.batch_size=4", rare_band)
     r = cli("train", "--corpus", "words", "--name", "ada", "--nproc", 2, *args, "--json")
@@ -100,15 +101,15 @@ def test_sigterm_stops_every_rank_at_one_step_and_resume_needs_the_same_world_si
     assert proc.returncode == 143, stderr
     assert stderr.count("interrupted at step") == 1 and "Traceback" not in stderr, stderr
     assert stderr.count("stopping after this step") == 1, stderr
-    last = registry.load_model_payload("sig", "last")
-    steps = last["train_state"]["step"]
-    assert steps > 0 and last["train_state"]["world_size"] == 2
-    checksums = last["train_state"]["replica_checksums"]  # gathered at that step: same weights, same step
+    last = checkpoint.load("sig", "last")
+    steps = last.train_state["step"]
+    assert steps > 0 and last.train_state["world_size"] == 2
+    checksums = last.train_state["replica_checksums"]  # gathered at that step: same weights, same step
     assert checksums[0] == checksums[1]
 
     r = cli("train", "--name", "sig", "--resume", check=False)
     assert r.returncode == 1 and "was training on 2 process(es)" in r.stderr and "--nproc 2" in r.stderr
-    assert r.stderr.count("\n") == 1 and registry.load_model_payload("sig", "last")["step"] == steps
+    assert r.stderr.count("\n") == 1 and checkpoint.load("sig", "last").step == steps
 
     r = cli("train", "--name", "sig", "--resume", "--nproc", 2, "--set", f"train.max_steps={steps + 3}", "--json")
     assert json.loads(r.stdout)["steps"] == steps + 3

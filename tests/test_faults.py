@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from lstmgen import registry
+from lstmgen import checkpoint, registry
 from lstmgen.errors import LstmgenError
 from lstmgen.train import train
 
@@ -22,7 +22,7 @@ posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
 def weights(name, which="last"):
-    return registry.load_model_payload(name, which)["state_dict"]
+    return checkpoint.load(name, which).state_dict
 
 
 def same(a, b):
@@ -41,11 +41,11 @@ def test_disk_full_mid_training_keeps_the_last_checkpoint_and_resume_finishes_th
     before = {p.name: p.read_bytes() for p in d.iterdir()}
     disk_full(after_bytes=0)
     with pytest.raises(LstmgenError, match=r"no space left on device.*last\.pt of step 4 is intact.*--resume"):
-        train(cfg, toy_corpus, resume=registry.load_model_payload("full", "last"))
+        train(cfg, toy_corpus, resume=checkpoint.load("full", "last"))
     assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # intact, and no temp files
 
     disk_full(after_bytes=10**9)  # space freed
-    train(cfg, toy_corpus, resume=registry.load_model_payload("full", "last"))
+    train(cfg, toy_corpus, resume=checkpoint.load("full", "last"))
     assert same(weights("full"), straight)
 
 
@@ -133,7 +133,7 @@ def test_kill_9_after_a_checkpoint_then_resume_is_bit_identical(toy_corpus):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    step = registry.load_model_payload("killed", "last")["train_state"]["step"]
+    step = checkpoint.load("killed", "last").train_state["step"]
     assert 40 <= step < 200
     r = subprocess.run(
         [*CLI, "train", "--name", "killed", "--resume", "--quiet", "--json"], env=env, capture_output=True, text=True
@@ -157,7 +157,7 @@ def test_resume_with_no_checkpoint_yet_starts_from_step_zero(toy_corpus, tmp_pat
     r = CliRunner().invoke(app, ["train", "--config", str(config), "--resume", "--quiet"])
     assert r.exit_code == 0, r.output
     assert "no checkpoint to resume from yet; starting it from step 0" in r.output
-    assert registry.load_model_payload("fresh", "last")["train_state"]["step"] == 3
+    assert checkpoint.load("fresh", "last").train_state["step"] == 3
     r = CliRunner().invoke(app, ["train", "--name", "nothing", "--resume"])
     assert r.exit_code == 1 and "has no checkpoint to resume from; start it with --config" in r.output
 

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
+from typer.testing import CliRunner
 
-from lstmgen import cli, registry
-from lstmgen.config import load_config
-from lstmgen.corpus import build_corpus, read_records, read_source
+from lstmgen import checkpoint, registry
+from lstmgen.cli import app
+from lstmgen.corpora import load_corpus
+from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source
 from lstmgen.errors import LstmgenError
+from lstmgen.sample import SampleOptions
 
 from .conftest import JOKES, tiny_config
 
@@ -51,9 +53,10 @@ def trained_home(tmp_path_factory):
         torch.set_num_threads(1)
         source = read_source(str(csv_path))
         records, col = read_records(source)
-        corpus = build_corpus(source, records, tokenizer="char", val_frac=0.1, test_frac=0.1, column=col)
+        options = PrepareOptions(tokenizer="char", val_frac=0.1, test_frac=0.1)
+        corpus = build_corpus(source, records, options, column=col)
         registry.save_corpus("toy", corpus)
-        train(tiny_config(), registry.load_corpus("toy"))
+        train(tiny_config(), load_corpus("toy"))
     return home
 
 
@@ -175,7 +178,7 @@ LOADERS = {"sample", "eval", "show", "train"}
 MUTATIONS = {
     **{
         f"no-{key}": (delete(key), LOADERS)
-        for key in ("vocab", "model_config", "state_dict", "history", "config", "heldout")
+        for key in ("vocab", "state_dict", "history", "config", "heldout")
     },
     "itos-empty": (set_in("vocab", "itos", []), {"sample", "eval", "train"}),
     "itos-not-a-list": (set_in("vocab", "itos", 12345), {"sample", "eval", "train"}),
@@ -183,8 +186,8 @@ MUTATIONS = {
         edit(lambda p: p["vocab"].__setitem__("itos", list(range(len(p["vocab"]["itos"]))))),
         {"sample", "eval", "train"},
     ),
-    "hidden-negative": (set_in("model_config", "hidden", -1), {"sample", "eval"}),
-    "hidden-string": (set_in("model_config", "hidden", "16"), {"sample", "eval"}),
+    "hidden-negative": (edit(lambda p: p["config"]["model"].__setitem__("hidden", -1)), {"sample", "eval"}),
+    "hidden-string": (edit(lambda p: p["config"]["model"].__setitem__("hidden", "16")), {"sample", "eval"}),
     "state-dict-wrong-shape": (edit(_wrong_shape), {"sample", "eval", "train"}),
     "state-dict-missing-key": (edit(_missing_param), {"sample", "eval", "train"}),
     "history-string": (set_key("history", "x"), set()),
@@ -214,27 +217,21 @@ RAW = ("random-bytes", "truncated", "zero-bytes", "pickle-exec")
 
 
 def lib_sample():
-    from lstmgen.sample import load_model, sample
+    from lstmgen.checkpoint import load_for_inference
+    from lstmgen.sample import answer
 
-    loaded = load_model("tiny")
-    loaded.vocab.unknown("Why")
-    sample(loaded, "Why", max_tokens=5, seed=0)
+    list(answer(load_for_inference("tiny"), [["Why"]], SampleOptions(max_tokens=5), seed=0))
 
 
 def lib_eval():
-    from lstmgen.sample import load_model
-    from lstmgen.train import evaluate, metrics, pick_device
+    from lstmgen.evaluate import evaluate_model
 
-    dev = pick_device("cpu")
-    loaded = load_model("tiny", device=dev)  # the eval path of cli.eval_ for the default --split test
-    nll, n = evaluate(loaded.model, loaded.payload["heldout"]["test"], loaded.vocab.eor_id, device=dev)
-    metrics(nll, n, loaded.payload["corpus"]["chars"]["test"])
+    evaluate_model("tiny", device="cpu")
 
 
 def lib_show():
     registry.info("model", "tiny")
-    has_last = model_path("last").is_file()
-    registry.load_model_payload("tiny", "last" if has_last else None)
+    checkpoint.latest("tiny")
 
 
 def lib_list():
@@ -242,27 +239,19 @@ def lib_list():
 
 
 def lib_train():
-    from lstmgen.train import train
+    from lstmgen.runs import TrainRequest, fit
 
-    payload = registry.load_model_payload("tiny", "last")
-    cfg = load_config(None, ["train.max_steps=14"], base=payload["config"])
-    train(cfg, registry.load_corpus(cfg.corpus), resume=payload)
+    fit(TrainRequest(name="tiny", resume=True, overrides=("train.max_steps=14",)))
 
 
 LIB = {"sample": lib_sample, "eval": lib_eval, "show": lib_show, "list": lib_list, "train": lib_train}
 
-CLI = {  # the command functions the CLI dispatches to, called with `lstmgen <args>` below
-    "sample": (
-        lambda: cli.sample("Why", model="tiny", max_tokens=5, seed=0),
-        ["sample", "Why", "--model", "tiny", "--max-tokens", "5"],
-    ),
-    "eval": (lambda: cli.eval_(model="tiny", device="cpu"), ["eval", "--model", "tiny"]),
-    "show": (lambda: cli.show("tiny"), ["show", "tiny"]),
-    "list": (lambda: cli.list_(), ["list"]),
-    "train": (
-        lambda: cli.train(name="tiny", resume=True, set_=["train.max_steps=14"], quiet=True),
-        ["train", "--name", "tiny", "--resume", "--set", "train.max_steps=14", "--quiet"],
-    ),
+CLI = {  # what `lstmgen <args>` runs for each command, in-process
+    "sample": ["sample", "Why", "--model", "tiny", "--max-tokens", "5", "--seed", "0"],
+    "eval": ["eval", "--model", "tiny", "--device", "cpu"],
+    "show": ["show", "tiny"],
+    "list": ["list"],
+    "train": ["train", "--name", "tiny", "--resume", "--set", "train.max_steps=14", "--quiet"],
 }
 
 
@@ -296,14 +285,9 @@ def test_damaged_checkpoint_fails_cleanly(tiny_home, damaged_dirs, capsys, mutat
     if command == "train":  # the library run may have rewritten the files: the command gets them as damaged
         apply_mutation(mutation, damaged_dirs)
 
-    # 2. The command function, as `lstmgen ...` runs it: returns, or prints one error line and exits 1.
-    run, _ = CLI[command]
-    code = 0
-    try:
-        run()
-    except typer.Exit as e:
-        code = e.exit_code
-    err = capsys.readouterr().err
+    # 2. The command, as `lstmgen ...` runs it: works, or prints one error line and exits 1.
+    r = CliRunner().invoke(app, CLI[command])
+    code, err = r.exit_code, r.stderr
     assert code in (0, 1), (code, err)
     if code:
         assert_one_error_line(err, command)
@@ -337,7 +321,7 @@ def cli_runs(trained_home, tmp_path_factory):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("LSTMGEN_HOME", str(home))
             MUTATIONS[mutation][0]()
-        args = [sys.executable, "-m", "lstmgen", *CLI[command][1]]
+        args = [sys.executable, "-m", "lstmgen", *CLI[command]]
         env = os.environ | {"LSTMGEN_HOME": str(home)}
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         runs.append((mutation, command, proc))
@@ -373,9 +357,11 @@ def test_bit_flips_in_a_checkpoint_never_escape_as_other_errors(tiny_home):
             data[rng.randrange(len(data))] = rng.randrange(256)
         path.write_bytes(bytes(data))
         try:
-            from lstmgen.sample import load_model, sample
+            from lstmgen.checkpoint import load_for_inference
+            from lstmgen.sample import sample
 
-            sample(load_model("tiny", "best"), "Why", max_tokens=5)  # flips in the weights: NaN must not reach it
+            # flips in the weights: NaN must not reach it
+            sample(load_for_inference("tiny", "best"), "Why", SampleOptions(max_tokens=5))
         except LstmgenError:
             pass
 

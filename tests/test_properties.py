@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lstmgen.corpus import build_corpus, read_records, read_source
+from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source
 from lstmgen.errors import LstmgenError
 from lstmgen.tokenize import build_vocab, detokenize_words, tokenize_words
 
@@ -92,18 +92,8 @@ def prepare_library_path(path, tokenizer: str, records: str) -> None:
     """What `lstmgen prepare PATH --tokenizer T --records R` runs, with the CLI's defaults (see cli.prepare)."""
     source = read_source(str(path), "auto", "utf-8")
     texts, col = read_records(source, None, records)
-    build_corpus(
-        source,
-        texts,
-        tokenizer=tokenizer,
-        stream=records == "file" and not source.is_csv,
-        val_frac=0.05,
-        test_frac=0.05,
-        seed=0,
-        min_freq=2,
-        max_vocab=None,
-        column=col,
-    )
+    options = PrepareOptions(tokenizer=tokenizer, val_frac=0.05, test_frac=0.05, seed=0, min_freq=2)
+    build_corpus(source, texts, options, stream=records == "file" and not source.is_csv, column=col)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,7 +5,8 @@ import pickle
 import pytest
 import torch
 
-from lstmgen import registry
+from lstmgen import checkpoint, registry
+from lstmgen.corpora import load_corpus
 from lstmgen.errors import LstmgenError
 
 
@@ -53,7 +54,7 @@ def test_crafted_pickle_is_refused_unexecuted(tmp_path):
     d.mkdir(parents=True)
     (d / "best.pt").write_bytes(pickle.dumps({"state_dict": Evil()}))
     with pytest.raises(LstmgenError, match="not an lstmgen file") as e:
-        registry.load_model_payload("evil")
+        checkpoint.load("evil")
     assert not marker.exists()
     assert "weights_only=False" not in str(e.value)  # never advise the unsafe load
 
@@ -61,15 +62,15 @@ def test_crafted_pickle_is_refused_unexecuted(tmp_path):
 def test_incomplete_model_file_is_a_clear_error(tiny_model):
     path = registry.model_file("tiny", "best")
     registry.save_pt(path, {"format_version": 1, "vocab": {}})
-    with pytest.raises(LstmgenError, match="not a complete lstmgen model .missing model_config, config"):
-        registry.load_model_payload("tiny", "best")
+    with pytest.raises(LstmgenError, match="not a complete lstmgen model .missing config, state_dict"):
+        checkpoint.load("tiny", "best")
 
 
 def test_truncated_checkpoint_is_a_clear_error(tiny_model):
     path = registry.model_file("tiny", "last")
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(LstmgenError, match="corrupt"):
-        registry.load_model_payload("tiny", "last")
+        checkpoint.load("tiny", "last")
 
 
 def test_newer_format_is_refused(tiny_model):
@@ -77,7 +78,7 @@ def test_newer_format_is_refused(tiny_model):
     payload = registry.load_pt(path)
     registry.save_pt(path, payload | {"format_version": 99})
     with pytest.raises(LstmgenError, match="newer"):
-        registry.load_model_payload("tiny")
+        checkpoint.load("tiny")
 
 
 def test_listing_survives_any_subset_of_files_missing(toy_corpus, tiny_model):
@@ -129,7 +130,7 @@ def test_a_damaged_or_newer_corpus_is_one_clear_error(toy_corpus, damage, messag
     path = registry.entry_dir("corpus", "toy") / "corpus.pt"
     registry.save_pt(path, damage(registry.load_pt(path)))
     with pytest.raises(LstmgenError, match=message):
-        registry.load_corpus("toy")
+        load_corpus("toy")
 
 
 def test_damaged_training_ids_are_found_as_training_reads_them(toy_corpus):
@@ -143,7 +144,7 @@ def test_damaged_training_ids_are_found_as_training_reads_them(toy_corpus):
     train_ids = corpus["splits"]["train"].clone()
     train_ids[20] = 250  # a uint8 id past the toy vocabulary, in the second window of the first lane
     registry.save_pt(path, corpus | {"splits": corpus["splits"] | {"train": train_ids}})
-    loaded = registry.load_corpus("toy")  # loads: the values are not read yet
+    loaded = load_corpus("toy")  # loads: the values are not read yet
     with pytest.raises(LstmgenError, match=r"training window \d+ holds ids outside its vocabulary"):
         train(tiny_config(), loaded)
     assert not registry.entry_dir("model", "tiny").exists()  # failed before its first checkpoint

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from lstmgen import registry
+from lstmgen import checkpoint
 
 from .conftest import toy_run
 
@@ -35,7 +35,7 @@ def test_signal_saves_a_checkpoint_and_resume_continues(jokes_csv, signum, code)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     assert "interrupted at step" in stderr and "--resume" in stderr and "Traceback" not in stderr
-    steps = registry.load_model_payload("sig", "last")["train_state"]["step"]
+    steps = checkpoint.load("sig", "last").train_state["step"]
     assert steps > 0
     r = subprocess.run(
         [*cli, "train", "--name", "sig", "--resume", "--set", f"train.max_steps={steps + 3}", "--json", "--quiet"],

@@ -4,15 +4,18 @@ import pytest
 import torch
 
 import lstmgen.train as train_mod
-from lstmgen import registry
+from lstmgen import checkpoint, registry
+from lstmgen.corpora import load_corpus
+from lstmgen.device import cpu_bf16_lstm_works, pick_precision
 from lstmgen.errors import LstmgenError
-from lstmgen.train import lr_at, metrics, pick_precision, train
+from lstmgen.evaluate import metrics
+from lstmgen.train import lr_at, train
 
 from .conftest import tiny_config
 
 
 def weights(name):
-    return registry.load_model_payload(name, "last")["state_dict"]
+    return checkpoint.load(name, "last").state_dict
 
 
 def test_training_lowers_the_loss_and_writes_both_checkpoints(toy_corpus):
@@ -40,7 +43,7 @@ def test_interrupted_then_resumed_run_is_bit_identical(toy_corpus):
     # Polled before each step and each validation window (one, at step 4): the 8th poll is before step 7.
     first = train(cfg, toy_corpus, should_stop=lambda: next(calls) >= 7)  # Ctrl-C after step 6
     assert first["stop_reason"] == "interrupted" and first["steps"] == 6
-    second = train(cfg, toy_corpus, resume=registry.load_model_payload("split", "last"))
+    second = train(cfg, toy_corpus, resume=checkpoint.load("split", "last"))
     assert second["steps"] == 13
     resumed = weights("split")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
@@ -73,7 +76,7 @@ def test_bits_per_char_is_nats_over_ln2_per_char():
 def test_bf16_request_is_checked_against_the_hardware():
     cpu = torch.device("cpu")
     assert pick_precision("fp32", cpu) == "fp32"
-    if train_mod.cpu_bf16_lstm_works():
+    if cpu_bf16_lstm_works():
         assert pick_precision("auto", cpu) == "bf16"
     else:
         assert pick_precision("auto", cpu) == "fp32"
@@ -87,7 +90,7 @@ def test_divergence_keeps_the_last_finite_checkpoint(toy_corpus, monkeypatch):
     real = torch.nn.functional.cross_entropy
     monkeypatch.setattr(torch.nn.functional, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
     with pytest.raises(LstmgenError, match="diverged at step 5.*last.pt of step 4 is intact"):
-        train(tiny_config(max_steps=8), toy_corpus, resume=registry.load_model_payload("tiny", "last"))
+        train(tiny_config(max_steps=8), toy_corpus, resume=checkpoint.load("tiny", "last"))
     assert all(torch.equal(saved[k], v) for k, v in weights("tiny").items())
     # A fresh run over the same name (--overwrite) that diverges before its first save replaces nothing.
     with pytest.raises(LstmgenError, match="nothing was saved, and an earlier model of this name is untouched"):
@@ -101,16 +104,18 @@ def test_empty_validation_split_is_refused(tmp_path):
     p = tmp_path / "t.txt"
     p.write_text("\n".join(f"line {i}" for i in range(40)))
     src = read_source(str(p))
-    registry.save_corpus("toy", build_corpus(src, read_records(src)[0], val_frac=0.0))
+    corpus = build_corpus(src, read_records(src)[0])
+    corpus["splits"]["val"] = corpus["splits"]["val"][:0]  # as a corpus of an older lstmgen could have it
+    registry.save_corpus("toy", corpus)
     with pytest.raises(LstmgenError, match="empty validation split"):
-        train(tiny_config(), registry.load_corpus("toy"))
+        train(tiny_config(), load_corpus("toy"))
 
 
 def test_resume_steps_with_this_runs_optimizer_kernel_not_the_checkpoints(toy_corpus, monkeypatch):
     """A last.pt from before fused AdamW (fused: None in its param groups) resumes with the fused kernel."""
     train(tiny_config(max_steps=4), toy_corpus)
-    payload = registry.load_model_payload("tiny", "last")
-    for group in payload["train_state"]["optimizer"]["param_groups"]:
+    payload = checkpoint.load("tiny", "last")
+    for group in payload.train_state["optimizer"]["param_groups"]:
         group["fused"] = None
     built = []
     real = train_mod.build_optimizer
@@ -122,7 +127,7 @@ def test_resume_steps_with_this_runs_optimizer_kernel_not_the_checkpoints(toy_co
 def test_library_resume_refuses_a_different_data_layout(toy_corpus):
     train(tiny_config(max_steps=4), toy_corpus)
     with pytest.raises(LstmgenError, match="different train.batch_size"):
-        train(tiny_config(max_steps=8, batch_size=2), toy_corpus, resume=registry.load_model_payload("tiny", "last"))
+        train(tiny_config(max_steps=8, batch_size=2), toy_corpus, resume=checkpoint.load("tiny", "last"))
 
 
 def test_a_stop_request_does_not_wait_for_the_validation_pass(toy_corpus):
@@ -134,8 +139,8 @@ def test_a_stop_request_does_not_wait_for_the_validation_pass(toy_corpus):
 
     summary = train(tiny_config(max_steps=12), toy_corpus, should_stop=should_stop)
     assert summary["stop_reason"] == "interrupted" and summary["steps"] == 4
-    payload = registry.load_model_payload("tiny", "last")
-    assert payload["train_state"]["step"] == 4 and payload["history"] == []  # the abandoned eval is not recorded
+    payload = checkpoint.load("tiny", "last")
+    assert payload.train_state["step"] == 4 and payload.history == []  # the abandoned eval is not recorded
 
 
 def test_samples_during_training_show_progress_without_changing_the_run(toy_corpus):

@@ -32,6 +32,9 @@ import threading
 import time
 from pathlib import Path
 
+from lstmgen import checkpoint
+from lstmgen.checkpoint import load_for_inference
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = """\
 corpus: jokes
@@ -64,7 +67,7 @@ def same_weights(a: dict, b: dict) -> bool:
 def check_after_kill(model_dir: Path) -> dict:
     """The registry as users see it after a kill: list, full loads, a sample, a free lock. Raises on failure."""
     from lstmgen import registry
-    from lstmgen.sample import load_model, sample
+    from lstmgen.sample import SampleOptions, sample
 
     r = cli("list", "--json")
     if r.returncode != 0:
@@ -76,9 +79,9 @@ def check_after_kill(model_dir: Path) -> dict:
         raise AssertionError(f"list shows {listed} but the directory has {checkpoints}")
     steps = {}
     for which in checkpoints:
-        payload = registry.load_model_payload("victim", which)  # raises on a partial or corrupt file
-        steps[which] = payload["step"]
-        text = sample(load_model("victim", which), "Why", max_tokens=20, seed=1)[0].text
+        payload = checkpoint.load("victim", which)  # raises on a partial or corrupt file
+        steps[which] = payload.step
+        text = sample(load_for_inference("victim", which), "Why", SampleOptions(max_tokens=20), seed=1)[0].text
         if not text.startswith("Why"):
             raise AssertionError(f"sample from {which}.pt gave {text!r}")
     with registry.lock("model", "victim", "checking it"):  # the kernel released the killed writer's lock
@@ -107,7 +110,7 @@ def main() -> int:
     r = cli("train", "--config", str(config), "--name", "reference", "--quiet")
     assert r.returncode == 0, r.stderr
     straight_s = time.perf_counter() - t0
-    reference = {w: registry.load_model_payload("reference", w)["state_dict"] for w in ("best", "last")}
+    reference = {w: checkpoint.load("reference", w).state_dict for w in ("best", "last")}
     print(f"reference run: {straight_s:.1f} s uninterrupted", file=sys.stderr)
 
     model_dir = registry.entry_dir("model", "victim")
@@ -154,7 +157,7 @@ def main() -> int:
                 overwrite = True
                 continue
             finished_chains += 1
-            final = {w: registry.load_model_payload("victim", w)["state_dict"] for w in ("best", "last")}
+            final = {w: checkpoint.load("victim", w).state_dict for w in ("best", "last")}
             identical = all(same_weights(final[w], reference[w]) for w in final)
             if not identical:
                 failures += 1
@@ -180,7 +183,7 @@ def main() -> int:
 
     if not overwrite:  # finish the chain the last kill interrupted
         r = cli("train", "--config", str(config), "--resume", "--quiet")
-        final = {w: registry.load_model_payload("victim", w)["state_dict"] for w in ("best", "last")}
+        final = {w: checkpoint.load("victim", w).state_dict for w in ("best", "last")}
         identical = r.returncode == 0 and all(same_weights(final[w], reference[w]) for w in final)
         finished_chains += 1
         failures += not identical

@@ -1,0 +1,118 @@
+"""The Typer app: the commands, `main()`, and how errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from .. import __version__
+from ..errors import LstmgenError, UsageError
+from . import entries, evaluate, prepare, sample, train
+from .output import EXIT_ERROR, EXIT_USAGE, err, error, out, problems, silence_stdout
+
+app = typer.Typer(
+    help="Train LSTM text generators from a CSV or text file, then sample and evaluate them.\n\n"
+    "Everything lives in one registry ($LSTMGEN_HOME, default ~/.local/share/lstmgen): after `prepare`, "
+    "name corpora and models, never paths.",
+    epilog="Quick start: lstmgen prepare data/jokes.csv; lstmgen train --config configs/char.yaml; "
+    'lstmgen sample "Hey, "; lstmgen eval.  Exit codes: 0 ok, 1 error, 2 usage error, 130/143 interrupted '
+    "(Ctrl-C/SIGTERM). NO_COLOR turns colour off; --quiet leaves only errors on stderr. Tab completion, "
+    "registry names included: lstmgen --install-completion.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: rich's renders cost ~170 ms of the 0.25 s budget of `--help`
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def user_errors(fn):
+    """Library errors become one `error:` line and exit 1 (2 for a usage error), never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LstmgenError as e:
+            error(str(e))
+            raise typer.Exit(EXIT_USAGE if isinstance(e, UsageError) else EXIT_ERROR) from None
+
+    return wrapper
+
+
+def version_callback(value: bool):
+    if value:
+        out(f"lstmgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit."),
+    ] = None,
+):
+    err.quiet = False  # each command's --quiet sets it again (in-process callers run several commands)
+
+
+for name, command in (("prepare", prepare.prepare), ("train", train.train), ("sample", sample.sample),
+                      ("eval", evaluate.eval_), ("list", entries.list_), ("show", entries.show),
+                      ("rm", entries.rm), ("default", entries.default)):  # fmt: skip
+    app.command(name)(user_errors(command))
+
+
+def main():
+    """Console entry point. Runs the app non-standalone so that usage errors are one line, like every other."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # typer releases that depend on click
+        from click.exceptions import ClickException
+    try:
+        code = app(standalone_mode=False)
+    except ClickException as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # help was printed already
+            sys.exit(EXIT_USAGE)
+        command = e.ctx.command_path if getattr(e, "ctx", None) else "lstmgen"
+        problems.print(f"[bold red]error:[/] {escape(e.format_message())} (see `{escape(command)} --help`)")
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        problems.print("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        silence_stdout()
+        sys.exit(0)
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if os.environ.get("LSTMGEN_DEBUG"):
+            raise
+        silence_stdout()  # stdout may be what failed (`> /dev/full`): do not fail again at exit
+        error(_unexpected(e))
+        sys.exit(EXIT_ERROR)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _unexpected(e: Exception) -> str:
+    """The error line for an exception no command turned into an LstmgenError."""
+    detail = (str(e).strip().splitlines() or [""])[0][:200]
+    if isinstance(e, MemoryError) or "out of memory" in detail.lower() or "can't allocate memory" in detail:
+        asked = re.search(r"allocate (\d+) bytes", detail)  # torch's CPU allocator says how much
+        need = f": one allocation of {int(asked[1]) / 2**30:,.1f} GiB failed" if asked else ""
+        return (
+            f"out of memory{need}; use a smaller model (model.hidden, model.embed, a smaller vocabulary) "
+            "or a smaller train.batch_size"
+        )
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else " (writing the output?)"
+        return f"{e.strerror or detail}{where}"
+    if os.environ.get("WORLD_SIZE", "1") != "1" and re.search(r"gloo|nccl|closed by peer|DistBackend", repr(e), re.I):
+        return "another training process stopped (its error says why), and this one cannot go on without it"
+    return (
+        f"internal error ({type(e).__name__}: {detail}); this is a bug in lstmgen, please report it "
+        "(LSTMGEN_DEBUG=1 shows the traceback)"
+    )

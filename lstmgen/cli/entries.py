@@ -1,0 +1,195 @@
+"""The registry's entries: `lstmgen list`, `show`, `rm` and `default`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from .. import registry
+from ..errors import LstmgenError, UsageError
+from .options import ALL_NAMES, MODEL_NAMES, Kind, Quiet
+from .output import err, out, out_json, quiet
+
+
+def _fmt(v, spec: str = "") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _when(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else "-"  # minutes are enough in a table
+
+
+def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False):
+    """List corpora and models in the registry.
+
+    Examples:
+
+      lstmgen list
+
+      lstmgen list --json | jq '.models[].name'
+    """
+    entries = registry.list_entries()
+    if json_out:
+        out_json(entries)
+        return
+    from rich.table import Table
+
+    # Off a terminal there is no width to fit: keep each row on one line rather than wrap at 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    corpora = Table(title=f"corpora in {entries['home']}", title_justify="left")
+    for col in ("name", "tokenizer", "vocab", "records", "train tokens", "source", "created"):
+        corpora.add_column(col)
+    for c in entries["corpora"]:
+        corpora.add_row(
+            c["name"],
+            _fmt(c.get("tokenizer")),
+            _fmt(c.get("vocab_size"), ","),
+            _fmt(sum((c.get("records") or {}).values()) or None, ","),
+            _fmt((c.get("tokens") or {}).get("train"), ","),
+            Path(c["source"]).name if c.get("source") else "-",
+            _when(c.get("created")),
+        )
+    models = Table(title="models", title_justify="left")
+    for col in ("name", "tokenizer", "parameters", "steps", "best val loss", "status", "corpus", "updated"):
+        models.add_column(col)
+    for m in entries["models"]:
+        mark = " *" if m["name"] == entries["default_model"] else ""
+        models.add_row(
+            m["name"] + mark,
+            _fmt(m.get("tokenizer")),
+            _fmt(m.get("parameters"), ","),
+            _fmt(m.get("steps"), ","),
+            _fmt(m.get("best_val_loss"), ".4f"),
+            _fmt(m.get("status")),
+            _fmt(m.get("corpus")),
+            _when(m.get("updated")),
+        )
+    with console.capture() as captured:  # rendered first, then written by out(): `| head` ends quietly
+        console.print(corpora)
+        console.print(models)
+        if entries["default_model"]:
+            console.print(f"* default model: {entries['default_model']}")
+    out("\n".join(line.rstrip() for line in captured.get().rstrip("\n").split("\n")))  # no padding at line ends
+
+
+def show(
+    name: Annotated[str, typer.Argument(help="Corpus or model name.", autocompletion=ALL_NAMES)],
+    kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
+    plot: Annotated[
+        Optional[Path], typer.Option(help="Also save the loss curves as an image (needs lstmgen[plot]).")
+    ] = None,
+    quiet_: Quiet = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+):
+    """Show one corpus or model: its metadata, config, metrics history and loss curves.
+
+    Examples:
+
+      lstmgen show char
+
+      lstmgen show char --plot curves.png
+
+      lstmgen show jokes --kind corpus --json
+    """
+    quiet(quiet_)
+    k = registry.find_kind(name, kind.value if kind else None)
+    data = registry.info(k, name)
+    if k == "model":
+        from ..checkpoint import latest
+
+        ckpt = latest(name)
+        data |= {"config": ckpt.config, "history": ckpt.history, "trained_on": ckpt.corpus}
+        if plot is not None:
+            from ..plot import save_png
+
+            save_png(ckpt.history, str(plot), f"lstmgen model {name}")
+            err.print(f"saved the loss curves to {escape(str(plot))}")
+    elif plot is not None:
+        raise UsageError(f"--plot draws a model's loss curves; {name!r} is a corpus")
+    if json_out:
+        out_json(data)
+        return
+    out(f"{k} {name}  ({data['path']})")
+    for key, value in data.items():
+        if key in ("name", "kind", "path", "history", "config"):
+            continue
+        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        out(f"  {key}: {round(shown, 4) if isinstance(shown, float) else shown}")
+    if k == "model":
+        out("  config:")
+        for line in _flatten(data["config"]):
+            out(f"    {line}")
+        hist = data["history"]
+        if hist:
+            out("  history (step, train loss, val loss):")
+            for h in hist[-10:]:
+                out(f"    {h['step']:>7}  {_fmt(h['train_loss'], '.4f')}  {_fmt(h['val_loss'], '.4f')}")
+            from ..plot import TRAIN, VAL, loss_chart
+
+            chart = loss_chart(hist)
+            if chart:
+                out(f"  loss ({TRAIN} train, {VAL} validation):")
+                for line in chart:
+                    out(line)
+
+
+def rm(
+    name: Annotated[str, typer.Argument(help="Corpus or model name.", autocompletion=ALL_NAMES)],
+    kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
+    quiet_: Quiet = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
+):
+    """Delete a corpus or model from the registry. Models keep working after their corpus is deleted.
+
+    Examples:
+
+      lstmgen rm old-model
+
+      lstmgen rm jokes --kind corpus
+    """
+    quiet(quiet_)
+    k = registry.find_kind(name, kind.value if kind else None)
+    path = registry.remove(k, name)
+    if json_out:
+        out_json({"removed": name, "kind": k, "path": str(path)})
+    err.print(f"removed {k} {name} ({path})")
+
+
+def default(
+    name: Annotated[
+        Optional[str], typer.Argument(help="Model to make the default.", autocompletion=MODEL_NAMES)
+    ] = None,
+    quiet_: Quiet = False,
+):
+    """Show or set the model `sample` and `eval` use when --model is not given.
+
+    Examples:
+
+      lstmgen default char
+    """
+    quiet(quiet_)
+    if name is not None:
+        registry.set_default_model(name)
+        err.print(f"default model: {name}")
+    else:
+        chosen = registry.default_model()
+        if chosen is None:
+            raise LstmgenError("no models yet: train one with `lstmgen train --config configs/char.yaml`")
+        out(chosen)
+
+
+def _flatten(d: dict, prefix: str = "") -> list[str]:
+    """{"train": {"lr": 0.1}} -> ["train.lr=0.1"] (values as YAML scalars)."""
+    items = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            items += _flatten(v, f"{prefix}{k}.")
+        else:
+            items.append(f"{prefix}{k}={json.dumps(v)}")
+    return items

@@ -1,0 +1,56 @@
+"""Option types several commands share: choices, --quiet, and tab completion of registry names."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from .. import registry
+
+
+def _names(*kinds: str):
+    """Tab completion of registry names (after `lstmgen --install-completion`)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return sorted({n for k in kinds for n in registry.names(k) if n.startswith(incomplete)})
+
+    return complete
+
+
+MODEL_NAMES, CORPUS_NAMES, ALL_NAMES = _names("model"), _names("corpus"), _names("corpus", "model")
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+ModelName = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model name [default: the registry's default].", autocompletion=MODEL_NAMES),
+]
+
+
+class Tokenizer(str, Enum):
+    char = "char"
+    word = "word"
+    bpe = "bpe"
+
+
+class Records(str, Enum):
+    line = "line"
+    file = "file"
+
+
+class Format(str, Enum):
+    auto = "auto"
+    csv = "csv"
+    txt = "txt"
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+
+
+class Kind(str, Enum):
+    model = "model"
+    corpus = "corpus"

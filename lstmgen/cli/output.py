@@ -1,0 +1,66 @@
+"""What the CLI writes: product on stdout (flushed, quiet when the reader leaves), messages on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+# stderr: `err` for progress, notes and summaries (silenced by --quiet), `problems` for what must always be
+# seen (errors, interruptions). rich colours only on a terminal and honours NO_COLOR. soft_wrap: one line
+# stays one line in logs.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+problems = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_ERROR, EXIT_USAGE = 1, 2
+
+_origin = ""  # "rank N: " in the processes torchrun starts beside rank 0, so their errors say whose they are
+
+
+def set_origin(origin: str) -> None:
+    global _origin
+    _origin = f"{origin}: "
+
+
+def quiet(on: bool) -> None:
+    """--quiet: nothing on stderr but errors."""
+    err.quiet = on
+
+
+def error(message: str) -> None:
+    """One clear error line on stderr (user text such as "[draft].txt" is not markup)."""
+    problems.print(f"[bold red]error:[/] {_origin}{escape(message)}")
+
+
+def note(message: str, always: bool = False) -> None:
+    """A note on stderr; `always`: even with --quiet (only rank 0's, under torchrun)."""
+    if always and not _origin:
+        problems.print(f"note: {escape(message)}")
+    elif not always:
+        err.print(f"note: {escape(message)}")
+
+
+def out(line: str = "", end: str = "\n") -> None:
+    """Write product to stdout, flushed; a closed pipe (`| head -1`) ends the program quietly."""
+    try:
+        sys.stdout.write(line + end)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()  # the reader left (`| head -1`): end quietly
+        raise typer.Exit(0) from None
+
+
+def out_json(obj) -> None:
+    out(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def silence_stdout() -> None:
+    """Point stdout at devnull so the interpreter's final flush cannot raise again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout: nothing to flush at exit
+        pass

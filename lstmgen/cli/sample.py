@@ -1,0 +1,118 @@
+"""`lstmgen sample`: seed text (an argument, or lines on stdin) -> generated text on stdout."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import asdict
+from itertools import chain
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from .options import ModelName, Quiet
+from .output import note, out, out_json, quiet
+
+
+def sample(
+    prompt: Annotated[
+        Optional[str], typer.Argument(help="Seed text; - (or piped stdin) reads one prompt per line.")
+    ] = None,
+    model: ModelName = None,
+    max_tokens: Annotated[int, typer.Option(help="Stop after this many tokens if no end-of-record came.")] = 300,
+    temperature: Annotated[float, typer.Option(help="Below 1: safer, above 1: wilder.")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the k most likely tokens.")] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option(help="Sample only from the smallest set with this much probability.")
+    ] = None,
+    greedy: Annotated[
+        bool, typer.Option("--greedy", help="Always take the most likely token (tends to loop).")
+    ] = False,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", "-n", help="Samples per prompt (one batched forward per step).")
+    ] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed, for reproducible output [default: random].")] = None,
+    skip_unknown: Annotated[
+        bool, typer.Option("--skip-unknown", help="Char models: drop prompt characters the vocab lacks.")
+    ] = False,
+    stop: Annotated[
+        Optional[list[str]],
+        typer.Option("--stop", help="End a sample before this string (repeatable), besides end-of-record."),
+    ] = None,
+    no_repeat_ngram: Annotated[int, typer.Option(help="Never repeat an n-gram of this many tokens (0: off).")] = 0,
+    repetition_penalty: Annotated[
+        float, typer.Option(help="Above 1: make tokens already used less likely (1: off; 1.2 is mild).")
+    ] = 1.0,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print the text as it is generated (one sample per prompt).")
+    ] = False,
+    quiet_: Quiet = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per sample on stdout.")] = False,
+):
+    """Generate text from a trained model, continuing PROMPT until an end-of-record token or --max-tokens.
+
+    Decoding is stateful: the prompt is read once, then each token costs one step with the carried LSTM
+    state. Prompts from stdin are decoded together, up to 64 streams per batched step, and printed in
+    order; each is answered as soon as no more input is waiting. With no PROMPT on a terminal, samples
+    start from the beginning of a record.
+
+    Examples:
+
+      lstmgen sample "Hey, " --temperature 0.8
+
+      lstmgen sample "Why did" -n 5 --top-p 0.9 --seed 1
+
+      lstmgen sample "Why did" --greedy --no-repeat-ngram 3 --stop "?"
+
+      printf 'Why\\nWhat do you call\\n' | lstmgen sample - --json
+    """
+    quiet(quiet_)
+    from .. import registry
+    from ..checkpoint import load_for_inference
+    from ..sample import SampleOptions, answer, prompt_batches, prompts_per_batch, random_seed
+
+    options = SampleOptions(max_tokens, temperature, top_k, top_p, greedy, num_samples, skip_unknown,
+                            tuple(stop or ()), no_repeat_ngram, repetition_penalty)  # fmt: skip
+    if stream and (json_out or num_samples > 1):
+        raise UsageError("--stream prints one sample as text as it grows; drop --json and --num-samples")
+    if prompt == "":
+        raise UsageError("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
+    seed = random_seed() if seed is None else seed
+    name = registry.resolve_model(model)
+    loaded = load_for_inference(name)  # before reading stdin: the first prompt is answered as soon as it comes
+    from_stdin = prompt == "-" or (prompt is None and not sys.stdin.isatty())
+    per_batch = prompts_per_batch(options, stream)
+    batches = prompt_batches(sys.stdin, per_batch, _input_waiting) if from_stdin else iter([[prompt or ""]])
+    first = next(batches, None)
+    if first is None:
+        if prompt == "-":
+            raise UsageError(
+                "no prompts on stdin (PROMPT is -): pipe one prompt per line, or give PROMPT as an argument"
+            )
+        first = [""]  # piped but empty: one sample from a record's start, as with no stdin at all
+    samples = answer(
+        loaded, chain([first], batches), options, seed,
+        where=(lambda i: f"line {i + 1} of stdin") if from_stdin else (lambda i: "the prompt"),
+        on_text=functools.partial(out, end="") if stream else None,
+        on_note=note,
+    )  # fmt: skip
+    for s in samples:
+        if stream:
+            out()  # the streamed completion's line end
+        elif json_out:
+            out_json({"model": name, **asdict(s)})
+        else:
+            out(s.text)
+
+
+def _input_waiting() -> bool:
+    """Whether stdin's pipe or terminal has more to read (or its end) right now; True where that cannot be
+    asked (no file descriptor, Windows pipes). Lines already in Python's buffer do not count: at worst a
+    batch is handed over early."""
+    import select
+
+    try:
+        return bool(select.select([sys.stdin], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True

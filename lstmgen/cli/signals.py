@@ -1,0 +1,59 @@
+"""How the CLI turns Ctrl-C and SIGTERM into an orderly stop: the library only polls `should_stop()`."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+
+from .output import err, problems
+
+
+@contextlib.contextmanager
+def exit_on_sigterm():
+    """SIGTERM ends the command like Ctrl-C does, through every `finally`: scratch files go, locks are freed."""
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class StopSignals:
+    """While active, the first Ctrl-C/SIGTERM asks training to stop after the current step; a second one aborts."""
+
+    def __init__(self, announce: bool = True):
+        self.signum = 0
+        self.previous = {}
+        self.announce = announce  # under torchrun, rank 0 says it for every rank
+
+    def requested(self) -> bool:
+        return self.signum != 0
+
+    def _handle(self, signum, frame):
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if not self.announce:
+            return
+        newline = "\n" if problems.is_terminal and not err.quiet else ""  # end the progress bar's line
+        problems.print(f"{newline}stopping after this step and saving a checkpoint (press Ctrl-C again to abort)")
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread: no handlers, training runs to its limits
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.previous.items():
+            signal.signal(s, h)

@@ -1,0 +1,181 @@
+"""`lstmgen train`: train a model on a prepared corpus, with a progress display on stderr."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from ..errors import UsageError
+from .options import CORPUS_NAMES, MODEL_NAMES, Quiet
+from .output import err, note, out_json, problems, quiet, set_origin
+from .signals import StopSignals
+
+
+def train(
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    corpus: Annotated[
+        Optional[str], typer.Option(help="Corpus name (overrides the config's `corpus`).", autocompletion=CORPUS_NAMES)
+    ] = None,
+    name: Annotated[
+        Optional[str], typer.Option(help="Model name (overrides the config's `name`).", autocompletion=MODEL_NAMES)
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override one key: --set train.max_steps=30 (repeatable).")
+    ] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides train.device).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the model from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model of the same name.")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train in N processes on this machine (torchrun --standalone; DDP over gloo on CPU, NCCL on GPUs). "
+            "train.batch_size is the global batch; each process gets cores / N threads.",
+            min=1,
+        ),
+    ] = 1,
+    quiet_: Quiet = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="A live progress bar on a terminal (else plain lines).")
+    ] = True,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line summarising the run on stdout.")
+    ] = False,
+):
+    """Train an LSTM language model on a prepared corpus, with validation, early stopping and checkpoints.
+
+    Config precedence: built-in defaults, then the YAML file, then --set, then --corpus/--name/--device.
+    Ctrl-C or SIGTERM saves a checkpoint first; continue later with --resume.
+
+    Examples:
+
+      lstmgen train --config configs/char.yaml
+
+      lstmgen train --config configs/char.yaml --set train.max_steps=200 --name quick
+
+      lstmgen train --name char --resume --set train.max_epochs=40
+
+      lstmgen train --config configs/char.yaml --nproc 2
+
+      torchrun --nproc-per-node 4 -m lstmgen train --config configs/char.yaml
+    """
+    from ..distributed import Group
+    from ..runs import TrainRequest, check_before_launch, fit, worker_argv
+
+    group = Group.from_env()  # rank and world size when torchrun started this process
+    quiet(quiet_ or not group.main)  # rank 0 reports for all; the others print only their errors
+    if not group.main:
+        set_origin(f"rank {group.rank}")
+    # JSON strings are YAML scalars that stay strings: "" stays "" (an invalid name), cuda:0 stays cuda:0.
+    flags = {"corpus": corpus, "name": name, "train.device": device}
+    overrides = (*(set_ or ()), *(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None))
+    request = TrainRequest(config, overrides, name, resume, overwrite)
+    if nproc > 1:
+        if group.active:
+            raise UsageError("--nproc starts torchrun itself; under torchrun, set the number of processes there")
+        check_before_launch(request, nproc)
+        from ..distributed import launch
+
+        raise typer.Exit(launch(nproc, worker_argv(sys.argv[1:])))  # each process runs this command, less --nproc
+    reporter = TrainReporter(progress)
+    signals = StopSignals(announce=group.main)
+    try:
+        with signals:
+            summary = fit(request, on_event=reporter, should_stop=signals.requested,
+                          on_note=lambda line: note(line, always=True), group=group)  # fmt: skip
+    finally:
+        reporter.close()
+    if json_out and group.main:
+        out_json(summary)
+    if summary["stop_reason"] == "interrupted":
+        code = 128 + (signals.signum or signal.SIGTERM)  # a rank that got no signal stops with those that did
+        if group.main:
+            problems.print(
+                f"interrupted at step {summary['steps']:,}: checkpoint saved; continue with "
+                f"`lstmgen train --name {summary['name']} --resume`"
+            )
+        raise typer.Exit(code)
+
+
+class TrainReporter:
+    """Renders train() events on stderr: a rich progress bar on a terminal, plain lines otherwise, nothing
+    with --quiet (err.quiet)."""
+
+    def __init__(self, progress: bool = True):
+        self.live = not err.quiet and progress and err.is_terminal  # a bar only where someone watches it
+        self.progress = None
+        self.val = None
+
+    def __call__(self, kind: str, d: dict) -> None:
+        if err.quiet:
+            return
+        getattr(self, f"on_{kind}", lambda d: None)(d)
+
+    def on_start(self, d):
+        resumed = f", resumed at step {d['resumed_step']:,}" if d["resumed_step"] is not None else ""
+        limit = f"{d['total_steps']:,} steps" if d["total_steps"] else "time-limited"
+        # Two short lines rather than one long one: each fits an 80-column terminal without wrapping.
+        where = f"{d['world_size']} processes on {d['device'].split(':')[0]}" if d["world_size"] > 1 else d["device"]
+        err.print(f"training [bold]{d['name']}[/]: {d['parameters']:,} parameters on {where} ({d['precision']})")
+        err.print(f"  {d['train_tokens']:,} train tokens, {d['steps_per_epoch']:,} steps/epoch, {limit}{resumed}")
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            # One line within 80 columns: "step 1,400/10,000 ep 36 ━━━━ loss 1.049 val 1.532 10,452 tok/s eta 0:00:14"
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=10),
+                TextColumn("{task.fields[stats]}"),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=False,
+            )
+            self.task = self.progress.add_task("step 0", total=1000, stats="")
+            self.progress.start()
+
+    def stats(self, d) -> str:
+        val = f" val {self.val:.3f}" if self.val is not None else ""
+        return f"loss {d['loss']:.3f}{val} {d['tokens_per_s']:,.0f} tok/s"
+
+    def on_step(self, d):
+        total = f"/{d['total_steps']:,}" if d["total_steps"] else ""
+        desc = f"step {d['step']:,}{total} ep {d['epoch']}"
+        if self.progress:
+            self.progress.update(
+                self.task, description=desc, stats=self.stats(d), completed=1000 * min(d["progress"], 1)
+            )
+        else:
+            eta = (d["elapsed_s"] / d["progress"] * (1 - d["progress"])) if d["progress"] > 0 else None
+            err.print(f"{desc} {self.stats(d)} lr {d['lr']:.2e}" + (f" eta {eta:.0f}s" if eta is not None else ""))
+
+    def on_eval(self, d):
+        self.val = d["val_loss"]
+        if not self.progress:
+            mark = " (best)" if d["improved"] else ""
+            err.print(f"eval step {d['step']:,}: val loss {d['val_loss']:.4f}{mark}")
+
+    def on_sample(self, d):
+        text = d["text"].replace("\n", " ")
+        # On a terminal, one row ending in "…" (the full text is in `lstmgen sample`); in logs, all of it.
+        crop = {"soft_wrap": False, "no_wrap": True, "overflow": "ellipsis"} if err.is_terminal else {}
+        err.print(f"sample at step {d['step']:,}: {escape(text)}", highlight=False, **crop)
+
+    def on_end(self, d):
+        self.close()
+        best = f"{d['best_val_loss']:.4f}" if d["best_val_loss"] is not None else "n/a"
+        rate = f"{d['tokens_per_s']:,} tok/s"
+        err.print(f"done: {d['steps']:,} steps, {d['epochs']} epochs in {d['elapsed_s']:.1f}s, {rate}")
+        err.print(f"  best val loss {best} ({d['stop_reason'].replace('_', ' ')})")
+
+    def close(self):
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+

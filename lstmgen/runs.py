@@ -1,0 +1,154 @@
+"""Starting, resuming and replacing training runs: the policy behind `lstmgen train`, and its library entry
+point `fit`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import registry
+from .checkpoint import Checkpoint, check_same_layout, check_world_size, died_before_first_checkpoint, load
+from .config import Config, load_config
+from .corpora import load_corpus
+from .distributed import Group
+from .errors import LstmgenError, UsageError
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What a user asked `lstmgen train` for."""
+
+    config: str | None = None  # a YAML file or a packaged config's name; None: the defaults (or, to resume, the saved)
+    overrides: tuple[str, ...] = ()  # key=value over the config: --set, then --corpus/--name/--device
+    name: str | None = None  # --name: which model --resume continues (it is among the overrides too)
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if self.resume and self.overwrite:
+            raise UsageError("--resume and --overwrite contradict each other; pick one")
+        if self.resume and any(o.split("=")[0].strip() == "name" for o in self.overrides if o != self._name_flag):
+            raise UsageError("--resume names the model with --name (or the --config's name:), not --set name=")
+
+    @property
+    def _name_flag(self) -> str | None:
+        import json
+
+        return f"name={json.dumps(self.name)}" if self.name is not None else None
+
+    def model_name(self) -> str:
+        if not self.resume:
+            return registry.check_name(load_config(self.config, self.overrides).name, "model name")
+        name = self.name or (load_config(self.config).name if self.config else None)
+        if not name:
+            raise UsageError("--resume needs the model: pass --name NAME (or the --config it was trained with)")
+        return registry.check_name(name, "model name")
+
+
+@dataclass
+class Plan:
+    cfg: Config
+    resume: Checkpoint | None  # last.pt to continue from; None: from step 0
+    note: str | None = None  # shown even with --quiet: a job script that says --resume should know it started over
+
+
+def plan(request: TrainRequest) -> Plan:
+    """The config to train with and the checkpoint to continue from.
+
+    To resume, the model's saved config with the overrides on top; check_resumable then refuses only values
+    that differ from the model's. A run killed before its first checkpoint has nothing to resume: with
+    --config it starts from step 0 (so a job script can always say --resume), without one it fails.
+    """
+    if not request.resume:
+        return Plan(load_config(request.config, request.overrides), None)
+    name = request.model_name()
+    try:
+        last = load(name, "last")
+    except registry.NotFound:
+        if request.config is None:
+            raise LstmgenError(f"model {name!r} has no checkpoint to resume from; start it with --config") from None
+        if not died_before_first_checkpoint(name):
+            raise LstmgenError(
+                f"model {name!r} has no last.pt to resume from, but has a best.pt of a run that got further; "
+                "start it again with --overwrite"
+            ) from None
+        note = f"model {name!r} has no checkpoint to resume from yet; starting it from step 0"
+        return Plan(load_config(request.config, request.overrides), None, note)
+    if last.train_state is None:
+        raise LstmgenError(f"model {name!r} has no resumable checkpoint (its last.pt lacks the training state)")
+    cfg = load_config(None, request.overrides, base=last.config)
+    check_same_layout(last, cfg)
+    return Plan(cfg, last)
+
+
+def refuse_existing(model_name: str) -> None:
+    if any(registry.entry_dir("model", model_name).glob("*.pt")):
+        raise LstmgenError(
+            f"model {model_name!r} already exists; continue it with --resume, replace it with --overwrite, "
+            "or pick another --name"
+        )
+
+
+def check_before_launch(request: TrainRequest, nproc: int) -> None:
+    """The usual mistakes of an N-process run, caught once as one line, before torchrun starts N processes
+    that would each report them."""
+    group = Group(rank=0, world=nproc)
+    model_name = request.model_name()
+    if request.resume:
+        try:
+            last = load(model_name, "last")
+        except registry.NotFound:
+            return  # the ranks start from step 0 (with --config) or say there is nothing to resume
+        cfg = load_config(None, request.overrides, base=last.config)
+        check_world_size(last, cfg, nproc)
+    else:
+        cfg = load_config(request.config, request.overrides)
+        registry.require("corpus", cfg.corpus)
+        if not request.overwrite:
+            refuse_existing(model_name)
+    group.per_rank(cfg.train.batch_size)
+    group.device(cfg.train.device)
+
+
+def fit(
+    request: TrainRequest,
+    *,
+    on_event: Callable[[str, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    group: Group | None = None,
+) -> dict:
+    """Run `lstmgen train`: plan the run, then train under the model's lock; the summary (see Trainer.run).
+
+    One writer per model: a second `train` of this name refuses instead of interleaving checkpoints. Under
+    torchrun rank 0 holds the lock for the group (the ranks are one writer) and alone hears notes.
+    """
+    from .train import train
+
+    group = group or Group()
+    model_name = request.model_name()
+    holding = registry.lock("model", model_name, "training it") if group.main else contextlib.nullcontext()
+    with holding:
+        run = plan(request)
+        if run.note and on_note and group.main:
+            on_note(run.note)
+        corpus = load_corpus(run.cfg.corpus)
+        if not request.resume and not request.overwrite:
+            refuse_existing(run.cfg.name)
+        return train(run.cfg, corpus, resume=run.resume, on_event=on_event, should_stop=should_stop, group=group)
+
+
+def worker_argv(argv: list[str]) -> list[str]:
+    """`lstmgen train ...` as the user typed it (argv after the program), for each of --nproc's processes:
+    the same command without --nproc."""
+    args = argv[1:] if argv[:1] == ["train"] else list(argv)
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
