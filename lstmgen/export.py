@@ -164,6 +164,7 @@ PROMPT = {_prompt(meta)!r}
 ids = [meta["eor_id"]] + [stoi[t] for t in {split}]  # a record starts after <eor>"""
         joiner = '""' if kind == "char" else '" "'
         decode = f"PROMPT + {joiner}.join(itos[i] for i in out)"
+    glue = "\n# (lstmgen's own detokenizer also glues punctuation and quotes to their words)" if kind == "word" else ""
     ban = '\n    logits[meta["unk_id"]] = -np.inf  # never <unk>' if meta["unk_id"] is not None else ""
     return f"""import json
 
@@ -184,7 +185,7 @@ for _ in range(500):
     if token == meta["eor_id"]:  # end of record
         break
     out.append(token)
-    ids = [token]  # from now on one token per step; h and c carry the rest
+    ids = [token]  # from now on one token per step; h and c carry the rest{glue}
 print({decode})
 """
 
@@ -198,7 +199,7 @@ def readme(meta: dict, payload: dict) -> str:
         else f"`vocab.json`: the {kind} vocabulary, `itos[id]` is a token; `eor_id` and `unk_id` are the special ids"
     )
     scores = (
-        "log-probabilities centred per position (an adaptive softmax head); softmax and argmax treat them as logits"
+        "log-probabilities centred per position (an adaptive softmax head), which softmax and argmax treat as logits"
         if meta["head"] == "adaptive"
         else "logits"
     )
@@ -206,13 +207,13 @@ def readme(meta: dict, payload: dict) -> str:
     trained = f"step {payload.get('step')}" + (f", best validation loss {best:.4f} nats/token" if best else "")
     return f"""# {meta["name"]}: an LSTM text generator
 
-Exported by lstmgen {meta["lstmgen_version"]} ({trained}). This folder needs nothing from lstmgen or torch:
-any ONNX runtime runs it.
+Exported by lstmgen {meta["lstmgen_version"]} ({trained}).
+This folder needs nothing from lstmgen or torch: any ONNX runtime runs it.
 
-- `model.onnx`: the decoder (ONNX opset {meta["opset"]}). Inputs `ids` (N, T) int64, `h` and `c`
-  ({meta["n_layer"]}, N, {meta["hidden"]}) float32; outputs `scores` (N, T, {meta["vocab_size"]}) float32: {scores},
-  and the new state `h_out`, `c_out`. N and T are free: read a prompt in one call, then one token per call,
-  passing the returned state back in.
+- `model.onnx`: the decoder (ONNX opset {meta["opset"]}).
+  Inputs: `ids` (N, T) int64, `h` and `c` ({meta["n_layer"]}, N, {meta["hidden"]}) float32.
+  Outputs: `scores` (N, T, {meta["vocab_size"]}) float32, {scores}; the new state `h_out`, `c_out`.
+  N and T are free: read a prompt in one call, then one token per call, passing the returned state back in.
 - {tokenizer}.
 - `metadata.json`: special ids, shapes, model and training config, training figures.
 

@@ -506,3 +506,23 @@ def test_readme_example_runs_in_a_fresh_venv_without_torch_or_lstmgen(registry_h
         assert text.strip(), f"{tokenizer}: the example printed no text"
         if tokenizer == "char":
             assert text.startswith("Hey, ") and set(text) <= set(build_vocab("char", JOKES).itos)
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word", "bpe"])
+def test_readme_example_decodes_ids_as_lstmgen_does(tokenizer, registry_home, tmp_path, monkeypatch):
+    """The example's own tokenizer lines and print expression, run on the ids of a known text: its
+    numpy-only decoding (a byte table for BPE) gives lstmgen's text back."""
+    vocab = {"char": lambda: build_vocab("char", JOKES), "word": word_vocab, "bpe": bpe_vocab}[tokenizer]()
+    saved("m", tokenizer)
+    out = export_model("m", tmp_path / "out")
+    code = readme_example(out)
+    setup, printed = code[: code.index("session = ")], re.search(r"^print\((.*)\)$", code, flags=re.M).group(1)
+    monkeypatch.chdir(out)
+    scope: dict = {}
+    exec(setup, scope)
+    # BPE: every byte value valid UTF-8 uses: all of 1..0x7ff, then one character per 3- and 4-byte lead
+    leads = [0x800, *range(0x1000, 0x10000, 0x1000), *range(0x10000, 0x110000, 0x40000)]  # E0..EF, F0..F4
+    every_byte = "".join(map(chr, [*range(1, 0x800), *leads]))
+    text = {"char": "Why did the cat sit?", "word": "Why did the cat sit ?", "bpe": "Hey, café 🎉" + every_byte}
+    scope["out"] = vocab.encode(text[tokenizer])
+    assert eval(printed, scope) == scope.get("PROMPT", "") + text[tokenizer]
