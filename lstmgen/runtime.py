@@ -135,9 +135,10 @@ def checkpoint_fingerprint(checkpoint: Path) -> str:
 
 
 def _threads() -> int:
-    """ONNX Runtime's intra-op threads: 1. One decode step is a few small matrix products; on a 2-core
-    EPYC a second thread made batch-1 steps slower and batch-64 steps no faster (benchmarks/onnx_step.py),
-    and lstmgen often runs beside other processes (a shell loop, training)."""
+    """ONNX Runtime's intra-op threads: 1. A decode step is a few small matrix products: on this project's
+    2-core Xeon, a second thread made one stream's steps slower (219 -> 238 us, 2 x 256 char model) and 64
+    streams' no faster (1,076 -> 1,082 us; benchmarks/onnx_step.py), and lstmgen often shares the machine
+    (a shell loop of samples, a training run)."""
     return 1
 
 
