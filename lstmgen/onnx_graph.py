@@ -72,8 +72,17 @@ def model_of(payload: dict) -> tuple[LSTMLM, Vocab]:
     return model.eval(), vocab
 
 
-def describe(model: LSTMLM, *, name: str, step: int | None, checkpoint: str = "", vocab: Vocab | None = None) -> dict:
-    """The graph's `lstmgen` metadata: what a decoder needs besides the weights (read by runtime.Decoder)."""
+def describe(
+    model: LSTMLM,
+    *,
+    name: str,
+    step: int | None,
+    checkpoint: str = "",
+    vocab: Vocab | None = None,
+    corpus: dict | None = None,
+) -> dict:
+    """The graph's `lstmgen` metadata: what a decoder needs besides the weights (read by runtime.Decoder).
+    `corpus`: the checkpoint's corpus summary (held-out token and character counts, for eval's bits/char)."""
     cfg = model.cfg
     head = "adaptive" if model.adaptive else "tied" if cfg.tie_weights else "linear"
     return {
@@ -100,6 +109,7 @@ def describe(model: LSTMLM, *, name: str, step: int | None, checkpoint: str = ""
         },  # fmt: skip
         "model_config": asdict(cfg),
         "vocab": None if vocab is None else vocab.to_dict(),
+        "corpus": corpus,
         "opset": OPSET,
         "lstmgen_version": __version__,
     }
@@ -236,6 +246,7 @@ def graph_of_payload(payload: dict, checkpoint: Path | None) -> tuple[bytes, dic
         step=payload.get("step") if isinstance(payload.get("step"), int) else None,
         checkpoint=checkpoint_fingerprint(checkpoint) if checkpoint is not None else "",
         vocab=vocab,
+        corpus=payload.get("corpus"),
     )
     return build_graph(model, meta), meta
 

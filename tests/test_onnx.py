@@ -223,6 +223,8 @@ def test_save_graph_writes_it_beside_the_checkpoint_and_it_opens(registry_home):
     dec = open_graph(ckpt)
     assert (dec.meta["name"], dec.meta["step"]) == ("m", 5)
     assert dec.meta["checkpoint"] == checkpoint_fingerprint(ckpt)
+    assert dec.meta["corpus"] == payload["corpus"]  # eval's held-out character counts
+    assert Vocab.from_dict(dec.meta["vocab"]) == Vocab.from_dict(payload["vocab"])
 
 
 def test_open_graph_checks_the_checkpoint_without_torch(registry_home):
