@@ -11,9 +11,10 @@ log-probabilities centred per position. Its metadata (the `lstmgen` property, JS
 the checkpoint fingerprint, the shapes, the special ids and the vocabulary.
 
 An ONNX file is a protobuf of tensors and operator names: loading one runs no code from the file (unlike a
-pickle), and we hand ONNX Runtime the bytes, not a path, so it cannot follow "external data" references
-to other files either. The graph's last bytes are a checksum of the rest (see `seal`), so a damaged or
-altered file is refused before ONNX Runtime parses it.
+pickle). The graph's last bytes are a checksum of the rest (see `seal`), so a damaged or altered file is
+refused before ONNX Runtime parses it; and a graph with anything lstmgen does not write (an operator
+outside the dozen it uses, a custom domain, weights stored in another file, which ONNX Runtime would read
+from the current directory) is refused too, so loading one reads nothing but the file itself.
 """
 
 from __future__ import annotations
@@ -198,13 +199,16 @@ def _fix(path: Path) -> str:
 
 
 def read_meta(path: Path, data: bytes) -> tuple[bytes, dict]:
-    """A graph file's bytes -> (the model to hand ONNX Runtime, its lstmgen metadata), checked without
-    parsing the protobuf: the seal first, then the metadata JSON, found by its key (the graph's only
-    string properties are ours)."""
+    """A graph file's bytes -> (the model to hand ONNX Runtime, its lstmgen metadata), checked with a few
+    lines of protobuf reading, no parser: the seal first, then the metadata JSON, then the structure (see
+    `_foreign_part`)."""
     body = unseal(data)
     if body is None:
         raise GraphDamaged(f"{path} is damaged, truncated or altered (its checksum does not match); {_fix(path)}")
-    meta = _meta_of(body)
+    try:
+        meta, foreign = _meta_of(body), _foreign_part(body)
+    except (ValueError, IndexError, UnicodeDecodeError):  # a sealed file that is not a protobuf at all
+        meta = foreign = None
     if meta is None:
         raise GraphDamaged(f"{path} is not an lstmgen graph (its metadata is missing or malformed); {_fix(path)}")
     if meta["format"] > GRAPH_FORMAT:
@@ -212,6 +216,8 @@ def read_meta(path: Path, data: bytes) -> tuple[bytes, dict]:
             f"{path} was written by a newer lstmgen (graph format {meta['format']}, this one reads "
             f"{GRAPH_FORMAT}); upgrade lstmgen, or {_fix(path)}"
         )
+    if foreign:
+        raise GraphDamaged(f"{path} is not a graph lstmgen writes (it has {foreign}); {_fix(path)}")
     return body, meta
 
 
@@ -220,32 +226,69 @@ REQUIRED = {"format": int, "name": str, "checkpoint": str, "vocab_size": int, "n
 
 
 def _meta_of(body: bytes) -> dict | None:
-    """The `lstmgen` metadata property of a serialized model, read without protobuf: ModelProto's
-    metadata_props entries are top-level field 14, each a (key, value) message."""
-    try:
-        for number, payload in _fields(body):
-            if number != 14:
-                continue
-            entry = dict(_fields(payload))
-            if entry.get(1) == META_KEY.encode():
-                meta = json.loads(entry.get(2, b"").decode())
-                ok = isinstance(meta, dict) and all(
-                    isinstance(meta.get(k), t) and not isinstance(meta.get(k), bool) for k, t in REQUIRED.items()
-                )
-                return meta if ok else None
-    except (ValueError, UnicodeDecodeError, IndexError):
-        return None
+    """The `lstmgen` metadata property of a serialized model: ModelProto's metadata_props entries are
+    top-level field 14, each a (key 1, value 2) message."""
+    for number, payload in _fields(body):
+        if number != 14:
+            continue
+        entry = dict(_fields(payload))
+        if entry.get(1) == META_KEY.encode():
+            try:
+                meta = json.loads(bytes(entry.get(2, b"")).decode())
+            except ValueError:
+                return None
+            ok = isinstance(meta, dict) and all(
+                isinstance(meta.get(k), t) and not isinstance(meta.get(k), bool) for k, t in REQUIRED.items()
+            )
+            return meta if ok else None
     return None
 
 
-def _fields(buf: bytes):
-    """(field number, bytes) of a protobuf message's length-delimited fields; other wire types skipped."""
+# The operators onnx_graph writes. None runs code or reads files; with no custom domains, no subgraphs
+# (If, Loop, Scan) and no model-local functions there is nothing else for ONNX Runtime to execute.
+OPS = frozenset({"Add", "Concat", "Gather", "LSTM", "LogSoftmax", "MatMul", "ReduceMean", "Slice", "Split",
+                 "Squeeze", "Sub", "Transpose"})  # fmt: skip
+
+
+def _foreign_part(body: bytes) -> str | None:
+    """What in a serialized model lstmgen never writes, or None. Handed bytes, ONNX Runtime still reads an
+    initializer marked as external data from a file under the current directory: refuse those."""
+    graphs = []
+    for number, value in _fields(body):
+        if number == 8 and bytes(dict(_fields(value)).get(1, b"")):  # opset_import with a domain
+            return "operators from a custom domain"
+        if number == 25:
+            return "model-local functions"
+        if number == 7:
+            graphs.append(value)
+    if len(graphs) != 1:
+        return "no graph"
+    for number, value in _fields(graphs[0]):
+        if number == 1:  # NodeProto: op_type 4, domain 7
+            node = dict(_fields(value))
+            op = bytes(node.get(4, b"")).decode()
+            if op not in OPS or bytes(node.get(7, b"")):
+                return f"a {op or 'nameless'} operator"
+        elif number == 5:  # TensorProto: external_data 13, data_location 14 (1: EXTERNAL)
+            tensor = list(_fields(value))
+            if any(n == 13 or (n == 14 and v == 1) for n, v in tensor):
+                return "weights stored in another file"
+        elif number == 15:
+            return "sparse weights"
+    return None
+
+
+def _fields(buf):
+    """(field number, value) of a protobuf message's varint (an int) and length-delimited (a memoryview:
+    no copy of the weights) fields; fixed-width ones are skipped."""
+    buf = memoryview(buf)
     i, end = 0, len(buf)
     while i < end:
         key, i = _read_varint(buf, i)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            _, i = _read_varint(buf, i)
+            value, i = _read_varint(buf, i)
+            yield number, value
         elif wire == 1:
             i += 8
         elif wire == 5:
@@ -254,8 +297,7 @@ def _fields(buf: bytes):
             n, i = _read_varint(buf, i)
             if i + n > end:
                 raise ValueError("truncated field")
-            if number in (1, 2, 14):  # keys, values, metadata_props: no need to copy the weights
-                yield number, buf[i : i + n]
+            yield number, buf[i : i + n]
             i += n
         else:
             raise ValueError(f"wire type {wire}")

@@ -34,6 +34,7 @@ from lstmgen.runtime import (
     open_graph,
     read_meta,
     seal,
+    unseal,
 )
 from lstmgen.tokenize import Vocab, build_vocab
 
@@ -347,6 +348,42 @@ def test_a_damaged_or_foreign_graph_is_refused_with_one_line(kind, registry_home
         assert "\n" not in message and str(path) in message
         assert "delete it and it is rebuilt from best.pt" in message
     assert snapshot(registry_home) == before
+
+
+def external_weights(proto, folder: Path) -> bytes:
+    """Our graph with its weights moved to weights.bin beside it, where ONNX Runtime would look for them."""
+    import onnx
+
+    onnx.save(proto, folder / "tmp.onnx", save_as_external_data=True, location="weights.bin", size_threshold=1024)
+    return (folder / "tmp.onnx").read_bytes()
+
+
+def custom_operator(proto, folder: Path) -> bytes:
+    proto.graph.node[0].domain = "com.example"
+    proto.opset_import.add(domain="com.example", version=1)
+    return proto.SerializeToString()
+
+
+def a_loop(proto, folder: Path) -> bytes:
+    proto.graph.node[0].op_type = "Loop"
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("change", [external_weights, custom_operator, a_loop])
+def test_a_graph_with_parts_lstmgen_never_writes_is_refused(change, tmp_path, monkeypatch):
+    """Even sealed again, as only a deliberate forger would: handed bytes, ONNX Runtime would still read
+    external weights from the current directory."""
+    import onnx
+
+    model = tiny_lstm("full")
+    proto = onnx.load_from_string(unseal(build_graph(model, describe(model, name="t", step=1))))
+    del proto.metadata_props[1:]  # the old seal; the lstmgen metadata stays
+    path = tmp_path / "model.onnx"
+    path.write_bytes(seal(change(proto, tmp_path)))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(GraphDamaged, match="not a graph lstmgen writes") as e:
+        load_graph(path)
+    assert "\n" not in str(e.value)
 
 
 def test_a_graph_from_a_newer_lstmgen_is_refused(tmp_path):
