@@ -8,10 +8,10 @@ prints progress on stdout, and failed its own conversion to opset 17; the TorchS
 slice writes into ScatterND/Where chains. Writing the graph takes milliseconds, needs only `onnx`, and
 cannot change under us when torch's exporters do.
 
-Opset 17 with IR version 8: every operator used here (LSTM-14, LogSoftmax-13, Gather-13, Split-13/18
-semantics via its `split` input, ReduceMean-13 with an `axes` attribute) keeps the semantics of its latest
-version there, and an exported folder then runs on any ONNX Runtime since 1.13 (2022), not only on the
-newest. onnx >= 1.16 would otherwise stamp the file with an IR version older runtimes refuse.
+Opset 17 with IR version 8: every operator used here (LSTM-14, LogSoftmax-13, Gather-13, Split-13 with a
+`split` input, ReduceMean-13 with an `axes` attribute) computes there what its latest version computes, and
+an exported folder then runs on any ONNX Runtime since 1.13 (2022), not only on the newest; onnx.helper
+would otherwise stamp the file with its own, newest IR version, which older runtimes refuse.
 """
 
 from __future__ import annotations
