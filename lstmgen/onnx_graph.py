@@ -273,11 +273,11 @@ def ensure_graph(payload: dict, checkpoint: Path, threads: int | None = None) ->
     try:
         return open_graph(checkpoint, threads), None
     except (GraphMissing, GraphStale) as e:
-        why = "it had none yet" if isinstance(e, GraphMissing) else "its graph was from an earlier checkpoint"
+        why = "once: it had none yet" if isinstance(e, GraphMissing) else "its graph was from an earlier checkpoint"
     data, meta = graph_of_payload(payload, checkpoint)
     try:
         registry.atomic_write(path, lambda f: f.write(data))
-        note = f"built {path} for fast CPU decoding ({why}); this happens once"
+        note = f"built {path} for fast CPU decoding ({why})"
     except registry.SaveFailed as e:
         note = f"built the CPU decoding graph in memory ({why}); could not save {path} ({e.reason})"
     body, _ = read_meta(path, data)

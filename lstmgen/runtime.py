@@ -350,7 +350,8 @@ def check_belongs(path: Path, meta: dict, checkpoint: Path) -> None:
             f"delete it and it is rebuilt from {Path(checkpoint).name} on next use"
         )
     raise GraphStale(
-        f"{path} was built from an earlier {Path(checkpoint).name} of model {name!r} (step {meta.get('step')})"
+        f"{path} was built from an earlier {Path(checkpoint).name} of model {name!r} (step {meta.get('step')}); "
+        "delete it and it is rebuilt on next use"
     )
 
 
