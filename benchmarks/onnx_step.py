@@ -13,8 +13,6 @@ Usage (repo root, after `make install`):
 """
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,6 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
+from machine import cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -30,20 +30,6 @@ MODELS = {
     "char 2x256 V=61": (61, dict(embed=64, hidden=256, n_layer=2)),
     "word 3x128 V=5034": (5034, dict(embed=128, hidden=128, n_layer=3)),
 }
-
-
-def cpu() -> str:
-    model, flags = platform.processor() or "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    shown = " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16"))
-    return f"{model}, {os.cpu_count()} CPUs; {shown}"
 
 
 def import_seconds(modules: tuple[str, ...], repeats: int) -> list[float]:

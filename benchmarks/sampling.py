@@ -1,15 +1,16 @@
 """Sampling speed, 500-token outputs, one model, one run (these machines are noisy):
 
-- stateful: lstmgen's decoder (the prompt read once, then one token per step with the carried (h, c));
+- stateful: lstmgen's decoder (the prompt read once, then one token per step with the carried (h, c)), on
+  its CPU default, ONNX Runtime, and beside it on the torch model through the same loop;
 - re-feed: the whole text so far fed again from the zero state at every step (the well-known question's
-  "method 1"), O(n^2) in the output length;
+  "method 1"), O(n^2) in the output length, in torch;
 - batched: `--num-samples 64`, one (64, 1) forward per step, tokens/s over all 64 streams;
 - the tutorial's sampling loop (../shared/bench/tutorial_baseline.py, which re-feeds a growing window with a
   carried state and moves every step's probabilities through numpy), on its own model of the same shape.
 
-lstmgen's model is word level on reddit-cleanjokes at the tutorial's shape (embedding 128, 3 x 128 LSTM),
-trained briefly: speed does not depend on how well it is trained. <eor> is banned so every output is 500
-tokens long.
+lstmgen's model is word level on reddit-cleanjokes at the tutorial's shape (embedding 128, 3 x 128 LSTM, full
+softmax), trained briefly: speed does not depend on how well it is trained. <eor> is banned so every output
+is 500 tokens long.
 
 Usage (repo root, after `make install`):
     .venv/bin/python benchmarks/sampling.py [--tokens 500] [--repeats 3]
@@ -25,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lstmgen.checkpoint import load_for_inference
-from lstmgen.sample import SampleOptions
+import numpy as np
+from machine import cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 JOKES = ROOT.parent / "shared/data/reddit-cleanjokes.csv"
@@ -57,18 +58,21 @@ def main():
 
         import torch
 
-        from lstmgen.sample import generate, native_lstm_kernel
+        from lstmgen.decoding import generate
+        from lstmgen.inference import load_for_inference, load_torch
+        from lstmgen.model import native_lstm_kernel
+        from lstmgen.sample import SampleOptions
 
-        torch.set_num_threads(os.cpu_count() or 1)
-        loaded = load_for_inference("tw")
-        model, vocab = loaded.model, loaded.vocab
+        torch.set_num_threads(1)  # as ONNX Runtime's session (one intra-op thread)
+        onnx, torch_path = load_for_inference("tw"), load_torch("tw")
+        model, vocab = torch_path.backend.model, onnx.vocab
         eor, prompt = vocab.eor_id, vocab.encode(PROMPT)
 
-        def stateful(n_streams: int) -> float:
-            g = torch.Generator().manual_seed(0)
+        def stateful(backend, n_streams: int) -> float:
             t0 = time.perf_counter()
             options = SampleOptions(num_samples=n_streams, max_tokens=a.tokens)
-            steps = sum(1 for _ in generate(model, [prompt], eor, options, banned=(eor,), generators=[g]))
+            rngs = [np.random.default_rng(0)]
+            steps = sum(1 for _ in generate(backend, [prompt], eor, options, banned=(eor,), rngs=rngs))
             return steps * n_streams / (time.perf_counter() - t0)
 
         @torch.no_grad()
@@ -84,18 +88,24 @@ def main():
 
         rows = []
         for _ in range(a.repeats):
-            single, batched = stateful(1), stateful(64)
-            with native_lstm_kernel():  # re-feed gets the same kernel choice as the stateful decoder
+            single, batched = stateful(onnx.backend, 1), stateful(onnx.backend, 64)
+            torch_single, torch_batched = stateful(torch_path.backend, 1), stateful(torch_path.backend, 64)
+            with native_lstm_kernel():  # re-feed gets the same kernel choice as the torch decoder
                 native = refeed()
-            rows.append((single, batched, max(native, refeed())))  # and oneDNN's, if that is faster for it
+            rows.append((single, batched, max(native, refeed()), torch_single, torch_batched))
         tutorial = tutorial_words_per_s(a.tokens)
-    single, batched, again = (statistics.median(r[i] for r in rows) for i in range(3))
+    single, batched, again, torch_single, torch_batched = (statistics.median(r[i] for r in rows) for i in range(5))
+    print(f"CPU: {cpu()}")
     print(f"{a.tokens}-token outputs, median of {a.repeats}, tokens/s:")
-    print(f"  tutorial's sampling loop   {tutorial:9,.0f}")
-    print(f"  re-feed from zero state    {again:9,.0f}")
-    print(f"  lstmgen stateful           {single:9,.0f}   {single / tutorial:5.1f}x the tutorial, "
-          f"{single / again:5.1f}x re-feed")  # fmt: skip
-    print(f"  lstmgen --num-samples 64   {batched:9,.0f}   {batched / single:5.1f}x single-stream")
+    print(f"  tutorial's sampling loop          {tutorial:9,.0f}")
+    print(f"  re-feed from zero state (torch)   {again:9,.0f}")
+    print(f"  lstmgen one stream, torch         {torch_single:9,.0f}   {torch_single / tutorial:5.1f}x the tutorial")
+    print(f"  lstmgen one stream, ONNX Runtime  {single:9,.0f}   {single / tutorial:5.1f}x the tutorial, "
+          f"{single / again:5.1f}x re-feed, {single / torch_single:4.1f}x torch")  # fmt: skip
+    print(f"  --num-samples 64, torch           {torch_batched:9,.0f}   "
+          f"{torch_batched / torch_single:5.1f}x one stream")  # fmt: skip
+    print(f"  --num-samples 64, ONNX Runtime    {batched:9,.0f}   {batched / single:5.1f}x one stream, "
+          f"{batched / torch_batched:4.1f}x torch")  # fmt: skip
 
 
 if __name__ == "__main__":

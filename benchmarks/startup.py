@@ -1,9 +1,11 @@
 """Start-up: wall time of `lstmgen --help` and `lstmgen list` (torch is not imported), and of
-`lstmgen sample "Hey, "` until its first text reaches stdout, with the quick-start model; beside them
-`python -c "import torch"`, the floor of any command that runs a model. Median of --repeats runs.
+`lstmgen sample "Hey, "` until its first text reaches stdout, on the CPU default (ONNX Runtime, no torch) and
+on the torch path (--device auto, which is the CPU here); beside them `python -c "import torch"`, the floor
+of any command that runs the torch model. Median of --repeats runs, alternating, with each command's peak
+resident memory. The quick-start model is trained first (configs/char.yaml, 200 steps).
 
-Usage (repo root, after `make install`; `make demo` first, or pass --home with a trained char model):
-    .venv/bin/python benchmarks/startup.py [--repeats 7] [--home ~/.local/share/lstmgen]
+Usage (repo root, after `make install`):
+    .venv/bin/python benchmarks/startup.py [--repeats 9]
 """
 
 import argparse
@@ -11,38 +13,55 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent / "lstmgen"
 
 
-def first_output(cmd: list[str], env: dict) -> float:
-    """Seconds from start until the first byte on stdout (or exit, if it prints nothing)."""
+def first_output(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(seconds from start until the first byte on stdout, or exit if it prints nothing; peak RSS in MB)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     proc.stdout.read(1)
     elapsed = time.perf_counter() - t0
-    proc.communicate()
-    return elapsed
+    proc.stdout.read()
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    return elapsed, usage.ru_maxrss / 1024
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--home", default=None, help="registry with a model named char [default: $LSTMGEN_HOME]")
+    p.add_argument("--repeats", type=int, default=9)
     a = p.parse_args()
-    env = os.environ | ({"LSTMGEN_HOME": a.home} if a.home else {})
-    commands = {
-        "lstmgen --help": [str(BIN), "--help"],
-        "lstmgen list": [str(BIN), "list"],
-        'python -c "import torch"': [sys.executable, "-c", "import torch; print(1)"],
-        'lstmgen sample "Hey, " (first text)': [str(BIN), "sample", "Hey, ", "--model", "char", "--stream"],
-    }
-    for name, cmd in commands.items():
-        times = [first_output(cmd, env) for _ in range(a.repeats)]
-        print(f"{name:<38} median {statistics.median(times):5.2f} s   min {min(times):5.2f} s")
+    with tempfile.TemporaryDirectory() as home:
+        env = os.environ | {"LSTMGEN_HOME": home}
+        run = [str(BIN)]
+        subprocess.run([*run, "prepare", str(ROOT / "data/jokes.csv"), "-q"], env=env, check=True)
+        subprocess.run([*run, "train", "-c", str(ROOT / "configs/char.yaml"), "-q", "--set", "train.max_steps=200",
+                        "--set", "train.max_time=null"], env=env, check=True)  # fmt: skip
+        commands = {
+            "lstmgen --help": [*run, "--help"],
+            "lstmgen list": [*run, "list"],
+            'python -c "import torch"': [sys.executable, "-c", "import torch; print(1)"],
+            'sample "Hey, " (first text), cpu: ONNX': [*run, "sample", "Hey, ", "--stream"],
+            'sample "Hey, " (first text), torch': [*run, "sample", "Hey, ", "--stream", "--device", "auto"],
+        }
+        results = {name: [] for name in commands}
+        for _ in range(a.repeats):  # alternating, so load on the machine hits every command alike
+            for name, cmd in commands.items():
+                results[name].append(first_output(cmd, env))
+    print(f"CPU: {cpu()}")
+    torch_s = statistics.median(t for t, _ in results['python -c "import torch"'])
+    for name, rows in results.items():
+        t, rss = statistics.median(t for t, _ in rows), max(r for _, r in rows)
+        print(f"{name:<40} median {t:5.2f} s ({t / torch_s:4.2f}x import torch)   min {min(r[0] for r in rows):5.2f} s"
+              f"   peak RSS {rss:4.0f} MB")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ import torch
 
 from .errors import LstmgenError
 
-IGNORE = -100  # cross_entropy's ignore_index: padding targets that count for nothing
-
 
 def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
     """(N,) ids -> (B, N // B): lane b is the b-th contiguous slice, so lane b's windows read in order.
@@ -58,35 +56,3 @@ def check_window(lanes: torch.Tensor, window: int, seq_len: int, vocab_size: int
                 f"the corpus is damaged: training window {window} holds ids outside its vocabulary of "
                 f"{vocab_size}; run `lstmgen prepare` again"
             )
-
-
-def eval_lanes(stream: torch.Tensor, eor_id: int, batch_size: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every token of a held-out stream as a target, conditioned the way training saw it.
-
-    The stream is prefixed with <eor> (so its first record starts like any other), cut into at most
-    `batch_size` lanes, and padded: padded targets are IGNORE, so the sum of NLL covers each token once.
-    Returns x, y, each (B, L) long.
-    """
-    ids = torch.cat([torch.tensor([eor_id]), stream.to(torch.long)])
-    x, y = ids[:-1], ids[1:]
-    n = y.numel()
-    # Each lane starts from a zero state mid-text, which costs a little accuracy; lanes of at least 4,096
-    # tokens make that negligible (a single lane for held-out splits of ordinary size).
-    b = max(1, min(batch_size, n // 4096))
-    length = math.ceil(n / b)
-    pad = b * length - n
-    x = torch.cat([x, torch.full((pad,), eor_id)]).view(b, length)
-    y = torch.cat([y, torch.full((pad,), IGNORE)]).view(b, length)
-    return x.to(device), y.to(device)
-
-
-def records_of(stream: torch.Tensor, eor_id: int) -> list[list[int]]:
-    """A token stream back into its records' ids, each without its closing <eor>."""
-    records, current = [], []
-    for t in stream.tolist():
-        if t == eor_id:
-            records.append(current)
-            current = []
-        else:
-            current.append(t)
-    return records

@@ -57,9 +57,12 @@ class Checkpoint:
         return Vocab.from_dict(self.vocab)
 
     def build_model(self, device="cpu") -> LSTMLM:
-        """The network with these weights, in eval mode, on `device` (a model trained on a GPU loads anywhere)."""
+        """The network with these weights, in eval mode, on `device` (a model trained on a GPU loads anywhere).
+        The caller's random state is untouched (training builds its decoding graph mid-run, and --resume is
+        bit-exact), though a new module draws its initial weights before these replace them."""
         try:
-            model = LSTMLM(len(self.make_vocab()), self.model_config)
+            with torch.random.fork_rng(devices=[]):
+                model = LSTMLM(len(self.make_vocab()), self.model_config)
             model.load_state_dict(self.state_dict)
         except (TypeError, ValueError, RuntimeError, KeyError) as e:
             first = str(e).strip().splitlines()[0][:160]
@@ -164,23 +167,6 @@ def latest(name: str) -> Checkpoint:
     """last.pt where there is one (it has the whole history; best.pt stops at its best step), else best.pt."""
     has_last = (registry.entry_dir("model", name) / "last.pt").is_file()
     return load(name, "last" if has_last else None)
-
-
-# -- inference -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Loaded:
-    """A model ready to generate or score: the network in eval mode, its vocabulary, and its checkpoint."""
-
-    model: LSTMLM
-    vocab: Vocab
-    checkpoint: Checkpoint
-
-
-def load_for_inference(name: str, which: str | None = None, device="cpu") -> Loaded:
-    ckpt = load(name, which)
-    return Loaded(ckpt.build_model(device), ckpt.make_vocab(), ckpt)
 
 
 # -- resume rules --------------------------------------------------------------------------------------

@@ -254,21 +254,24 @@ def ids_dtype(vocab_size: int):
 
 
 def encode_records(vocab: Vocab, records: list[str], skip_unknown: bool = False, where: str = "text"):
-    """One token stream: each record's ids followed by <eor>. Returns a (N,) compact integer tensor."""
-    import torch
+    """One token stream: each record's ids followed by <eor>, (N,) int64 numpy."""
+    import numpy as np
 
     ids: list[int] = []
     for record_ids in vocab.encode_many(records, skip_unknown=skip_unknown, where=where):
         ids.extend(record_ids)
         ids.append(vocab.eor_id)
-    return torch.tensor(ids, dtype=ids_dtype(len(vocab)))
+    return np.array(ids, dtype=np.int64)
 
 
 def unk_rate(ids, vocab: Vocab) -> float:
-    """Share of `ids` that are <unk> (0 for an empty tensor or a vocab without <unk>)."""
-    if vocab.unk_id is None or ids.numel() == 0:
+    """Share of `ids` (an array or tensor) that are <unk> (0 when empty, or for a vocab without <unk>)."""
+    import numpy as np
+
+    ids = np.asarray(ids)
+    if vocab.unk_id is None or ids.size == 0:
         return 0.0
-    return round(float((ids == vocab.unk_id).float().mean()), 4)
+    return round(float((ids == vocab.unk_id).mean()), 4)
 
 
 def n_chars(records: list[str]) -> int:

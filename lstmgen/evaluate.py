@@ -1,89 +1,102 @@
 """How well a model predicts text: NLL over a token stream or per record, perplexity and bits per character,
-and `evaluate_model`, the library entry point of `lstmgen eval`."""
+and `evaluate_model`, the library entry point of `lstmgen eval`. Scores come from a decoding backend (ONNX
+Runtime on the CPU), so this never imports torch."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
-import torch
+import numpy as np
 
-from .batches import IGNORE, eval_lanes, records_of
-from .checkpoint import load_for_inference
 from .corpora import TextInput
 from .corpus import encode_records, n_chars, unk_rate
-from .device import pick_device
+from .decoding import Backend
 from .errors import LstmgenError
-from .model import LSTMLM
+from .inference import load_for_inference
+from .tokenize import IGNORE
+
+SCORES_PER_CALL = 1 << 22  # (B, T, V) scores per forward call: 16 MB of float32, whatever the vocabulary
 
 
-def _window_nll(model: LSTMLM, x: torch.Tensor, y: torch.Tensor, seq_len: int, should_stop=None):
-    """NLL (nats) of every target of y, (B, L) fp32 (0 where y is IGNORE), reading x (B, L) in windows of
-    seq_len with the state carried; None if `should_stop()` turns true between windows."""
-    losses, state = [], None
-    for start in range(0, x.size(1), seq_len):
-        if should_stop and should_stop():
-            return None
-        nll, state = model(x[:, start : start + seq_len], state, y[:, start : start + seq_len])  # (B, T)
-        losses.append(nll)
-    return torch.cat(losses, dim=1)
+def eval_lanes(stream: np.ndarray, eor_id: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every token of a held-out stream as a target, conditioned the way training saw it.
 
-
-@torch.no_grad()
-def token_nll(
-    model: LSTMLM,
-    stream: torch.Tensor,
-    eor_id: int,
-    batch_size: int = 32,
-    seq_len: int = 256,
-    device=None,
-    should_stop: Callable[[], bool] | None = None,
-) -> torch.Tensor | None:
-    """The NLL (nats) of every token of `stream`, (N,) fp32 in stream order, in eval mode, each token
-    conditioned on all before it as training saw them (the stream starts after an <eor>).
-
-    None if `should_stop()` turns true midway: a stop request is not kept waiting for a long validation
-    pass (a 50k-word softmax over a large split takes minutes on a CPU).
+    The stream is prefixed with <eor> (so its first record starts like any other), cut into at most
+    `batch_size` lanes, and padded: padded targets are IGNORE, so the sum of NLL covers each token once.
+    Returns x, y, each (B, L) int64.
     """
-    was_training = model.training
-    model.eval()
-    x, y = eval_lanes(stream, eor_id, batch_size, device)  # (B, L) each; lanes are consecutive stretches
-    nll = _window_nll(model, x, y, seq_len, should_stop)
-    model.train(was_training)
-    return None if nll is None else nll.flatten()[: stream.numel()]  # the padding sits at the very end
+    ids = np.concatenate([[eor_id], np.asarray(stream, dtype=np.int64)])
+    x, y = ids[:-1], ids[1:]
+    n = y.size
+    # Each lane starts from a zero state mid-text, which costs a little accuracy; lanes of at least 4,096
+    # tokens make that negligible (a single lane for held-out splits of ordinary size).
+    b = max(1, min(batch_size, n // 4096))
+    length = math.ceil(n / b)
+    pad = b * length - n
+    x = np.concatenate([x, np.full(pad, eor_id)]).reshape(b, length)
+    y = np.concatenate([y, np.full(pad, IGNORE)]).reshape(b, length)
+    return x, y
 
 
-def evaluate(model: LSTMLM, stream: torch.Tensor, eor_id: int, **kw) -> tuple[float, int] | None:
-    """Summed NLL (nats) over every token of `stream` and the number of tokens (None if stopped midway)."""
-    if stream.numel() == 0:
+def records_of(stream, eor_id: int) -> list[list[int]]:
+    """A token stream back into its records' ids, each without its closing <eor>."""
+    records, current = [], []
+    for t in np.asarray(stream).tolist():
+        if t == eor_id:
+            records.append(current)
+            current = []
+        else:
+            current.append(t)
+    return records
+
+
+def lane_nll(backend: Backend, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """NLL (nats) of every target of y, (B, L) float64 (0 where y is IGNORE), reading x (B, L) from the zero
+    state with the state carried. The calls are cut to SCORES_PER_CALL scores; with the state carried, that
+    changes no result."""
+    b, length = x.shape
+    h, c = backend.zero_state(b)
+    width = max(1, SCORES_PER_CALL // max(1, b * _vocab_size(backend)))
+    out = np.zeros((b, length))
+    for start in range(0, length, width):
+        scores, h, c = backend.forward(x[:, start : start + width], h, c)  # (B, T, V)
+        targets = y[:, start : start + width]
+        top = scores.max(axis=-1, keepdims=True)
+        logz = (np.log(np.exp(scores - top).sum(axis=-1)) + top[..., 0]).astype(np.float64)  # (B, T)
+        picked = np.take_along_axis(scores, np.maximum(targets, 0)[..., None], axis=-1)[..., 0]
+        out[:, start : start + width] = np.where(targets == IGNORE, 0.0, logz - picked)
+    return out
+
+
+def _vocab_size(backend: Backend) -> int:
+    meta = getattr(backend, "meta", None)
+    return meta["vocab_size"] if meta else backend.model.vocab_size
+
+
+def stream_nll(backend: Backend, stream: np.ndarray, eor_id: int, batch_size: int = 32) -> tuple[float, int]:
+    """Summed NLL (nats) over every token of `stream` (the stream starts after an <eor>), and its length."""
+    if len(stream) == 0:
         return 0.0, 0
-    nll = token_nll(model, stream, eor_id, **kw)
-    return None if nll is None else (nll.sum().item(), int(stream.numel()))  # one device sync
+    x, y = eval_lanes(stream, eor_id, batch_size)
+    return float(lane_nll(backend, x, y).sum()), int(len(stream))
 
 
-@torch.no_grad()
-def record_nll(
-    model: LSTMLM, records: list[list[int]], eor_id: int, batch_size: int = 64, seq_len: int = 256, device=None
-) -> list[float]:
+def record_nll(backend: Backend, records: list[list[int]], eor_id: int, batch_size: int = 64) -> list[float]:
     """Summed NLL (nats) of each record's tokens and its closing <eor>, each record read on its own from the
     zero state after an <eor> (as a record starts in training), so its score does not depend on its
     neighbours. Records are batched by length, padded with IGNORE targets."""
-    was_training = model.training
-    model.eval()
     sums = [0.0] * len(records)
     order = sorted(range(len(records)), key=lambda i: len(records[i]))
     for first in range(0, len(order), batch_size):
         rows = order[first : first + batch_size]
         length = len(records[rows[-1]]) + 1  # the longest in this batch, plus its <eor>
-        x = torch.full((len(rows), length), eor_id, dtype=torch.long)
-        y = torch.full((len(rows), length), IGNORE, dtype=torch.long)
+        x = np.full((len(rows), length), eor_id, dtype=np.int64)
+        y = np.full((len(rows), length), IGNORE, dtype=np.int64)
         for r, i in enumerate(rows):
-            ids = torch.tensor(records[i], dtype=torch.long)
+            ids = records[i]
             x[r, 1 : len(ids) + 1], y[r, : len(ids)], y[r, len(ids)] = ids, ids, eor_id
-        totals = _window_nll(model, x.to(device), y.to(device), seq_len).sum(dim=1)  # long records in windows
-        for r, value in zip(rows, totals.tolist(), strict=True):
-            sums[r] = value
-    model.train(was_training)
+        for r, total in zip(rows, lane_nll(backend, x, y).sum(axis=1).tolist(), strict=True):
+            sums[r] = total
     return sums
 
 
@@ -101,14 +114,14 @@ def metrics(nll: float, n_tokens: int, n_chars: int) -> dict:
 
 def evaluate_model(
     name: str, split: str = "test", text: TextInput | None = None, *, skip_unknown: bool = False,
-    device: str = "auto", per_record: bool = False,
+    device: str = "cpu", per_record: bool = False, on_note=None,
 ) -> dict | list[dict]:  # fmt: skip
     """Model `name` on its corpus's held-out `split`, or on `text`: one dict of metrics (model, on, loss,
     perplexity, bits_per_char, tokens, chars, and unk_rate for word models), or with `per_record` one dict
-    per record, in input order (index, text, log_likelihood and the same metrics)."""
-    dev = pick_device(device)
-    loaded = load_for_inference(name, device=dev)
-    vocab, ckpt = loaded.vocab, loaded.checkpoint
+    per record, in input order (index, text, log_likelihood and the same metrics). `on_note` hears of a
+    decoding graph built for an older model."""
+    loaded = load_for_inference(name, device=device, on_note=on_note)
+    vocab = loaded.vocab
     if text is not None:
         source = text.open()
         texts, _ = text.read(source)
@@ -117,8 +130,8 @@ def evaluate_model(
         stream = encode_records(vocab, texts, skip_unknown=skip_unknown, where=source.name)
         chars, where = n_chars(texts), source.name
     else:
-        stream, chars, where = ckpt.heldout[split], ckpt.corpus["chars"][split], f"{split} split"
-        if stream.numel() == 0:
+        stream, chars, where = loaded.heldout(split), loaded.corpus["chars"][split], f"{split} split"
+        if stream.size == 0:
             raise LstmgenError(
                 f"model {name!r} has an empty {split} split; evaluate with --file, or prepare with a larger "
                 f"--{split}-frac"
@@ -127,13 +140,13 @@ def evaluate_model(
         ids = records_of(stream, vocab.eor_id)
         if text is None:  # the split's records, read back from their ids
             texts = [vocab.decode(r) for r in ids]
-        nlls = record_nll(loaded.model, ids, vocab.eor_id, device=dev)
+        nlls = record_nll(loaded.backend, ids, vocab.eor_id)
         return [
             # + 1: each record's end counts as a token and a character, as in the whole-text figures
             {"model": name, "index": i, "text": t, "log_likelihood": -nll, **metrics(nll, len(r) + 1, len(t) + 1)}
             for i, (t, nll, r) in enumerate(zip(texts, nlls, ids, strict=True))
         ]
-    nll, n = evaluate(loaded.model, stream, vocab.eor_id, device=dev)
+    nll, n = stream_nll(loaded.backend, stream, vocab.eor_id)
     result = {"model": name, "on": where, **metrics(nll, n, chars)}
     if vocab.unk_id is not None:
         result["unk_rate"] = unk_rate(stream, vocab)

@@ -11,9 +11,9 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import registry
+from .checkpoint import Checkpoint, load
 from .errors import LstmgenError
-from .onnx_graph import graph_of_payload
+from .onnx_graph import graph_of
 
 FILES = ("model.onnx", "metadata.json", "README.md")  # + vocab.json (char, word) or tokenizer.json (bpe)
 BPE_ID_OFFSET = 1  # our id = the BPE tokenizer's id + 1: id 0 is <eor>, which the tokenizer does not know
@@ -28,12 +28,11 @@ def export_model(name: str, out: Path, *, force: bool = False, which: str | None
     registry, never writes it. Returns `out`."""
     out = Path(out)
     _check_target(out, force)
-    checkpoint = registry.model_file(name, which)
-    payload = registry.load_model_payload(name, which)
-    graph, meta = graph_of_payload(payload, checkpoint)
+    ckpt = load(name, which)
+    graph, meta = graph_of(ckpt)
     files = {"model.onnx": graph, **_tokenizer_files(meta["vocab"])}
-    files["metadata.json"] = (json.dumps(_metadata(payload, meta), indent=2) + "\n").encode()
-    files["README.md"] = readme(meta, payload).encode()
+    files["metadata.json"] = (json.dumps(_metadata(ckpt, meta), indent=2) + "\n").encode()
+    files["README.md"] = readme(meta, ckpt).encode()
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,10 +91,9 @@ def _tokenizer_files(vocab: dict) -> dict[str, bytes]:
     return {"vocab.json": (json.dumps(data, ensure_ascii=False, indent=0) + "\n").encode()}
 
 
-def _metadata(payload: dict, meta: dict) -> dict:
+def _metadata(ckpt: Checkpoint, meta: dict) -> dict:
     kind = meta["vocab"]["kind"]
-    history = payload.get("history") or []
-    best = payload.get("best_val_loss")
+    history, best = ckpt.history, ckpt.best_val_loss
     return {
         "format": meta["format"],
         "name": meta["name"],
@@ -117,14 +115,14 @@ def _metadata(payload: dict, meta: dict) -> dict:
         "opset": meta["opset"],
         "weights_sha256": meta["weights_sha256"],
         "model_config": meta["model_config"],
-        "config": payload.get("config"),
+        "config": ckpt.config,
         "training": {
-            "step": payload.get("step"),
-            "epoch": payload.get("epoch"),
+            "step": ckpt.step,
+            "epoch": ckpt.epoch,
             "best_val_loss": best,  # mean NLL per token, nats
             "best_val_perplexity": math.exp(best) if isinstance(best, (int, float)) and best < 700 else None,
             "last_eval": history[-1] if history else None,
-            "corpus": payload.get("corpus"),
+            "corpus": ckpt.corpus,
         },
     }
 
@@ -190,7 +188,7 @@ print({decode})
 """
 
 
-def readme(meta: dict, payload: dict) -> str:
+def readme(meta: dict, ckpt: Checkpoint) -> str:
     kind = meta["vocab"]["kind"]
     tokenizer = (
         "`tokenizer.json`: the byte-level BPE tokenizer (HuggingFace `tokenizers` format); our id = its id + 1, "
@@ -203,8 +201,8 @@ def readme(meta: dict, payload: dict) -> str:
         if meta["head"] == "adaptive"
         else "logits"
     )
-    best = payload.get("best_val_loss")
-    trained = f"step {payload.get('step')}" + (f", best validation loss {best:.4f} nats/token" if best else "")
+    best = ckpt.best_val_loss
+    trained = f"step {ckpt.step}" + (f", best validation loss {best:.4f} nats/token" if best else "")
     return f"""# {meta["name"]}: an LSTM text generator
 
 Exported by lstmgen {meta["lstmgen_version"]} ({trained}).

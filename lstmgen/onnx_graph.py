@@ -17,6 +17,7 @@ would otherwise stamp the file with its own, newest IR version, which older runt
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -25,8 +26,7 @@ import numpy as np
 import torch
 
 from . import __version__, registry
-from .config import ModelConfig
-from .errors import LstmgenError
+from .checkpoint import Checkpoint
 from .model import LSTMLM
 from .runtime import (
     GRAPH_FORMAT,
@@ -38,6 +38,8 @@ from .runtime import (
     GraphStale,
     checkpoint_fingerprint,
     graph_path,
+    heldout_path,
+    heldout_tag,
     open_graph,
     read_meta,
     seal,
@@ -56,20 +58,6 @@ def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
         digest.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\n".encode())
         digest.update(t.flatten().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def model_of(payload: dict) -> tuple[LSTMLM, Vocab]:
-    """The eval-mode model and vocab of a loaded checkpoint payload (registry.load_model_payload)."""
-    try:
-        vocab = Vocab.from_dict(payload["vocab"])
-        model = LSTMLM(len(vocab), ModelConfig(**payload["model_config"]))
-        model.load_state_dict(payload["state_dict"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0][:160]
-        raise LstmgenError(
-            f"model {payload.get('name')!r} has weights that do not fit its config ({first}); train it again"
-        ) from None
-    return model.eval(), vocab
 
 
 def describe(
@@ -236,46 +224,57 @@ def build_graph(model: LSTMLM, meta: dict) -> bytes:
     return seal(proto.SerializeToString())
 
 
-def graph_of_payload(payload: dict, checkpoint: Path | None) -> tuple[bytes, dict]:
-    """(the sealed graph, its metadata) of a loaded checkpoint payload; `checkpoint`: the file it was loaded
-    from, whose fingerprint ties the graph to it (None: a graph tied to no file, e.g. in tests)."""
-    model, vocab = model_of(payload)
+def graph_of(ckpt: Checkpoint) -> tuple[bytes, dict]:
+    """(the sealed graph, its metadata) of a loaded checkpoint; the fingerprint of the file it was loaded
+    from (ckpt.path) ties the graph to it (no path: a graph tied to no file, e.g. in tests)."""
+    model, vocab = ckpt.build_model(), ckpt.make_vocab()
     meta = describe(
         model,
-        name=str(payload.get("name", Path(checkpoint).parent.name if checkpoint else "model")),
-        step=payload.get("step") if isinstance(payload.get("step"), int) else None,
-        checkpoint=checkpoint_fingerprint(checkpoint) if checkpoint is not None else "",
+        name=ckpt.name,
+        step=ckpt.step,
+        checkpoint=checkpoint_fingerprint(ckpt.path) if ckpt.path is not None else "",
         vocab=vocab,
-        corpus=payload.get("corpus"),
+        corpus=ckpt.corpus,
     )
     return build_graph(model, meta), meta
 
 
-def save_graph(payload: dict, checkpoint: Path) -> Path:
-    """Build the graph of `payload`, the checkpoint just saved at `checkpoint`, and write it beside it
-    (best.pt -> best.onnx) atomically: readers see the old graph or the new one, never part of one.
-    Training calls this after each best/final checkpoint save, under the model's lock; SaveFailed if the
-    write fails (the old graph, if any, is unchanged)."""
-    path = graph_path(checkpoint)
-    data, _ = graph_of_payload(payload, checkpoint)
+def save_graph(ckpt: Checkpoint) -> Path:
+    """Build the graph of `ckpt`, the checkpoint just saved at ckpt.path, and write it beside it
+    (best.pt -> best.onnx) atomically: readers see the old graph or the new one, never part of one. With it,
+    the held-out ids (heldout.npz), which torch-free `eval` reads. Training calls this after each best/final
+    save, under the model's lock; SaveFailed if a write fails (the old files, if any, are unchanged)."""
+    path = graph_path(ckpt.path)
+    data, _ = graph_of(ckpt)
+    save_heldout(ckpt)
     registry.atomic_write(path, lambda f: f.write(data))
     return path
 
 
-def ensure_graph(payload: dict, checkpoint: Path, threads: int | None = None) -> tuple[Decoder, str | None]:
-    """The decoder of the graph beside `checkpoint`, built from `payload` (loaded from that file) first when
-    it is missing or stale. Returns (decoder, note): note is None when the graph was current, else one line
-    for stderr saying what was built (the caller prints it; this never prints). A graph that cannot be
-    saved (read-only registry, full disk) still serves this run from memory, and the note says so.
-    GraphDamaged / GraphMismatch: refused; the registry is left as it was."""
-    checkpoint = Path(checkpoint)
+def save_heldout(ckpt: Checkpoint) -> None:
+    """The checkpoint's held-out ids as numpy arrays beside it, tagged with the corpus they came from."""
+    arrays = {k: ckpt.heldout[k].numpy() for k in ("val", "test")}
+    tag = np.array(heldout_tag(ckpt.corpus))
+    buffer = io.BytesIO()  # zipfile seeks: written whole, then atomically
+    np.savez(buffer, tag=tag, **arrays)
+    registry.atomic_write(heldout_path(ckpt.path), lambda f: f.write(buffer.getvalue()))
+
+
+def ensure_graph(ckpt: Checkpoint, threads: int | None = None) -> tuple[Decoder, str | None]:
+    """The decoder of the graph beside ckpt.path, built first when it is missing or stale. Returns (decoder,
+    note): note is None when the graph was current, else one line for stderr saying what was built (the
+    caller prints it; this never prints). A graph that cannot be saved (read-only registry, full disk)
+    still serves this run from memory, and the note says so. GraphDamaged / GraphMismatch: refused; the
+    registry is left as it was."""
+    checkpoint = Path(ckpt.path)
     path = graph_path(checkpoint)
     try:
         return open_graph(checkpoint, threads), None
     except (GraphMissing, GraphStale) as e:
         why = "once: it had none yet" if isinstance(e, GraphMissing) else "its graph was from an earlier checkpoint"
-    data, meta = graph_of_payload(payload, checkpoint)
+    data, meta = graph_of(ckpt)
     try:
+        save_heldout(ckpt)
         registry.atomic_write(path, lambda f: f.write(data))
         note = f"built {path} for fast CPU decoding ({why})"
     except registry.SaveFailed as e:

@@ -373,3 +373,35 @@ def open_graph(checkpoint: Path, threads: int | None = None) -> Decoder:
     body, meta = read_meta(path, data)
     check_belongs(path, meta, checkpoint)
     return Decoder(path, body, meta, threads)
+
+
+# -- held-out ids, for torch-free `eval` -----------------------------------------------------------------
+
+
+def heldout_path(checkpoint: Path) -> Path:
+    """heldout.npz beside the model's checkpoints: best.pt and last.pt of one run hold the same ids."""
+    return Path(checkpoint).parent / "heldout.npz"
+
+
+def heldout_tag(corpus: dict) -> str:
+    """Which corpus split the held-out ids are: its source hash and held-out token counts."""
+    tokens = corpus.get("tokens") or {}
+    return f"{corpus.get('sha256')}:{tokens.get('val')}:{tokens.get('test')}"
+
+
+def load_heldout(checkpoint: Path, meta: dict, split: str) -> np.ndarray | None:
+    """The held-out `split` ids (N,) int64 of the model whose graph metadata is `meta`, from heldout.npz;
+    None when the file is missing or belongs to another run (the caller rebuilds it from the checkpoint).
+    np.load with allow_pickle=False: plain arrays only, no code."""
+    path = heldout_path(checkpoint)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["tag"]) != heldout_tag(meta.get("corpus") or {}):
+                return None
+            ids = f[split]
+    except (OSError, KeyError, ValueError):  # missing, damaged or foreign: rebuilt from the checkpoint
+        return None
+    in_vocab = ids.size == 0 or 0 <= ids.min() <= ids.max() < meta["vocab_size"]
+    if ids.ndim != 1 or ids.dtype.kind not in "iu" or not in_vocab:
+        return None
+    return ids.astype(np.int64)

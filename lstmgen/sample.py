@@ -1,19 +1,18 @@
-"""Stateful generation: the prompt is fed once, then one token per step with the carried (h, c). Never prints."""
+"""Text in, text out: prompts encoded, decoded (decoding.generate), stopped at stop strings or loops,
+streamed, and batched from stdin with a seed per prompt. Never prints, and never imports torch."""
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
-from .checkpoint import Loaded
+from .decoding import generate, is_looping
 from .errors import LstmgenError, UsageError
-from .model import LSTMLM
+from .inference import Loaded
 from .tokenize import Vocab
 
 
@@ -53,169 +52,6 @@ class SampleOptions:
             raise UsageError(f"--repetition-penalty must be a number > 0, 1 for none (got {self.repetition_penalty})")
         if not all(self.stop):
             raise UsageError("--stop needs a non-empty string")
-
-
-def filter_logits(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
-) -> torch.Tensor:
-    """logits (N, V) -> temperature-scaled logits with everything outside top-k / the top-p nucleus at -inf."""
-    logits = logits / temperature
-    if top_k:
-        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (N, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        # Drop a token once the mass before it already reaches top_p; the most likely token always stays.
-        drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
-@contextmanager
-def native_lstm_kernel():
-    """Single-step LSTM calls are bound by per-call overhead, which PyTorch's native CPU kernel halves
-    against oneDNN's (0.32 vs 0.62 ms per step for the quick-start model on a 2-core EPYC, and no
-    primitive set-up on the first calls); the results agree to float precision."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="TF32 acceleration")  # flags() noise on CPU-only builds
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
-
-
-@torch.no_grad()
-def generate(
-    model: LSTMLM,
-    prompts: list[list[int]],
-    eor_id: int,
-    options: SampleOptions,
-    *,
-    generators: list[torch.Generator | None] | None = None,
-    banned: tuple[int, ...] = (),
-    first_allowed: torch.Tensor | None = None,
-    stop: Callable[[int, int], bool] | None = None,
-) -> Iterator[torch.Tensor]:
-    """Yield the next token of every stream, (N,) per step, until all have ended.
-
-    N = len(prompts) * options.num_samples streams, prompt-major: stream j continues prompts[j // num_samples], so
-    different prompts share one batched forward per step. Each prompt is read once, as <eor> + prompt, the
-    way training saw a record start; every later step feeds only the last token with the carried (h, c):
-    O(1) per token, never re-encoding the text. Prompt p draws from generators[p] alone, so its samples do
-    not depend on the other prompts in the batch.
-
-    A stream ends at <eor>, after max_tokens, or when `stop(stream, token)` says so; an ended stream keeps
-    yielding <eor>, and callers stop reading it at its first <eor>. Tokens in `banned` are never produced.
-    `first_allowed` (N, V) bool: the tokens each stream may start with (BPE token healing).
-    `options.no_repeat_ngram` n: no n-gram occurs twice in prompt + output. `options.repetition_penalty`
-    p > 1: logits of tokens already in prompt + output are divided by p (multiplied when negative), as in CTRL.
-    """
-    o = options
-    num_samples, max_tokens, temperature, greedy = o.num_samples, o.max_tokens, o.temperature, o.greedy
-    no_repeat_ngram, repetition_penalty = o.no_repeat_ngram, o.repetition_penalty
-    model.eval()
-    device = next(model.parameters()).device
-    n_prompt, n = len(prompts), len(prompts) * num_samples
-    generators = generators or [None] * n_prompt
-    history = [list(p) for p in prompts for _ in range(num_samples)]  # prompt + output, for no_repeat_ngram
-    with native_lstm_kernel():
-        starts = [model(torch.tensor([[eor_id, *p]], device=device)) for p in prompts]  # one forward per prompt
-        logits = torch.cat([lg[:, -1] for lg, _ in starts]).repeat_interleave(num_samples, dim=0)  # (N, V)
-        h = torch.cat([h for _, (h, _) in starts], dim=1).repeat_interleave(num_samples, dim=1)  # (n_layer, N, H)
-        c = torch.cat([c for _, (_, c) in starts], dim=1).repeat_interleave(num_samples, dim=1)
-        done = torch.zeros(n, dtype=torch.bool, device=device)
-        if first_allowed is not None:
-            first_allowed = first_allowed.to(device)
-        banned_ids = torch.tensor(banned, dtype=torch.long, device=device)  # e.g. <unk>: never what users want
-        penalise = repetition_penalty != 1.0
-        if penalise:
-            seen = torch.zeros_like(logits, dtype=torch.bool)  # (N, V): tokens in prompt + output so far
-            for j, ids in enumerate(history):
-                seen[j, ids] = True
-        for i in range(max_tokens):
-            raw = logits
-            if banned:
-                logits = logits.index_fill(-1, banned_ids, float("-inf"))
-            if penalise:
-                logits = penalise_repeats(logits, seen, repetition_penalty)
-            if no_repeat_ngram:
-                logits = _ban_repeated_ngrams(logits, history, no_repeat_ngram, eor_id)
-            if i == 0 and first_allowed is not None:
-                # A stream whose every allowed start is banned (by no_repeat_ngram) keeps its allowed starts.
-                logits = logits.masked_fill(~first_allowed, float("-inf"))
-                stuck = torch.isinf(logits).all(dim=-1, keepdim=True)
-                logits = torch.where(stuck, raw.masked_fill(~first_allowed, float("-inf")), logits)
-            if greedy:
-                nxt = logits.argmax(dim=-1)
-            else:
-                probs = torch.softmax(filter_logits(logits.float(), temperature, o.top_k, o.top_p), dim=-1).cpu()
-                draws = [  # (num_samples, 1) per prompt, each from that prompt's own generator
-                    draw(rows, g) for rows, g in zip(probs.view(n_prompt, num_samples, -1), generators, strict=True)
-                ]
-                nxt = torch.cat(draws).squeeze(1).to(device)
-            nxt = nxt.masked_fill(done, eor_id)
-            tokens, was_done = nxt.tolist(), done.tolist()  # plain ints: one sync, not one per stream
-            if stop is not None:  # a stop string or a loop ends the stream here; this token is its last
-                ended = [not d and stop(j, t) for j, (d, t) in enumerate(zip(was_done, tokens, strict=True))]
-            yield nxt
-            done |= nxt == eor_id
-            if stop is not None:
-                done |= torch.tensor(ended, device=device)
-            if penalise:
-                seen[torch.arange(n), nxt] = True
-            if no_repeat_ngram:
-                for ids, t in zip(history, tokens, strict=True):
-                    ids.append(t)
-            if bool(done.all()) or i == max_tokens - 1:
-                return  # no forward for a token nobody will read
-            logits, (h, c) = model(nxt.unsqueeze(1), (h, c))  # (N, 1, V)
-            logits = logits[:, -1]
-
-
-def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row of probs (R, V) -> (R, 1), by inverse-CDF sampling: one uniform per row, where
-    torch.multinomial draws one per token (3.5 ms of a 6.9 ms step for 64 streams over 1,863 words). A token
-    of probability 0 is a flat step of the CDF, never the first entry above u; u is scaled to each row's
-    total, so rounding in the cumulative sum cannot run past the end."""
-    cdf = probs.cumsum(dim=-1)  # (R, V)
-    u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True)
-
-
-def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """CTRL's repetition penalty: logits (N, V) of tokens `seen` (N, V) are divided by `penalty` when
-    positive and multiplied by it when negative, so a penalty above 1 always makes them less likely."""
-    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
-    return torch.where(seen, penalised, logits)
-
-
-def _ban_repeated_ngrams(logits: torch.Tensor, history: list[list[int]], n: int, eor_id: int) -> torch.Tensor:
-    """logits (N, V) with -inf on each token that would complete an n-gram already in that stream's history."""
-    logits = logits.clone()
-    for j, ids in enumerate(history):
-        if len(ids) < n - 1:
-            continue
-        prefix = ids[len(ids) - n + 1 :] if n > 1 else []
-        followers = {ids[k + n - 1] for k in range(len(ids) - n + 1) if ids[k : k + n - 1] == prefix}
-        followers.discard(eor_id)  # ending the text is always allowed
-        if followers:
-            logits[j, list(followers)] = float("-inf")
-    return logits
-
-
-def is_looping(ids: list[int], min_span: int = 16, max_period: int = 40) -> bool:
-    """Whether the output ends in one block repeated: its last max(3 * period, min_span) tokens have a
-    period of at most max_period tokens ("back to back to back to ..." under greedy decoding)."""
-    n = len(ids)
-    for period in range(1, max_period + 1):
-        span = max(3 * period, min_span)
-        if span > n:
-            break
-        if ids[-1] != ids[-1 - period]:  # the usual case, checked cheaply: this runs per stream per step
-            continue
-        if all(ids[n - k] == ids[n - k - period] for k in range(2, span - period + 1)):
-            return True
-    return False
 
 
 @dataclass
@@ -312,11 +148,11 @@ def sample_many(
     if on_text is not None:
         on_text(reads[0])
     for _ in generate(
-        loaded.model,
+        loaded.backend,
         prompt_ids,
         vocab.eor_id,
         options,
-        generators=[torch.Generator().manual_seed(s) for s in seeds],
+        rngs=[np.random.default_rng(s) for s in seeds],
         banned=() if vocab.unk_id is None else (vocab.unk_id,),
         first_allowed=first_allowed,
         stop=ends,
@@ -344,14 +180,13 @@ def _heal(vocab: Vocab, prompt_ids: list[list[int]], prompt_tokens: list[list[st
     """BPE token healing: each prompt without its last token (ids, tokens), and an (N, V) bool mask of the
     tokens each stream may start with: those whose bytes begin with the dropped token's (itself included);
     the mask is None when no prompt had a token to drop."""
-    masks: dict[int, torch.Tensor] = {}  # one (V,) mask per distinct dropped token
-    allowed = torch.ones(len(prompt_ids) * num_samples, len(vocab), dtype=torch.bool)
+    masks: dict[int, np.ndarray] = {}  # one (V,) mask per distinct dropped token
+    allowed = np.ones((len(prompt_ids) * num_samples, len(vocab)), dtype=bool)
     for p, ids in enumerate(prompt_ids):
         if ids:
             if ids[-1] not in masks:
                 last = vocab.itos[ids[-1]]
-                starts = [i != vocab.eor_id and t.startswith(last) for i, t in enumerate(vocab.itos)]
-                masks[ids[-1]] = torch.tensor(starts)
+                masks[ids[-1]] = np.array([i != vocab.eor_id and t.startswith(last) for i, t in enumerate(vocab.itos)])
             allowed[p * num_samples : (p + 1) * num_samples] = masks[ids[-1]]
     healed_ids, healed_tokens = [ids[:-1] for ids in prompt_ids], [tokens[:-1] for tokens in prompt_tokens]
     return healed_ids, healed_tokens, allowed if masks else None
@@ -435,7 +270,7 @@ def _unknown_note(loaded: Loaded, prompt: str, skip_unknown: bool) -> str | None
     if vocab.kind == "bpe":
         return None  # byte-level: nothing is unknown
     missing = vocab.unknown(prompt)
-    name = loaded.checkpoint.name if loaded.checkpoint else "the model"
+    name = loaded.name
     if missing and vocab.kind == "word":
         return f"{len(missing)} prompt word(s) not in {name!r}'s vocabulary, read as <unk>: " + ", ".join(missing[:10])
     if missing and skip_unknown:

@@ -13,6 +13,7 @@ from functools import cached_property
 from .errors import LstmgenError, UsageError
 
 EOR = "<eor>"  # end of record: ends every record in training, so generation learns where a joke ends
+IGNORE = -100  # a target id that counts for nothing (padding); cross_entropy's ignore_index
 UNK = "<unk>"  # word models only: any word the vocab lacks
 KINDS = ("char", "word", "bpe")
 MAX_WORD_VOCAB = 100_000  # above this, prepare asks for an explicit --max-vocab

@@ -18,9 +18,9 @@ from .config import Config
 from .device import autocast, pick_precision
 from .distributed import Group
 from .errors import LstmgenError
-from .evaluate import evaluate
 from .model import LSTMLM, adaptive_cutoffs
 from .tokenize import Vocab
+from .validation import evaluate
 
 OnEvent = Callable[[str, dict], None]
 
@@ -140,7 +140,8 @@ class Trainer:
         self.n_windows = num_windows(self.lanes, t.seq_len)
         # A fresh run replaces what was there, but only at its first save: a run that fails before that
         # (bad settings, early divergence) leaves an earlier model of this name untouched.
-        self.stale = [*self.model_dir.glob("*.pt"), self.model_dir / "info.json"] if resume is None else []
+        old = [*self.model_dir.glob("*.pt"), *self.model_dir.glob("*.onnx"), self.model_dir / "heldout.npz"]
+        self.stale = [*old, self.model_dir / "info.json"] if resume is None else []
         self.state = LoopState()
         self.saved: dict[str, int] = {}  # which -> step, for the checkpoints this run has on disk
         self.hidden = None  # (h, c), each (n_layer, B / world, H); None at an epoch start = zeros
@@ -328,10 +329,12 @@ class Trainer:
 
     def _show_sample(self) -> str:
         """A short sample from the model as it is now, on its own generator: training's RNG is untouched."""
-        from .checkpoint import Loaded
+        from .inference import Loaded
+        from .model import TorchDecoder
         from .sample import SampleOptions, sample
 
-        (shown,) = sample(Loaded(self.model, self.vocab, None), "", SampleOptions(max_tokens=120), seed=self.state.step)
+        loaded = Loaded(TorchDecoder(self.model), self.vocab, self.cfg.name, {})
+        (shown,) = sample(loaded, "", SampleOptions(max_tokens=120), seed=self.state.step)
         self.model.train()  # sampling switched it to eval mode
         return shown.text
 
@@ -416,6 +419,11 @@ class Trainer:
         ckpt = self.checkpoint(ranks)
         try:
             ckpt.save(path, before_replace=drop_stale)
+            if which == "best" or status != "training":  # saved for inference: its decoding graph beside it
+                from .onnx_graph import save_graph
+
+                ckpt.path = path
+                save_graph(ckpt)
             self.saved[which] = self.state.step
             info = ckpt.summary(status, self.model.num_params(), _now("microseconds"))
             registry.write_json(self.model_dir / "info.json", info)

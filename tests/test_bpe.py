@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lstmgen import registry
-from lstmgen.checkpoint import load_for_inference
 from lstmgen.corpora import load_corpus
 from lstmgen.errors import LstmgenError
+from lstmgen.inference import load_for_inference, load_torch
 from lstmgen.sample import SampleOptions, sample, sample_many
 from lstmgen.tokenize import EOR, Vocab, build_vocab
 
@@ -72,9 +72,9 @@ def test_prepare_train_sample_eval_with_bpe(bpe_model, tmp_path):
 
 
 def test_token_healing_continues_the_prompts_last_token(bpe_model):
-    loaded = load_for_inference("bpe")
+    loaded = load_torch("bpe")
     with torch.no_grad():
-        loaded.model.head.bias[loaded.vocab.eor_id] = 100.0  # the model would end every text at once
+        loaded.backend.model.head.bias[loaded.vocab.eor_id] = 100.0  # the model would end every text at once
     for prompt in ("Why did the ca", "Hey, "):
         last = loaded.vocab.tokenize(prompt)[-1]
         for s in sample(loaded, prompt, SampleOptions(num_samples=4, max_tokens=5), seed=0):

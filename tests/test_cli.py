@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lstmgen import checkpoint, registry
-from lstmgen.checkpoint import load_for_inference
 from lstmgen.cli import app
+from lstmgen.inference import load_for_inference
 from lstmgen.sample import SampleOptions
 
 runner = CliRunner()

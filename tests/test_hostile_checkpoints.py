@@ -217,7 +217,7 @@ RAW = ("random-bytes", "truncated", "zero-bytes", "pickle-exec")
 
 
 def lib_sample():
-    from lstmgen.checkpoint import load_for_inference
+    from lstmgen.inference import load_for_inference
     from lstmgen.sample import answer
 
     list(answer(load_for_inference("tiny"), [["Why"]], SampleOptions(max_tokens=5), seed=0))
@@ -357,7 +357,7 @@ def test_bit_flips_in_a_checkpoint_never_escape_as_other_errors(tiny_home):
             data[rng.randrange(len(data))] = rng.randrange(256)
         path.write_bytes(bytes(data))
         try:
-            from lstmgen.checkpoint import load_for_inference
+            from lstmgen.inference import load_for_inference
             from lstmgen.sample import sample
 
             # flips in the weights: NaN must not reach it

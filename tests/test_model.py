@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from lstmgen.batches import IGNORE, batchify, check_window, eval_lanes, get_batch, num_windows
+from lstmgen.batches import batchify, check_window, get_batch, num_windows
 from lstmgen.config import ModelConfig
 from lstmgen.model import LSTMLM
+from lstmgen.tokenize import IGNORE
 
 N, T, E, H, V = 2, 7, 4, 5, 6
 
@@ -124,12 +125,3 @@ def test_lanes_are_a_view_of_the_compact_split_and_only_a_window_is_widened():
     check_window(lanes, 0, 8, vocab_size=256)  # 256 does not fit a uint8: compared as ints, not wrapped to 0
     with pytest.raises(Exception, match="window 1 holds ids outside its vocabulary of 50"):
         check_window(lanes, 1, 8, vocab_size=50)  # lane 1 starts at id 50
-
-
-def test_eval_lanes_cover_every_token_once():
-    stream = torch.arange(1, 10_000)
-    x, y = eval_lanes(stream, eor_id=0, batch_size=4)
-    assert x.shape == (2, 5000)  # lanes of at least 4,096 tokens
-    targets = y[y != IGNORE]
-    assert sorted(targets.tolist()) == stream.tolist()
-    assert x[0, 0] == 0 and y[0, 0] == 1  # the first token is predicted from <eor>, like a record start

@@ -9,15 +9,14 @@ import subprocess
 import sys
 import textwrap
 import venv
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lstmgen import checkpoint, registry
 from lstmgen import export as export_mod
-from lstmgen import registry
 from lstmgen.config import Config, ModelConfig
 from lstmgen.export import export_model
 from lstmgen.model import LSTMLM
@@ -191,23 +190,22 @@ def save_model(name: str, kind: str = "full", *, seed: int = 0, step: int = 5, v
         model = LSTMLM(len(vocab), model.cfg).eval()
     config = Config(corpus="toy", name=name, model=model.cfg)
     config.train.device, config.train.precision = "cpu", "fp32"
-    payload = {
-        "format_version": registry.MODEL_FORMAT,
-        "name": name,
-        "vocab": vocab.to_dict(),
-        "model_config": asdict(model.cfg),
-        "config": config.to_dict(),
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "history": [{"step": step, "train_loss": 2.0, "val_loss": 2.5}],
-        "step": step,
-        "epoch": 1,
-        "best_val_loss": 2.5,
-        "corpus": {"name": "toy", "tokenizer": vocab.kind, "chars": {"val": 9, "test": 9},
-                   "tokens": {"val": 9, "test": 9}},  # fmt: skip
-        "heldout": {"val": torch.zeros(9, dtype=torch.long), "test": torch.zeros(9, dtype=torch.long)},
-    }
+    ckpt = checkpoint.Checkpoint(
+        name=name,
+        created="2026-11-30T00:00:00+00:00",
+        vocab=vocab.to_dict(),
+        config=config.to_dict(),
+        state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
+        history=[{"step": step, "train_loss": 2.0, "val_loss": 2.5}],
+        step=step,
+        epoch=1,
+        best_val_loss=2.5,
+        corpus={"name": "toy", "tokenizer": vocab.kind, "chars": {"val": 9, "test": 9},
+                "tokens": {"val": 9, "test": 9}},  # fmt: skip
+        heldout={"val": torch.zeros(9, dtype=torch.long), "test": torch.zeros(9, dtype=torch.long)},
+    )
     path = registry.entry_dir("model", name) / "best.pt"
-    registry.save_pt(path, payload)
+    ckpt.save(path)
     return path
 
 
@@ -217,20 +215,20 @@ def snapshot(d: Path) -> dict[str, bytes]:
 
 def test_save_graph_writes_it_beside_the_checkpoint_and_it_opens(registry_home):
     ckpt = save_model("m")
-    payload = registry.load_model_payload("m")
-    path = save_graph(payload, ckpt)
+    payload = checkpoint.load("m")
+    path = save_graph(payload)
     assert path == ckpt.parent / "best.onnx" == graph_path(ckpt)
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["best.onnx", "best.pt"]  # no temp file left
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["best.onnx", "best.pt", "heldout.npz"]  # no temp file
     dec = open_graph(ckpt)
     assert (dec.meta["name"], dec.meta["step"]) == ("m", 5)
     assert dec.meta["checkpoint"] == checkpoint_fingerprint(ckpt)
-    assert dec.meta["corpus"] == payload["corpus"]  # eval's held-out character counts
-    assert Vocab.from_dict(dec.meta["vocab"]) == Vocab.from_dict(payload["vocab"])
+    assert dec.meta["corpus"] == payload.corpus  # eval's held-out character counts
+    assert Vocab.from_dict(dec.meta["vocab"]) == Vocab.from_dict(payload.vocab)
 
 
 def test_open_graph_checks_the_checkpoint_without_torch(registry_home):
     ckpt = save_model("m")
-    save_graph(registry.load_model_payload("m"), ckpt)
+    save_graph(checkpoint.load("m"))
     proc = run_without_torch(
         """
         from lstmgen.runtime import open_graph
@@ -260,11 +258,11 @@ def test_fingerprint_follows_the_checkpoint_content_not_its_name(registry_home, 
 
 def test_ensure_graph_builds_a_missing_graph_once_and_says_so(registry_home):
     ckpt = save_model("m", "adaptive")
-    payload = registry.load_model_payload("m")
-    dec, note = ensure_graph(payload, ckpt)
+    payload = checkpoint.load("m")
+    dec, note = ensure_graph(payload)
     assert note is not None and str(ckpt.parent / "best.onnx") in note and "\n" not in note
     assert (ckpt.parent / "best.onnx").is_file()
-    again, note = ensure_graph(payload, ckpt)
+    again, note = ensure_graph(payload)
     assert note is None
     ids = np.array([[0, 5, 17, 250]])
     np.testing.assert_array_equal(dec.forward(ids, *dec.zero_state(1))[0], again.forward(ids, *again.zero_state(1))[0])
@@ -272,12 +270,12 @@ def test_ensure_graph_builds_a_missing_graph_once_and_says_so(registry_home):
 
 def test_a_stale_graph_is_rebuilt_from_the_new_checkpoint(registry_home):
     ckpt = save_model("m", seed=0)
-    save_graph(registry.load_model_payload("m"), ckpt)
+    save_graph(checkpoint.load("m"))
     ckpt = save_model("m", seed=1, step=9)  # a later best.pt whose graph was never written (killed between)
     with pytest.raises(GraphStale):
         open_graph(ckpt)
-    payload = registry.load_model_payload("m")
-    dec, note = ensure_graph(payload, ckpt)
+    payload = checkpoint.load("m")
+    dec, note = ensure_graph(payload)
     assert note is not None and "earlier checkpoint" in note
     assert open_graph(ckpt).meta["step"] == 9
     new = tiny_lstm("full", seed=1)
@@ -289,7 +287,7 @@ def test_a_stale_graph_is_rebuilt_from_the_new_checkpoint(registry_home):
 def test_a_graph_of_another_model_is_refused_and_left_alone(registry_home):
     mine = save_model("mine", seed=0)
     theirs = save_model("theirs", seed=1)
-    save_graph(registry.load_model_payload("theirs"), theirs)
+    save_graph(checkpoint.load("theirs"))
     shutil.copy(graph_path(theirs), graph_path(mine))
     before = snapshot(registry_home)
     with pytest.raises(GraphMismatch) as e:
@@ -298,7 +296,7 @@ def test_a_graph_of_another_model_is_refused_and_left_alone(registry_home):
     assert "\n" not in message and str(graph_path(mine)) in message and "'theirs'" in message
     assert "delete it" in message
     with pytest.raises(GraphMismatch):
-        ensure_graph(registry.load_model_payload("mine"), mine)
+        ensure_graph(checkpoint.load("mine"))
     assert snapshot(registry_home) == before
 
 
@@ -337,11 +335,11 @@ def damage(kind: str, good: bytes, ckpt: Path) -> bytes:
 )
 def test_a_damaged_or_foreign_graph_is_refused_with_one_line(kind, registry_home):
     ckpt = save_model("m")
-    payload = registry.load_model_payload("m")
-    path = save_graph(payload, ckpt)
+    payload = checkpoint.load("m")
+    path = save_graph(payload)
     path.write_bytes(damage(kind, path.read_bytes(), ckpt))
     before = snapshot(registry_home)
-    for attempt in (lambda: open_graph(ckpt), lambda: load_graph(path), lambda: ensure_graph(payload, ckpt)):
+    for attempt in (lambda: open_graph(ckpt), lambda: load_graph(path), lambda: ensure_graph(payload)):
         with pytest.raises(GraphDamaged) as e:
             attempt()
         message = str(e.value)
@@ -404,9 +402,9 @@ def test_a_missing_graph_says_so(registry_home, tmp_path):
 
 def test_a_graph_that_cannot_be_saved_still_serves_from_memory(registry_home, disk_full):
     ckpt = save_model("m")
-    payload = registry.load_model_payload("m")
+    payload = checkpoint.load("m")
     disk_full(after_bytes=0)
-    dec, note = ensure_graph(payload, ckpt)
+    dec, note = ensure_graph(payload)
     assert "could not save" in note and "no space left" in note
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["best.pt"]  # nothing half-written
     assert dec.forward([[0, 1]], *dec.zero_state(1))[0].shape == (1, 2, 30)
@@ -453,9 +451,9 @@ def test_export_writes_a_folder_that_needs_nothing_from_lstmgen(registry_home, t
     assert meta["training"]["step"] == 5 and meta["training"]["best_val_loss"] == 2.5
     assert meta["inputs"]["h"] == [2, "N", 64] and meta["config"]["name"] == "m"
     dec = load_graph(out / "model.onnx")
-    payload = registry.load_model_payload("m")
-    model = LSTMLM(len(word_vocab()), ModelConfig(**payload["model_config"]))
-    model.load_state_dict(payload["state_dict"])
+    payload = checkpoint.load("m")
+    model = LSTMLM(len(word_vocab()), payload.model_config)
+    model.load_state_dict(payload.state_dict)
     ids = torch.tensor([[0, 7, 9]])
     with torch.no_grad():
         assert_close(dec.forward(ids.numpy(), *dec.zero_state(1))[0], model.eval()(ids)[0])

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .options import Format, ModelName, Records, Split
-from .output import out, out_json
+from .output import note, out, out_json
 
 
 def eval_(
@@ -25,7 +25,9 @@ def eval_(
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="Char models: drop characters the vocab lacks.")
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: Annotated[
+        str, typer.Option(help="cpu: ONNX Runtime, no torch; cuda, cuda:N, mps or auto: the torch model there.")
+    ] = "cpu",
     per_record: Annotated[
         bool,
         typer.Option("--per-record", help="One line per record (bits/char, then the text; JSON with --json)."),
@@ -53,7 +55,8 @@ def eval_(
 
     name = registry.resolve_model(model)
     text = TextInput(file, format.value, encoding, column, records.value) if file is not None else None
-    result = evaluate_model(name, split.value, text, skip_unknown=skip_unknown, device=device, per_record=per_record)
+    result = evaluate_model(name, split.value, text, skip_unknown=skip_unknown, device=device, per_record=per_record,
+                            on_note=note)  # fmt: skip
     if per_record:
         for r in result:
             out_json(r) if json_out else out(f"{r['bits_per_char']:.4f}\t{r['text']}")

@@ -47,6 +47,9 @@ def sample(
     stream: Annotated[
         bool, typer.Option("--stream", help="Print the text as it is generated (one sample per prompt).")
     ] = False,
+    device: Annotated[
+        str, typer.Option(help="cpu: ONNX Runtime, no torch; cuda, cuda:N, mps or auto: the torch model there.")
+    ] = "cpu",
     quiet_: Quiet = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per sample on stdout.")] = False,
 ):
@@ -69,7 +72,7 @@ def sample(
     """
     quiet(quiet_)
     from .. import registry
-    from ..checkpoint import load_for_inference
+    from ..inference import load_for_inference
     from ..sample import SampleOptions, answer, prompt_batches, prompts_per_batch, random_seed
 
     options = SampleOptions(max_tokens, temperature, top_k, top_p, greedy, num_samples, skip_unknown,
@@ -80,7 +83,8 @@ def sample(
         raise UsageError("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
     seed = random_seed() if seed is None else seed
     name = registry.resolve_model(model)
-    loaded = load_for_inference(name)  # before reading stdin: the first prompt is answered as soon as it comes
+    # Loaded before stdin is read: the first prompt is answered as soon as it comes.
+    loaded = load_for_inference(name, device=device, on_note=note)
     from_stdin = prompt == "-" or (prompt is None and not sys.stdin.isatty())
     per_batch = prompts_per_batch(options, stream)
     batches = prompt_batches(sys.stdin, per_batch, _input_waiting) if from_stdin else iter([[prompt or ""]])

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from lstmgen import checkpoint
-from lstmgen.checkpoint import load_for_inference
+from lstmgen.inference import load_for_inference
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = """\

@@ -1,0 +1,40 @@
+"""The numpy decoding primitives: filtering, drawing, penalties, loop detection."""
+
+import numpy as np
+
+from lstmgen.decoding import draw, filter_logits, is_looping, penalise_repeats
+
+
+def test_top_k_and_top_p_filtering():
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
+    assert np.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
+    assert np.isinf(filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
+    assert np.isinf(filter_logits(logits, top_p=0.1)).tolist() == [[False, True, True, True]]
+    assert not np.isinf(filter_logits(logits, top_p=1.0)).any()
+    np.testing.assert_allclose(filter_logits(logits, temperature=2.0), logits / 2)
+
+
+def test_loop_detection_finds_a_repeated_tail_only():
+    back_to = [5, 6] * 8  # "back to back to ..." as word ids: period 2 over 16 tokens
+    assert is_looping([1, 2, 3, *back_to])
+    assert is_looping(list(range(30)) + list(range(10)) * 3)  # a 10-token block, three times
+    assert not is_looping([5, 6] * 7)  # too short to call a loop
+    assert not is_looping(list(range(40)))
+    assert not is_looping([1, 2] * 8 + [3])  # it stopped repeating
+
+
+def test_repetition_penalty_lowers_seen_tokens_whatever_their_sign():
+    logits = np.array([[2.0, -2.0, 2.0, -2.0]])
+    seen = np.array([[True, True, False, False]])
+    assert penalise_repeats(logits, seen, 2.0).tolist() == [[1.0, -4.0, 2.0, -2.0]]
+
+
+def test_draw_follows_the_probabilities_and_never_picks_an_excluded_token():
+    probs = np.array([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])  # zeros: what top-k/top-p/banned leave at -inf
+    picks = draw(np.broadcast_to(probs, (60_000, 6)), np.random.default_rng(0))
+    freq = np.bincount(picks, minlength=6) / picks.size
+    assert (freq[probs == 0] == 0).all()
+    np.testing.assert_allclose(freq, probs, atol=0.01)
+    again = draw(np.broadcast_to(probs, (60_000, 6)), np.random.default_rng(0))
+    assert (picks == again).all()  # a seed gives the same draws
+    assert draw(np.array([[0.0, 0.0, 1.0]]), np.random.default_rng(1)).tolist() == [2]  # the only possible token

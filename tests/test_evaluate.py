@@ -1,0 +1,37 @@
+"""Scoring text: lanes, per-record NLL, and the same figures from the ONNX and the torch backends."""
+
+import numpy as np
+import pytest
+
+from lstmgen.evaluate import eval_lanes, evaluate_model, record_nll, stream_nll
+from lstmgen.inference import load_for_inference, load_torch
+from lstmgen.tokenize import IGNORE
+
+
+def test_eval_lanes_cover_every_token_once():
+    stream = np.arange(1, 10_000)
+    x, y = eval_lanes(stream, eor_id=0, batch_size=4)
+    assert x.shape == (2, 5000)  # lanes of at least 4,096 tokens
+    targets = y[y != IGNORE]
+    assert sorted(targets.tolist()) == stream.tolist()
+    assert x[0, 0] == 0 and y[0, 0] == 1  # the first token is predicted from <eor>, like a record start
+
+
+def test_onnx_and_torch_backends_score_alike_and_match_training_validation(tiny_model, toy_corpus):
+    from lstmgen.validation import evaluate
+
+    onnx, torch_path = load_for_inference("tiny"), load_torch("tiny")
+    stream = onnx.heldout("val")
+    a, n = stream_nll(onnx.backend, stream, onnx.vocab.eor_id)
+    b, _ = stream_nll(torch_path.backend, stream, onnx.vocab.eor_id)
+    c, _ = evaluate(torch_path.backend.model, toy_corpus["splits"]["val"], onnx.vocab.eor_id)
+    assert n == len(stream) and a == pytest.approx(b, rel=1e-5) and a == pytest.approx(c, rel=1e-5)
+    records = [[5, 6, 7], [], [8] * 40]
+    np.testing.assert_allclose(record_nll(onnx.backend, records, 0), record_nll(torch_path.backend, records, 0),
+                               rtol=1e-5)  # fmt: skip
+
+
+def test_eval_on_cpu_and_on_the_torch_path_report_the_same(tiny_model):
+    cpu = evaluate_model("tiny")
+    torch_path = evaluate_model("tiny", device="auto")  # no GPU here: auto is the CPU's ONNX path too
+    assert cpu["loss"] == pytest.approx(torch_path["loss"], rel=1e-5) and cpu["tokens"] == torch_path["tokens"]
