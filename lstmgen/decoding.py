@@ -23,9 +23,9 @@ class Backend(Protocol):
 
 def filter_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None) -> np.ndarray:  # fmt: skip
-    """logits (N, V) -> temperature-scaled float64 logits with everything outside top-k / the top-p nucleus
+    """logits (N, V) -> temperature-scaled float32 logits with everything outside top-k / the top-p nucleus
     at -inf."""
-    logits = logits.astype(np.float64) / temperature
+    logits = logits.astype(np.float32) / np.float32(temperature)
     if top_k and top_k < logits.shape[-1]:
         kth = np.partition(logits, -top_k, axis=-1)[:, -top_k][:, None]  # (N, 1): the k-th largest
         logits = np.where(logits < kth, NEG_INF, logits)
@@ -41,17 +41,25 @@ def filter_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int | Non
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    e = weights(logits)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def weights(logits: np.ndarray) -> np.ndarray:
+    """Unnormalised probabilities exp(logits - max), float32: draw() scales its uniform to each row's total,
+    so the division of a softmax is work for nothing (float32 and in place: 1.2 -> 0.3 ms of a 64-stream
+    step over 5,034 words)."""
+    e = logits - logits.max(axis=-1, keepdims=True)
+    return np.exp(e, out=e)
 
 
 def draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One token per row of probs (R, V) -> (R,), by inverse-CDF sampling: one uniform per row, where a
     multinomial draw takes one per token (3.5 ms of a 6.9 ms step for 64 streams over 1,863 words, in torch).
-    A token of probability 0 is a flat step of the CDF, never the first entry above u; u is scaled to each
-    row's total, so rounding in the cumulative sum cannot run past the end."""
-    cdf = np.cumsum(probs, axis=-1)  # (R, V)
-    u = rng.random((probs.shape[0], 1)) * cdf[:, -1:]
+    The rows need not sum to 1: u is scaled to each row's total, so rounding in the cumulative sum cannot
+    run past the end either. A token of weight 0 is a flat step of the CDF, never the first entry above u."""
+    cdf = np.cumsum(probs, axis=-1, dtype=np.float32)  # (R, V)
+    u = rng.random((probs.shape[0], 1), dtype=np.float32) * cdf[:, -1:]
     return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1)  # the first entry above u
 
 
@@ -157,7 +165,7 @@ def generate(
         if o.greedy:
             nxt = logits.argmax(axis=-1)
         else:
-            probs = softmax(filter_logits(logits, o.temperature, o.top_k, o.top_p)).reshape(n_prompt, ns, -1)
+            probs = weights(filter_logits(logits, o.temperature, o.top_k, o.top_p)).reshape(n_prompt, ns, -1)
             nxt = np.concatenate([draw(rows, rng) for rows, rng in zip(probs, rngs, strict=True)])
         nxt = np.where(done, eor_id, nxt).astype(np.int64)
         tokens = nxt.tolist()

@@ -5,6 +5,7 @@ Runtime on the CPU), so this never imports torch."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -68,6 +69,10 @@ def lane_nll(backend: Backend, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _vocab_size(backend: Backend) -> int:
     meta = getattr(backend, "meta", None)
     return meta["vocab_size"] if meta else backend.model.vocab_size
@@ -120,7 +125,8 @@ def evaluate_model(
     perplexity, bits_per_char, tokens, chars, and unk_rate for word models), or with `per_record` one dict
     per record, in input order (index, text, log_likelihood and the same metrics). `on_note` hears of a
     decoding graph built for an older model."""
-    loaded = load_for_inference(name, device=device, on_note=on_note)
+    # Scoring runs long sequences, where a thread per core pays (unlike single decoding steps).
+    loaded = load_for_inference(name, device=device, on_note=on_note, threads=_cores())
     vocab = loaded.vocab
     if text is not None:
         source = text.open()

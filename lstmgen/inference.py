@@ -53,13 +53,18 @@ def _rebuild_heldout(path: Path):
 
 
 def load_for_inference(
-    name: str, which: str | None = None, device: str = "cpu", on_note: Callable[[str], None] | None = None
+    name: str,
+    which: str | None = None,
+    device: str = "cpu",
+    on_note: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> Loaded:
     """Model `name`'s `which` checkpoint (None: best, else last) for decoding on `device`.
 
     cpu: its ONNX graph (built once from the checkpoint if it has none, or an outdated one: `on_note` hears
-    of it). auto, cuda, cuda:N, mps: the torch model on that device (auto picks the CPU's ONNX path when
-    there is no GPU)."""
+    of it), on `threads` ONNX Runtime threads (default 1: right for decoding steps, see runtime._threads).
+    auto, cuda, cuda:N, mps: the torch model on that device (auto picks the CPU's ONNX path when there is
+    no GPU)."""
     path = registry.model_file(name, which)
     if device == "auto":
         from .device import pick_device
@@ -69,12 +74,12 @@ def load_for_inference(
         from .runtime import GraphMissing, GraphStale, open_graph
 
         try:
-            decoder = open_graph(path)
+            decoder = open_graph(path, threads)
         except (GraphMissing, GraphStale):
             from .checkpoint import load
             from .onnx_graph import ensure_graph
 
-            decoder, note = ensure_graph(load(name, which))
+            decoder, note = ensure_graph(load(name, which), threads)
             if note and on_note:
                 on_note(note)
         meta = decoder.meta
