@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up, then prepare data/jokes.csv, train configs/char.yaml and print samples
+#   make demo   set up, then prepare data/jokes.csv, train the packaged config char and print samples
 #   make test   set up, then run the test suite and ruff
 PYTHON ?= python3
 VENV   ?= .venv
@@ -36,7 +36,7 @@ lint: install
 
 demo: install
 	$(BIN)/lstmgen prepare data/jokes.csv --overwrite
-	$(BIN)/lstmgen train --config configs/char.yaml --overwrite
+	$(BIN)/lstmgen train --config char --overwrite
 	$(BIN)/lstmgen sample "Hey, " --temperature 0.8 --num-samples 5 --seed 1
 	$(BIN)/lstmgen eval
 
