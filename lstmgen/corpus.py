@@ -97,8 +97,9 @@ def find_input(path: str) -> Path:
     name = path.removesuffix(".csv")
     if name in bundled:  # a dict lookup: a value such as ../x never reaches outside DATA_DIR
         return bundled[name]
-    hint = f"the bundled one is `lstmgen prepare {p.stem}`" if p.stem in bundled else "bundled: " + ", ".join(bundled)
-    raise LstmgenError(f"input file {path} does not exist ({hint})")
+    if p.stem in bundled:  # data/jokes.csv typed outside the repository
+        raise LstmgenError(f"input file {path} does not exist; the bundled copy is read from anywhere as {p.stem}")
+    raise LstmgenError(f"input file {path} does not exist (bundled example data, by name: {', '.join(bundled)})")
 
 
 def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8", spool_dir: Path | None = None) -> Source:

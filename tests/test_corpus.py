@@ -57,9 +57,9 @@ def test_bad_files_get_clear_errors(tmp_path, content, message):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(LstmgenError, match=r"does not exist \(bundled: jokes\)"):
+    with pytest.raises(LstmgenError, match=r"none.csv does not exist \(bundled example data, by name: jokes\)"):
         read_source(str(tmp_path / "none.csv"))
-    with pytest.raises(LstmgenError, match=r"jokes.csv does not exist \(the bundled one is `lstmgen prepare jokes`"):
+    with pytest.raises(LstmgenError, match=r"csv does not exist; the bundled copy is read from anywhere as jokes$"):
         read_source(str(tmp_path / "data/jokes.csv"))
 
 
