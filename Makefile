@@ -1,17 +1,24 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up, then prepare data/jokes.csv, train configs/char.yaml and print samples
+#   make demo   set up, then prepare data/jokes.csv, train the packaged config char and print samples
 #   make test   set up, then run the test suite and ruff
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-TORCH  ?= torch==2.13.0
+# The torch build: empty picks it (tools/torch_pip_args.py): torch==2.13.0+cpu from PyTorch's CPU index on Linux
+# without an NVIDIA GPU, PyPI's CUDA build where nvidia-smi lists one, PyPI's (CPU) build on macOS and Windows.
+# Another build: make install TORCH=torch==2.13.0+cu126 (its index follows from +cu126), or add TORCH_INDEX=URL
+# (TORCH_INDEX=none: only the indexes pip is configured with).
+TORCH       ?=
+TORCH_INDEX ?= auto
 
 .PHONY: install test demo lint bench clean
 
 $(BIN)/lstmgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# torch first and pinned: an unpinned torch would pull the newest multi-GB CUDA build
-	$(BIN)/pip install --quiet $(TORCH)
+	# torch first and pinned: on Linux an unpinned (or plain ==) torch from PyPI is the multi-GB CUDA build
+	@args=$$($(BIN)/python tools/torch_pip_args.py --torch '$(TORCH)' --index '$(TORCH_INDEX)') && \
+	  $(BIN)/pip install --quiet $$args || { echo "make install: torch did not install; pick a build with" \
+	  "TORCH=... and TORCH_INDEX=... as the README's Set-up says" >&2; exit 1; }
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
@@ -29,7 +36,7 @@ lint: install
 
 demo: install
 	$(BIN)/lstmgen prepare data/jokes.csv --overwrite
-	$(BIN)/lstmgen train --config configs/char.yaml --overwrite
+	$(BIN)/lstmgen train --config char --overwrite
 	$(BIN)/lstmgen sample "Hey, " --temperature 0.8 --num-samples 5 --seed 1
 	$(BIN)/lstmgen eval
 

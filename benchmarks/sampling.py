@@ -53,7 +53,7 @@ def main():
         shape = ["model.embed=128", "model.hidden=128", "model.n_layer=3", "model.dropout=0.2",
                  "model.adaptive_softmax=null", "train.batch_size=32", "train.max_steps=150", "train.max_time=null",
                  "train.max_epochs=null"]  # fmt: skip
-        subprocess.run([*cli, "train", "-c", str(ROOT / "configs/word.yaml"), "--corpus", "jw", "--name", "tw",
+        subprocess.run([*cli, "train", "-c", "word", "--corpus", "jw", "--name", "tw",
                         "--quiet", *sum([["--set", s] for s in shape], [])], check=True)  # fmt: skip
 
         import torch

@@ -38,7 +38,7 @@ def main():
                         "shakespeare", "--test-frac", "0", "--quiet"], env=env, check=True)  # fmt: skip
         for minutes in a.minutes:
             name = f"shakespeare-{minutes:g}min"
-            run = subprocess.run([*cli, "train", "-c", str(ROOT / "configs/shakespeare.yaml"), "--name", name,
+            run = subprocess.run([*cli, "train", "-c", "shakespeare", "--name", name,
                                   "--set", f"train.max_time={minutes * 60:g}", *sets, "--quiet", "--json"],
                                  env=env, capture_output=True, text=True, check=True)  # fmt: skip
             summary = json.loads(run.stdout)

@@ -47,7 +47,7 @@ def lstmgen(csv: str, epochs: int, label: str, sets: list[str], env: dict) -> di
         *LSTMGEN,
         "train",
         "--config",
-        str(ROOT / "configs/word.yaml"),
+        "word",
         "--corpus",
         "bench",
         "--name",

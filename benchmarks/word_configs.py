@@ -1,6 +1,6 @@
 """Word-level settings trained to early stopping on reddit-cleanjokes: held-out perplexity and time.
 
-Each variant is `lstmgen train --config configs/word.yaml` with some overrides, on the word corpus of
+Each variant is `lstmgen train --config word` with some overrides, on the word corpus of
 reddit-cleanjokes (--min-freq 1: 5,034 words, the tutorial's vocabulary), then `lstmgen eval` on its test
 split. The config's own stopping rules apply (early stopping after 4 evaluations without improvement,
 170 s at most), so the time is what a user waits.
@@ -36,7 +36,7 @@ VARIANTS = {
 
 
 def run(name: str, sets: list[str], env: dict) -> dict:
-    args = [*LSTMGEN, "train", "--config", str(ROOT / "configs/word.yaml"), "--corpus", "w", "--name", name,
+    args = [*LSTMGEN, "train", "--config", "word", "--corpus", "w", "--name", name,
             "--quiet", "--json", *(arg for s in sets for arg in ("--set", s))]  # fmt: skip
     summary = json.loads(subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout)
     ev = subprocess.run([*LSTMGEN, "eval", "--model", name, "--json"], capture_output=True, text=True, check=True,

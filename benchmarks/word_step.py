@@ -37,7 +37,7 @@ def tokens_per_s(variant: int, ids: torch.Tensor, vocab_size: int, epochs: int) 
     from lstmgen.config import load_config
     from lstmgen.model import LSTMLM
 
-    cfg = load_config(ROOT / "configs/word.yaml").model
+    cfg = load_config("word").model
     if variant < 1:
         cfg.adaptive_softmax = None
     torch.manual_seed(0)

@@ -98,7 +98,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     """Defaults, then `base` (a saved `Config.to_dict()`) or the YAML file at `path`, then `key=value` overrides."""
     raw: dict = copy.deepcopy(base) if base is not None else {}
     if path is not None:
-        raw = _read_yaml(Path(path))
+        raw = _read_yaml(find_config(path))
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -111,6 +111,54 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     cfg = _build(Config, raw, prefix="")
     validate(cfg)
     return cfg
+
+
+CONFIG_DIR = Path(__file__).parent / "configs"  # the shipped configs: package data, so found from any directory
+
+
+@dataclass(frozen=True)
+class PackagedConfig:
+    """A config that ships inside the package, as its header comment describes it."""
+
+    name: str  # what --config takes: "char"
+    path: Path
+    command: str  # how to launch it, from the header's first line `# char.yaml — COMMAND`
+    summary: str  # what it is for, in one line: the header's second line
+
+
+def packaged_configs() -> list[PackagedConfig]:
+    """The shipped configs, sorted by name, each described by its header comment (empty where it has none)."""
+    found = []
+    for name, path in _packaged_paths().items():
+        with path.open(encoding="utf-8") as f:
+            header = [f.readline(), f.readline()]
+        header = [line.removeprefix("#").strip() if line.startswith("#") else "" for line in header]
+        found.append(PackagedConfig(name, path, header[0].partition(" — ")[2], header[1]))
+    return found
+
+
+def _packaged_paths() -> dict[str, Path]:
+    return {path.stem: path for path in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+def find_config(value: str | Path) -> Path:
+    """The YAML file a --config value names: an existing file wins; else a packaged config by name (`char` or
+    `char.yaml`); else a ConfigError that names the packaged ones."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise ConfigError(f"config {value} is a directory; give a YAML file or the name of a packaged config")
+    packaged = _packaged_paths()
+    name = str(value).removesuffix(".yaml")
+    if name in packaged:  # a dict lookup: a value such as ../x never reaches outside CONFIG_DIR
+        return packaged[name]
+    if path.stem in packaged:  # configs/char.yaml typed outside the repository
+        raise ConfigError(f"config file {value} does not exist; the packaged {path.stem} is --config {path.stem}")
+    raise ConfigError(
+        f"config file {value} does not exist, and no packaged config has that name; packaged: "
+        f"{', '.join(packaged)} (`lstmgen configs` describes them)"
+    )
 
 
 def validate(cfg: Config) -> None:

@@ -84,15 +84,32 @@ class Source:
                 yield text[:end]
 
 
+DATA_DIR = Path(__file__).parent / "data"  # the bundled example data: package data, so found from any directory
+
+
+def find_input(path: str) -> Path:
+    """The file an input argument names: an existing path wins; else bundled example data by name (`jokes` or
+    `jokes.csv`), so that the quick start runs from any directory; else an LstmgenError naming the examples."""
+    p = Path(path)
+    if p.exists():
+        return p
+    bundled = {f.stem: f for f in sorted(DATA_DIR.glob("*.csv"))}
+    name = path.removesuffix(".csv")
+    if name in bundled:  # a dict lookup: a value such as ../x never reaches outside DATA_DIR
+        return bundled[name]
+    if p.stem in bundled:  # data/jokes.csv typed outside the repository
+        raise LstmgenError(f"input file {path} does not exist; the bundled copy is read from anywhere as {p.stem}")
+    raise LstmgenError(f"input file {path} does not exist (bundled example data, by name: {', '.join(bundled)})")
+
+
 def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8", spool_dir: Path | None = None) -> Source:
     """Check and hash a file (or "-" for stdin, copied to a file in `spool_dir`), streaming: clear errors for
     binary, empty or mis-encoded input, without holding it in memory."""
     if path == "-":
         p, name = _spool_stdin(spool_dir), "<stdin>"
     else:
-        p, name = Path(path), str(path)
-        if not p.exists():
-            raise LstmgenError(f"input file {path} does not exist")
+        p = find_input(path)
+        name = str(path) if p == Path(path) else str(p)  # bundled data goes by its full path
         if p.is_dir():
             raise LstmgenError(f"input {path} is a directory; give a .csv or .txt file")
     try:

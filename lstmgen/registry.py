@@ -401,7 +401,9 @@ def resolve_model(name: str | None) -> str:
         return name
     chosen = default_model()
     if chosen is None:
-        raise NotFound(f"no models in {home()} yet: train one with `lstmgen train --config configs/char.yaml`")
+        raise NotFound(
+            f"no models in {home()} yet: train one with `lstmgen prepare jokes && lstmgen train --config char`"
+        )
     return chosen
 
 

@@ -28,7 +28,7 @@ def vocab():
 def bpe_model(jokes_csv):
     ok("prepare", jokes_csv, "--name", "toy-bpe", "--tokenizer", "bpe", "--vocab-size", "300",
        "--val-frac", "0.1", "--test-frac", "0.1")  # fmt: skip
-    ok("train", "-c", "configs/bpe.yaml", "--corpus", "toy-bpe", "--name", "bpe", "--quiet", *TINY)
+    ok("train", "-c", "bpe", "--corpus", "toy-bpe", "--name", "bpe", "--quiet", *TINY)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

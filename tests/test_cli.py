@@ -57,14 +57,14 @@ def bad(*args, code=1, input=None):
 @pytest.fixture
 def trained(jokes_csv):
     ok("prepare", jokes_csv, "--name", "toy", "--val-frac", "0.1", "--test-frac", "0.1")
-    ok("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", "--quiet", *TINY)
+    ok("train", "-c", "char", "--corpus", "toy", "--name", "tiny", "--quiet", *TINY)
 
 
 def test_pipeline_prepare_train_sample_eval_list(jokes_csv):
     r = ok("prepare", jokes_csv, "--name", "toy")
     assert r.stdout == "" and "prepared corpus toy" in r.stderr and "records train/val/test" in r.stderr
 
-    r = ok("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", "--json", *TINY)
+    r = ok("train", "-c", "char", "--corpus", "toy", "--name", "tiny", "--json", *TINY)
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["name"] == "tiny" and summary["steps"] == 8 and summary["tokens_per_s"] > 0
     assert {"epochs", "elapsed_s", "best_val_loss"} <= set(summary)
@@ -124,12 +124,12 @@ def test_eval_on_another_file(trained, tmp_path):
 def test_resume_continues_from_last_checkpoint(trained):
     r = ok("train", "--name", "tiny", "--resume", "--set", "train.max_steps=12", "--json", "--quiet")
     assert json.loads(r.stdout)["steps"] == 12
-    assert "--resume" in bad("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", *TINY)
+    assert "--resume" in bad("train", "-c", "char", "--corpus", "toy", "--name", "tiny", *TINY)
 
 
 def test_word_model_maps_unknown_prompt_words_to_unk(jokes_csv):
     ok("prepare", jokes_csv, "--name", "w", "--tokenizer", "word", "--min-freq", "1")
-    ok("train", "-c", "configs/word.yaml", "--corpus", "w", "--name", "wm", "--quiet", *TINY)
+    ok("train", "-c", "word", "--corpus", "w", "--name", "wm", "--quiet", *TINY)
     r = ok("sample", "Why zyzzyva", "--seed", "1", "--max-tokens", "5")
     assert "zyzzyva" in r.stderr and "<unk>" in r.stderr
     assert r.stdout.startswith("Why zyzzyva")
@@ -137,7 +137,7 @@ def test_word_model_maps_unknown_prompt_words_to_unk(jokes_csv):
 
 def test_word_model_with_an_adaptive_softmax_trains_evaluates_and_samples(jokes_csv):
     ok("prepare", jokes_csv, "--name", "w", "--tokenizer", "word", "--min-freq", "1")
-    ok("train", "-c", "configs/word.yaml", "--corpus", "w", "--name", "wa", "-q", *TINY,
+    ok("train", "-c", "word", "--corpus", "w", "--name", "wa", "-q", *TINY,
        "--set", "model.adaptive_softmax=[8, 20]")  # fmt: skip
     assert checkpoint.load("wa").state_dict["head.head.weight"].shape == (8 + 2, 16)  # 8 + 2 bands
     ev = json.loads(ok("eval", "--model", "wa", "--json").stdout)
@@ -148,7 +148,7 @@ def test_word_model_with_an_adaptive_softmax_trains_evaluates_and_samples(jokes_
 
 def test_an_adaptive_softmax_on_a_char_corpus_is_refused(trained):
     before = sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*"))
-    err = bad("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "ca", *TINY,
+    err = bad("train", "-c", "char", "--corpus", "toy", "--name", "ca", *TINY,
               "--set", "model.adaptive_softmax=[8]")  # fmt: skip
     assert "model.adaptive_softmax needs a word corpus" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*")) == before
@@ -184,7 +184,7 @@ def test_empty_prompt_is_refused(trained):
 
 def test_unknown_names_suggest_the_closest(trained):
     assert "did you mean 'tiny'" in bad("sample", "Why", "--model", "tinyy")
-    assert "did you mean 'toy'" in bad("train", "-c", "configs/char.yaml", "--corpus", "toyy", *TINY)
+    assert "did you mean 'toy'" in bad("train", "-c", "char", "--corpus", "toyy", *TINY)
     assert "invalid" in bad("prepare", "configs/char.yaml", "--name", "../evil")
 
 
@@ -202,7 +202,7 @@ def test_bad_inputs_leave_the_registry_unchanged(trained, tmp_path):
     assert "model.hidden must be positive" in bad("train", "-c", cfg)
     cfg.write_text("corpus: toy\ntrain: {epochs: 3}\n")
     assert "unknown config key train.epochs" in bad("train", "-c", cfg)
-    assert "already exists" in bad("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", *TINY)
+    assert "already exists" in bad("train", "-c", "char", "--corpus", "toy", "--name", "tiny", *TINY)
     after = sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*"))
     assert before == after
 
@@ -224,7 +224,7 @@ def test_prepare_from_stdin_and_unconditional_sample():
     lines = "\n".join(f"Why did chicken {i} cross? To get across." for i in range(30))
     r = ok("prepare", "-", "--name", "piped", input=lines)
     assert "prepared corpus piped from <stdin>" in r.stderr
-    ok("train", "-c", "configs/char.yaml", "--corpus", "piped", "--name", "p", "--quiet", *TINY)
+    ok("train", "-c", "char", "--corpus", "piped", "--name", "p", "--quiet", *TINY)
     r = ok("sample", "--seed", "1", "--max-tokens", "20", "--json", input="")  # empty stdin: start of a record
     s = json.loads(r.stdout)
     assert s["prompt"] == "" and s["text"] == s["completion"] and s["stop_reason"] in ("eor", "max_tokens")
@@ -242,7 +242,7 @@ def test_failed_overwrite_keeps_the_old_model(trained):
     assert "too few" in bad(
         "train",
         "-c",
-        "configs/char.yaml",
+        "char",
         "--corpus",
         "toy",
         "--name",

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from lstmgen.config import Config, ConfigError, load_config
+from lstmgen.config import CONFIG_DIR, Config, ConfigError, find_config, load_config, packaged_configs
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
 def test_defaults_then_yaml_then_overrides(tmp_path):
@@ -39,14 +39,59 @@ def test_exponent_floats_are_floats(tmp_path):
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_shipped_config_loads_and_names_its_command(path):
-    load_config(path)
+def test_every_shipped_config_loads_by_name_and_names_its_command(path):
+    assert load_config(path.stem) == load_config(path)
     first = path.read_text().splitlines()[0]
-    assert first.startswith("#") and "lstmgen train --config configs/" + path.name in first
+    assert first.startswith(f"# {path.name} — ") and first.endswith(f"lstmgen train --config {path.stem}")
 
 
-def test_shipped_configs_exist():
+def test_shipped_configs_exist_and_the_repository_links_to_them():
     assert {"char.yaml", "word.yaml"} <= {p.name for p in CONFIGS}
+    assert CONFIG_DIR.parent.name == "lstmgen"  # inside the package: a wheel carries them (pyproject package-data)
+    repo = Path(__file__).parent.parent
+    assert (repo / "configs").resolve() == CONFIG_DIR.resolve()  # `--config configs/char.yaml` in the repo
+
+
+def test_packaged_configs_describe_themselves_in_one_line_each():
+    listed = packaged_configs()
+    assert [c.name for c in listed] == [p.stem for p in CONFIGS]
+    for c in listed:
+        assert c.command.endswith(f"lstmgen train --config {c.name}")
+        # names, not paths: the command works from any directory
+        assert not any("/" in word for word in c.command.split()), c.command
+        assert 20 < len(c.summary) <= 100 and not c.summary.startswith("#"), c.summary
+    char = next(c for c in listed if c.name == "char")
+    assert char.command == "lstmgen prepare jokes && lstmgen train --config char"
+    assert "quick start" in char.summary
+
+
+def test_a_config_is_found_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert find_config("char") == find_config("char.yaml") == find_config(Path("char")) == CONFIG_DIR / "char.yaml"
+    assert load_config("word").model.adaptive_softmax == [500, 2000]
+
+
+def test_an_existing_file_wins_over_a_packaged_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "char.yaml").write_text("name: mine\ntrain: {max_steps: 3}\n")
+    assert find_config("char.yaml") == Path("char.yaml")
+    assert load_config("char.yaml").name == "mine" and load_config("char").name == "char"
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("chars", "config file chars does not exist, and no packaged config has that name; packaged: bpe, char"),
+        ("configs/char.yaml", "config file configs/char.yaml does not exist; the packaged char is --config char"),
+        ("../configs/char", "the packaged char is --config char"),
+        (".", "config . is a directory"),
+    ],
+)
+def test_an_unknown_config_names_the_packaged_ones(tmp_path, monkeypatch, value, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        load_config(value)
+    assert message in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from lstmgen import corpus as corpus_module
-from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source, split_labels
+from lstmgen.corpus import PrepareOptions, build_corpus, find_input, read_records, read_source, split_labels
 from lstmgen.errors import LstmgenError
 
 
@@ -55,8 +57,26 @@ def test_bad_files_get_clear_errors(tmp_path, content, message):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(LstmgenError, match="does not exist"):
+    with pytest.raises(LstmgenError, match=r"none.csv does not exist \(bundled example data, by name: jokes\)"):
         read_source(str(tmp_path / "none.csv"))
+    with pytest.raises(LstmgenError, match=r"csv does not exist; the bundled copy is read from anywhere as jokes$"):
+        read_source(str(tmp_path / "data/jokes.csv"))
+
+
+def test_bundled_data_is_found_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bundled = corpus_module.DATA_DIR / "jokes.csv"
+    assert corpus_module.DATA_DIR.parent.name == "lstmgen"  # inside the package: a wheel carries it
+    assert find_input("jokes") == find_input("jokes.csv") == bundled
+    source = read_source("jokes")
+    assert source.is_csv and source.name == str(bundled) and len(read_records(source)[0]) > 500
+
+
+def test_an_existing_file_wins_over_bundled_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jokes").write_text("mine\n")
+    assert find_input("jokes") == Path("jokes") and read_source("jokes").name == "jokes"
+    assert not read_source("jokes").is_csv
 
 
 def test_split_is_by_record_seeded_and_covers_everything():
