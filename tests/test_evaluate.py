@@ -1,9 +1,11 @@
 """Scoring text: lanes, per-record NLL, and the same figures from the ONNX and the torch backends."""
 
+import math
+
 import numpy as np
 import pytest
 
-from lstmgen.evaluate import eval_lanes, evaluate_model, record_nll, stream_nll
+from lstmgen.evaluate import eval_lanes, evaluate_model, metrics, record_nll, stream_nll
 from lstmgen.inference import load_for_inference, load_torch
 from lstmgen.tokenize import IGNORE
 
@@ -35,3 +37,8 @@ def test_eval_on_cpu_and_on_the_torch_path_report_the_same(tiny_model):
     cpu = evaluate_model("tiny")
     torch_path = evaluate_model("tiny", device="auto")  # no GPU here: auto is the CPU's ONNX path too
     assert cpu["loss"] == pytest.approx(torch_path["loss"], rel=1e-5) and cpu["tokens"] == torch_path["tokens"]
+
+
+def test_bits_per_char_is_nats_over_ln2_per_char():
+    m = metrics(nll=100 * math.log(2), n_tokens=50, n_chars=100)
+    assert m["bits_per_char"] == pytest.approx(1.0) and m["loss"] == pytest.approx(2 * math.log(2))

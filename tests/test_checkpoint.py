@@ -384,3 +384,36 @@ def test_damaged_vocab_is_refused_with_a_clear_error(vocab):
 
     with pytest.raises(LstmgenError, match="vocabulary is damaged"):
         Vocab.from_dict(vocab)
+
+
+# -- the format and the resume rules ----------------------------------------------------------------
+
+
+def test_incomplete_model_file_is_a_clear_error(tiny_model):
+    path = registry.model_file("tiny", "best")
+    registry.save_pt(path, {"format_version": 1, "vocab": {}})
+    with pytest.raises(LstmgenError, match="not a complete lstmgen model .missing config, state_dict"):
+        checkpoint.load("tiny", "best")
+
+
+def test_truncated_checkpoint_is_a_clear_error(tiny_model):
+    path = registry.model_file("tiny", "last")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(LstmgenError, match="corrupt"):
+        checkpoint.load("tiny", "last")
+
+
+def test_newer_format_is_refused(tiny_model):
+    path = registry.model_file("tiny")
+    payload = registry.load_pt(path)
+    registry.save_pt(path, payload | {"format_version": 99})
+    with pytest.raises(LstmgenError, match="newer"):
+        checkpoint.load("tiny")
+
+
+def test_library_resume_refuses_a_different_data_layout(toy_corpus):
+    from lstmgen.train import train
+
+    train(tiny_config(max_steps=4), toy_corpus)
+    with pytest.raises(LstmgenError, match="different train.batch_size"):
+        train(tiny_config(max_steps=8, batch_size=2), toy_corpus, resume=checkpoint.load("tiny", "last"))

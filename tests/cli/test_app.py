@@ -1,0 +1,183 @@
+"""The app as a whole: help, exit codes, one error line per failure, pipes, --quiet, completion."""
+
+import json
+
+import pytest
+
+from lstmgen import registry
+
+from .runner import TINY, bad, ok
+
+
+def test_version_and_help():
+    assert ok("--version").stdout.startswith("lstmgen ")
+    for cmd in ("prepare", "train", "sample", "eval", "list", "show", "rm", "default"):
+        assert "Example" in ok(cmd, "--help").stdout
+
+
+def test_installed_entry_point_prints_usage_errors_on_one_line():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "lstmgen", "eval", "--split", "train"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and "'train' is not one of" in r.stderr
+
+
+def test_user_text_is_never_read_as_markup(tmp_path):
+    missing = tmp_path / "missing [draft].txt"
+    assert f"input file {missing} does not exist" in bad("prepare", missing)
+    real = tmp_path / "my jokes [v2].txt"
+    real.write_text("\n".join(f"joke number {i}" for i in range(30)))
+    assert "prepared corpus my-jokes-v2 from" in ok("prepare", real).stderr  # a valid name from the stem
+
+
+def run_main(monkeypatch, capsys, *args):
+    """The installed entry point (`main`), in-process: exit code and stderr."""
+    from lstmgen import cli
+
+    monkeypatch.setattr("sys.argv", ["lstmgen", *map(str, args)])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    return e.value.code, capsys.readouterr().err
+
+
+def test_out_of_memory_is_one_line_that_says_what_to_shrink(trained, monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, "train", "--corpus", "toy", "--name", "huge", "--set",
+                         "model.embed=4000000000", "--set", "train.max_steps=1", "--quiet")  # fmt: skip
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "out of memory: one allocation of" in err and "smaller model" in err
+    assert not registry.entry_dir("model", "huge").exists()
+
+
+def test_an_unexpected_exception_is_one_line_not_a_traceback(trained, monkeypatch, capsys):
+    import lstmgen.sample
+
+    def boom(*a, **k):
+        raise ValueError("boom\nsecond line")
+
+    monkeypatch.setattr(lstmgen.sample, "sample_many", boom)
+    code, err = run_main(monkeypatch, capsys, "sample", "Why")
+    assert code == 1 and err.strip().splitlines() == [
+        "error: internal error (ValueError: boom); this is a bug in lstmgen, please report it "
+        "(LSTMGEN_DEBUG=1 shows the traceback)"
+    ]
+    monkeypatch.setenv("LSTMGEN_DEBUG", "1")
+    with pytest.raises(ValueError, match="boom"):
+        run_main(monkeypatch, capsys, "sample", "Why")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_stdout_is_one_error_line():
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "lstmgen", "list"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 1 and r.stderr == "error: No space left on device (writing the output?)\n"
+
+
+def test_help_into_a_closed_pipe_exits_0():
+    import subprocess
+    import sys
+
+    r = subprocess.run(f"{sys.executable} -m lstmgen --help | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.startswith("Usage:") and r.stderr == ""
+
+
+def test_quiet_leaves_only_errors_on_stderr(trained, jokes_csv):
+    assert ok("prepare", jokes_csv, "--name", "q", "-q").stderr == ""
+    assert "already exists" in bad("prepare", jokes_csv, "--name", "q", "--quiet")
+    assert ok("sample", "Why \u00a7", "-q", "--max-tokens", "5", "--skip-unknown", "--seed", "1").stderr == ""
+    assert ok("rm", "q", "-q").stderr == "" and ok("default", "tiny", "-q").stderr == ""
+    assert "dropped 1 prompt character" in ok("sample", "Why \u00a7", "--max-tokens", "5", "--skip-unknown").stderr
+
+
+def test_tab_completion_offers_commands_and_registry_names(trained):
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(sys.executable), "lstmgen")  # completion keys on the program name
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_LSTMGEN_COMPLETE": "complete_bash", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split(" ")) - 1)}  # fmt: skip
+        r = subprocess.run([script], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    assert complete("lstmgen sa") == ["sample"]
+    assert complete("lstmgen sample -m ") == ["tiny"]
+    assert complete("lstmgen show t") == ["tiny", "toy"]  # corpora and models
+    shown = subprocess.run([script, "--show-completion", "bash"], capture_output=True, text=True)
+    assert "complete -o default -F _lstmgen_completion lstmgen" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["sample", "Why", "-m", ""], ["eval", "--model", ""], ["default", ""], ["train", "--name", "", *TINY]]
+)
+def test_an_empty_name_is_invalid_not_the_default(trained, args):
+    assert "invalid" in bad(*args) and "''" in bad(*args)
+
+
+def test_pipeline_prepare_train_sample_eval_list(jokes_csv):
+    r = ok("prepare", jokes_csv, "--name", "toy")
+    assert r.stdout == "" and "prepared corpus toy" in r.stderr and "records train/val/test" in r.stderr
+
+    r = ok("train", "-c", "char", "--corpus", "toy", "--name", "tiny", "--json", *TINY)
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["name"] == "tiny" and summary["steps"] == 8 and summary["tokens_per_s"] > 0
+    assert {"epochs", "elapsed_s", "best_val_loss"} <= set(summary)
+    assert "training tiny" in r.stderr and "eval step 4" in r.stderr  # plain progress lines off a terminal
+
+    r = ok("sample", "Why", "--seed", "1", "--max-tokens", "30")
+    assert r.stdout.startswith("Why") and r.stderr == ""  # the default model is the one just trained
+
+    r = ok("sample", "Why", "--model", "tiny", "-n", "3", "--seed", "1", "--max-tokens", "30", "--json")
+    samples = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(samples) == 3
+    assert all(s["prompt"] == "Why" and s["text"].startswith("Why") and s["seed"] == 1 for s in samples)
+    assert all(s["stop_reason"] in ("eor", "max_tokens") and s["tokens"] <= 30 for s in samples)
+
+    r = ok("eval", "--json")
+    m = json.loads(r.stdout)
+    assert m["model"] == "tiny" and m["on"] == "test split" and m["bits_per_char"] > 0
+    assert m["perplexity"] == pytest.approx(2.718281828 ** m["loss"], rel=1e-6)
+    assert ok("eval", "--split", "val").stdout.startswith("tiny on val split: loss")
+
+    listing = json.loads(ok("list", "--json").stdout)
+    assert [c["name"] for c in listing["corpora"]] == ["toy"]
+    assert listing["models"][0]["name"] == "tiny" and listing["models"][0]["steps"] == 8
+    assert listing["default_model"] == "tiny"
+    assert "tiny *" in ok("list").stdout
+
+    shown = json.loads(ok("show", "tiny", "--json").stdout)
+    assert shown["config"]["model"]["hidden"] == 16
+    assert [h["step"] for h in shown["history"]] == [4, 8]  # the whole run, not just up to the best step
+
+
+def test_model_survives_deleting_its_corpus(trained):
+    ok("rm", "toy")
+    assert ok("sample", "Why", "--seed", "1", "--max-tokens", "10").stdout.startswith("Why")
+    assert json.loads(ok("eval", "--json").stdout)["tokens"] > 0
+
+
+def test_bad_inputs_leave_the_registry_unchanged(trained, tmp_path):
+    before = sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*"))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "is empty" in bad("prepare", empty)
+    semi = tmp_path / "semi.csv"
+    semi.write_text("ID;Joke\n1;a joke\n2;another\n")
+    assert "delimited by ';'" in bad("prepare", semi)
+    assert "no column 'Body'" in bad("prepare", "data/jokes.csv", "--column", "Body")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("corpus: toy\nmodel: {hidden: -1}\n")
+    assert "model.hidden must be positive" in bad("train", "-c", cfg)
+    cfg.write_text("corpus: toy\ntrain: {epochs: 3}\n")
+    assert "unknown config key train.epochs" in bad("train", "-c", cfg)
+    assert "already exists" in bad("train", "-c", "char", "--corpus", "toy", "--name", "tiny", *TINY)
+    after = sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*"))
+    assert before == after

@@ -1,0 +1,39 @@
+"""`lstmgen eval` from the command line."""
+
+import json
+
+import pytest
+
+from lstmgen import checkpoint
+
+from .runner import ok
+
+
+def test_eval_on_another_file(trained, tmp_path):
+    f = tmp_path / "more.txt"
+    f.write_text("Why did the cat nap?\nWhat is a dog?\n")
+    m = json.loads(ok("eval", "--file", f, "--json").stdout)
+    assert m["on"].endswith("more.txt") and m["chars"] == len("Why did the cat nap?") + 1 + len("What is a dog?") + 1
+
+
+def test_eval_per_record_scores_each_record_and_they_add_up(trained, tmp_path):
+    texts = ["Why did the cat sit on the mat? It was warm.", "wwww cccc iiii", "Hey, why is the sun bright?"]
+    f = tmp_path / "texts.txt"
+    f.write_text("\n".join(texts) + "\n")
+    rows = [json.loads(line) for line in ok("eval", "--file", f, "--per-record", "--json").stdout.splitlines()]
+    assert [r["text"] for r in rows] == texts and [r["index"] for r in rows] == [0, 1, 2]
+    total = json.loads(ok("eval", "--file", f, "--json").stdout)
+    assert sum(r["tokens"] for r in rows) == total["tokens"]
+    # Each record is scored on its own: its score does not depend on the records around it.
+    f.write_text("\n".join(texts[::-1]) + "\n")
+    reversed_rows = [json.loads(line) for line in ok("eval", "--file", f, "--per-record", "--json").stdout.splitlines()]
+    assert [r["log_likelihood"] for r in reversed_rows[::-1]] == pytest.approx([r["log_likelihood"] for r in rows])
+    single = tmp_path / "one.txt"
+    single.write_text(texts[1] + "\n")
+    alone = json.loads(ok("eval", "--file", single, "--json").stdout)  # one record: the stream eval agrees
+    assert alone["loss"] * alone["tokens"] == pytest.approx(-rows[1]["log_likelihood"], rel=1e-5)
+    f.write_text("\n".join(texts) + "\n")
+    plain = ok("eval", "--file", f, "--per-record").stdout.splitlines()
+    assert [line.split("\t", 1)[1] for line in plain] == texts and float(plain[1].split("\t")[0]) > 0
+    split_rows = ok("eval", "--split", "val", "--per-record", "--json").stdout.splitlines()
+    assert len(split_rows) == checkpoint.load("tiny").corpus["records"]["val"]
