@@ -197,7 +197,7 @@ def test_bad_inputs_leave_the_registry_unchanged(trained, tmp_path):
     assert "no column 'Body'" in bad("prepare", "data/jokes.csv", "--column", "Body")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("corpus: toy\nmodel: {hidden: -1}\n")
-    assert "model.hidden must be positive" in bad("train", "-c", cfg)
+    assert "model.hidden must be in [1, " in bad("train", "-c", cfg)
     cfg.write_text("corpus: toy\ntrain: {epochs: 3}\n")
     assert "unknown config key train.epochs" in bad("train", "-c", cfg)
     assert "already exists" in bad("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", *TINY)
