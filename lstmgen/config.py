@@ -36,7 +36,7 @@ MAX_YAML_DEPTH = 16  # nesting levels of mappings and lists (deeper YAML recurse
 # The numeric keys' allowed ranges: (least, most), both included; a None end is unbounded. The upper ends keep
 # a typo or a hostile value (1e308, 10**30) from reaching torch, where it fails deep inside as an overflow
 # or a request for terabytes. Each is far above real use for an LSTM LM; raise one here if you need more.
-MAX_WIDTH = 16_384  # model.embed, model.hidden: one 16,384-wide layer's weights alone are 4h(e+h) floats, 8.6 GB
+MAX_WIDTH = 8192  # model.embed, model.hidden: the widest LSTM LMs published (Jozefowicz et al. 2016) are 8,192
 MAX_LAYERS = 64  # model.n_layer: LSTM LMs rarely go past 4
 MAX_BATCH = 65_536  # train.batch_size: lanes of the token stream
 MAX_SEQ_LEN = 65_536  # train.seq_len: BPTT window
@@ -44,12 +44,17 @@ MAX_SEQ_LEN = 65_536  # train.seq_len: BPTT window
 # per token and layer, plus a vocabulary-wide row of scores per token): 2**20 tokens at hidden 256 with a
 # 1,024-token vocabulary are ~6 GB per layer and 4 GB of scores. The shipped configs' steps are 1-8 K tokens.
 MAX_TOKENS_PER_STEP = 1 << 20
+# The LSTM's weights (embedding and output layer aside: they depend on the vocabulary): 2**30 parameters are
+# 4 GB in fp32, 16 GB to train with gradients and AdamW's two moments (one 8,192-wide layer is 0.54 G). The
+# widths and depth above alone allow 140 GB of weights, which the kernel's OOM killer would end with no
+# message. Raise it for a larger machine.
+MAX_LSTM_PARAMETERS = 2**30
 MAX_STEPS = 10**12  # step counts and intervals: 30 years at 1,000 steps/s
 MAX_TIME = 10**9  # train.max_time, seconds: 30 years
 MAX_LR = 10.0  # train.lr: AdamW diverges long before
 MAX_SEED = 2**63 - 1  # train.seed: torch seeds a 64-bit generator (seed + rank must fit)
 MAX_CUTOFF = 2**31 - 1  # model.adaptive_softmax cutoffs are token ids: int32
-MAX_CUTOFFS = 7  # ADAPTIVE_SHRINK ** 7 = MAX_WIDTH: more bands would be narrower than one unit
+MAX_CUTOFFS = 6  # ADAPTIVE_SHRINK ** 6 = 4,096: a 7th band would need model.hidden >= 16,384 > MAX_WIDTH
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.embed": (1, MAX_WIDTH),
     "model.hidden": (1, MAX_WIDTH),
@@ -155,7 +160,12 @@ def validate(cfg: Config) -> None:
         low_ok = value > least if key in POSITIVE else value >= least
         if not low_ok or (most is not None and value > most):
             raise ConfigError(f"{key} must be {_range_text(key)}, got {_shown(value)}")
-    t = cfg.train
+    m, t = cfg.model, cfg.train
+    if lstm_parameters(m) > MAX_LSTM_PARAMETERS:
+        raise ConfigError(
+            f"model.hidden={m.hidden}, model.embed={m.embed} and model.n_layer={m.n_layer} make an LSTM of "
+            f"{lstm_parameters(m):,} parameters, more than {MAX_LSTM_PARAMETERS:,}; make it narrower or shallower"
+        )
     if t.batch_size * t.seq_len > MAX_TOKENS_PER_STEP:
         raise ConfigError(
             f"train.batch_size x train.seq_len is {t.batch_size * t.seq_len:,} tokens per step, more than "
@@ -281,8 +291,14 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
+def lstm_parameters(m: ModelConfig) -> int:
+    """nn.LSTM's parameter count: per layer 4 gates of (input + hidden) weights and two biases."""
+    h = m.hidden
+    return 4 * h * (m.embed + h) + 8 * h + (m.n_layer - 1) * (8 * h * h + 8 * h)
+
+
 def _range_text(key: str) -> str:
-    """RANGES[key] in words: "in [1, 16,384]", "in (0, 10.0]", "at least 0"."""
+    """RANGES[key] in words: "in [1, 8,192]", "in (0, 10.0]", "at least 0"."""
     least, most = RANGES[key]
     if most is None:
         return f"above {least}" if key in POSITIVE else f"at least {least}"

@@ -74,7 +74,7 @@ def test_shipped_configs_exist():
         ("model: {hiden: 3}\n", "model.hiden; did you mean model.hidden?"),
         ("train: {lr: fast}\n", "train.lr must be float"),
         ("train: {batch_size: 2.5}\n", "train.batch_size must be int"),
-        ("model: {hidden: 0}\n", "model.hidden must be in [1, 16,384], got 0"),
+        ("model: {hidden: 0}\n", "model.hidden must be in [1, 8,192], got 0"),
         ("train: {seq_len: -4}\n", "train.seq_len must be in [1, 65,536], got -4"),
         ("model: {dropout: 1.5}\n", "model.dropout must be in [0, 1)"),
         ("train: {precision: fp8}\n", "train.precision must be one of"),
@@ -222,7 +222,7 @@ def test_huge_numbers_in_sizes_are_refused_with_the_range():
     for key in ("model.hidden", "model.n_layer", "train.batch_size", "train.seq_len", "train.eval_every"):
         with pytest.raises(ConfigError, match=rf"^{key} must be in \[1, [\d,]+\], got 1(0{{30}})$"):
             load_config(None, [f"{key}={10**30}"])
-    with pytest.raises(ConfigError, match=r"model.hidden must be in \[1, 16,384\], got <an integer of 5001 digits>"):
+    with pytest.raises(ConfigError, match=r"model.hidden must be in \[1, 8,192\], got <an integer of 5001 digits>"):
         load_config(None, [], base={"model": {"hidden": 10**5000}})
     with pytest.raises(ConfigError, match="train.lr must be a finite number"):
         load_config(None, [], base={"train": {"lr": 10**5000}})  # float() of it overflows
@@ -242,7 +242,7 @@ def test_devices_training_cannot_use_are_refused(device):
 
 def test_long_adaptive_softmax_is_refused_before_its_band_widths_are_computed():
     cutoffs = list(range(1, 100_001))  # ADAPTIVE_SHRINK ** 100000 has 60,206 digits: too long to print
-    with pytest.raises(ConfigError, match="model.adaptive_softmax has 100000 cutoffs; at most 7"):
+    with pytest.raises(ConfigError, match="model.adaptive_softmax has 100000 cutoffs; at most 6"):
         load_config(None, [], base={"model": {"adaptive_softmax": cutoffs}})
 
 
@@ -353,3 +353,19 @@ def test_values_at_the_ends_of_their_ranges_train_or_fail_with_one_line(toy_corp
         assert "diverged" in str(e)
     else:
         assert summary["steps"] >= 1
+
+
+def test_lstm_size_is_capped_by_its_parameter_count():
+    import torch
+
+    from lstmgen.config import MAX_LSTM_PARAMETERS, ModelConfig, lstm_parameters
+
+    for e, h, n in [(8, 16, 2), (3, 5, 3), (64, 256, 1)]:  # the count the cap uses is nn.LSTM's
+        assert lstm_parameters(ModelConfig(embed=e, hidden=h, n_layer=n)) == sum(
+            p.numel() for p in torch.nn.LSTM(e, h, n).parameters()
+        )
+    load_config(None, [f"model.hidden={MAX_WIDTH}", f"model.embed={MAX_WIDTH}", "model.n_layer=1"])
+    with pytest.raises(ConfigError, match=f"make an LSTM of 1,073,872,896 parameters, more than {MAX_LSTM_PARAMETERS:,}"):
+        load_config(None, [f"model.hidden={MAX_WIDTH}", f"model.embed={MAX_WIDTH}", "model.n_layer=2"])
+    with pytest.raises(ConfigError, match="make it narrower or shallower"):
+        load_config(None, ["model.hidden=4096", "model.n_layer=64"])
