@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -124,14 +125,26 @@ def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8", spool_dir
 def _spool_stdin(spool_dir: Path | None) -> Path:
     """stdin copied to a temporary file (deleted at exit), in bounded memory."""
     import atexit
-    import shutil
-    import tempfile
 
-    fd, tmp = tempfile.mkstemp(prefix=".stdin.", suffix=".tmp", dir=spool_dir)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".stdin.", suffix=".tmp", dir=spool_dir)
+    except OSError as e:
+        raise _write_failed(e, spool_dir) from None
     atexit.register(Path(tmp).unlink, missing_ok=True)
-    with os.fdopen(fd, "wb") as f:
-        shutil.copyfileobj(sys.stdin.buffer, f, CHUNK_BYTES)
+    with open(fd, "wb", buffering=0) as f:  # unbuffered: a full disk fails in write(), caught here
+        while data := sys.stdin.buffer.read(CHUNK_BYTES):
+            try:
+                f.write(data)
+            except OSError as e:
+                raise _write_failed(e, spool_dir) from None
     return Path(tmp)
+
+
+def _write_failed(e: OSError, where: Path | None) -> LstmgenError:
+    """A failed write of prepare's scratch files (a full disk, mostly), as one line naming where."""
+    from .registry import write_error
+
+    return write_error(e, where if where is not None else Path(tempfile.gettempdir()))
 
 
 def read_records(source: Source, column: str | None = None, records: str = "line") -> tuple[list[str], str | None]:
@@ -437,8 +450,6 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
     """Encode pieces into one compact id stream per split, each text followed by <eor> when it ends a
     record. Returns {split: {"ids": (N,) tensor, "records": n, "chars": n}}; chars count each <eor> as one
     (a newline), since bits/char divide by them."""
-    import tempfile
-
     import numpy as np
     import torch
 
@@ -446,10 +457,14 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     table = _char_table(vocab, np_dtype) if vocab.kind == "char" else None
     out = {}
-    for split in SPLITS:
-        fd, path = tempfile.mkstemp(dir=work_dir, prefix=f".{split}.", suffix=".ids.tmp")
-        out[split] = {"file": os.fdopen(fd, "wb"), "path": path, "tokens": 0, "records": 0, "chars": 0, "unk": 0}
     try:
+        try:  # writes only: an OSError reading the input is not the scratch disk's
+            for split in SPLITS:
+                fd, path = tempfile.mkstemp(dir=work_dir, prefix=f".{split}.", suffix=".ids.tmp")
+                out[split] = {"path": path, "tokens": 0, "records": 0, "chars": 0, "unk": 0}
+                out[split]["file"] = os.fdopen(fd, "wb")
+        except OSError as e:
+            raise _write_failed(e, work_dir) from None
         for split, texts, ends in pieces:
             o = out[split]
             if table is not None:  # chars: one vectorised lookup for the whole piece
@@ -461,13 +476,19 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
                 if ends:
                     encoded = [[*e, vocab.eor_id] for e in encoded]
                 ids = np.fromiter(chain.from_iterable(encoded), dtype=np.int64)
-            o["file"].write(ids.astype(np_dtype).tobytes())
+            try:
+                o["file"].write(ids.astype(np_dtype).tobytes())
+            except OSError as e:
+                raise _write_failed(e, work_dir) from None
             o["tokens"] += ids.size
             o["unk"] += int((ids == vocab.unk_id).sum()) if vocab.unk_id is not None else 0
             o["records"] += len(texts) if ends else 0
             o["chars"] += sum(map(len, texts)) + (len(texts) if ends else 0)
         for o in out.values():
-            o["file"].close()
+            try:
+                o["file"].close()  # flushes: a full disk can fail here too
+            except OSError as e:
+                raise _write_failed(e, work_dir) from None
             o["ids"] = (
                 torch.from_file(o["path"], shared=False, size=o["tokens"], dtype=dtype)
                 if o["tokens"]
@@ -475,7 +496,11 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
             )  # memory-mapped: it stays on disk, in the page cache, not in this process's heap
     finally:
         for o in out.values():
-            o["file"].close()
+            if "file" in o:
+                try:
+                    o["file"].close()
+                except OSError:  # a failed flush, reported above
+                    pass
             Path(o["path"]).unlink(missing_ok=True)  # the mapping keeps the data until the tensor goes
     return {k: {key: v[key] for key in ("ids", "records", "chars", "unk")} for k, v in out.items()}
 
