@@ -365,7 +365,8 @@ def test_lstm_size_is_capped_by_its_parameter_count():
             p.numel() for p in torch.nn.LSTM(e, h, n).parameters()
         )
     load_config(None, [f"model.hidden={MAX_WIDTH}", f"model.embed={MAX_WIDTH}", "model.n_layer=1"])
-    with pytest.raises(ConfigError, match=f"make an LSTM of 1,073,872,896 parameters, more than {MAX_LSTM_PARAMETERS:,}"):
+    too_many = f"make an LSTM of 1,073,872,896 parameters, more than {MAX_LSTM_PARAMETERS:,}"
+    with pytest.raises(ConfigError, match=too_many):
         load_config(None, [f"model.hidden={MAX_WIDTH}", f"model.embed={MAX_WIDTH}", "model.n_layer=2"])
     with pytest.raises(ConfigError, match="make it narrower or shallower"):
         load_config(None, ["model.hidden=4096", "model.n_layer=64"])

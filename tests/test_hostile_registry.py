@@ -421,7 +421,8 @@ def test_an_entry_without_its_main_file_is_listed_as_damaged(two_models):
     listing = registry.list_entries()
     corpora = {c["name"]: c for c in listing["corpora"]}
     models = {m["name"]: m for m in listing["models"]}
-    assert corpora["toy"]["damaged"].startswith("it has no corpus.pt") and "prepare it again" in corpora["toy"]["damaged"]
+    damaged = corpora["toy"]["damaged"]
+    assert damaged.startswith("it has no corpus.pt") and "prepare it again" in damaged
     assert models["tiny"]["damaged"].startswith("it has no best.pt or last.pt")
     assert listing["default_model"] == "ok"
 
