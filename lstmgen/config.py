@@ -211,10 +211,10 @@ def validate(cfg: Config) -> None:
 
 
 class _Refused(Exception):
-    """YAML refused by ConfigLoader's caps (not a yaml.YAMLError: `--set` must not fall back to a string)."""
+    """YAML refused by ConfigSafeLoader's caps (not a yaml.YAMLError: `--set` must not fall back to a string)."""
 
 
-class ConfigLoader(yaml.SafeLoader):
+class ConfigSafeLoader(yaml.SafeLoader):
     """yaml.safe_load, except that: a key given twice in one mapping is an error, not "the last one wins";
     anchors and aliases are refused (a config has no use for them, and they let a few bytes stand for
     billions of values); nesting deeper than MAX_YAML_DEPTH is refused before it exhausts Python's stack."""
@@ -251,10 +251,10 @@ class ConfigLoader(yaml.SafeLoader):
 
 
 def _load_yaml(text: str):
-    """One YAML document through ConfigLoader. A number YAML reads but Python cannot hold (an int of over
+    """One YAML document through ConfigSafeLoader. A number YAML reads but Python cannot hold (an int of over
     4,300 digits) is a YAMLError like any other bad value."""
     try:
-        return yaml.load(text, Loader=ConfigLoader)
+        return yaml.load(text, Loader=ConfigSafeLoader)
     except (ValueError, OverflowError) as e:
         raise yaml.YAMLError(f"unreadable value ({str(e).splitlines()[0][:80]})") from None
 
