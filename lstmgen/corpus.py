@@ -81,6 +81,11 @@ class Source:
                         f"{self.name} is not valid {self.encoding}: byte {e.object[e.start]:#04x} at line "
                         f"{line} (offset {at}); pass --encoding (for example --encoding latin-1)"
                     ) from None
+                except UnicodeError as e:  # codecs such as punycode raise the plain kind, without a position
+                    raise LstmgenError(
+                        f"{self.name} cannot be read as {self.encoding} ({str(e)[:100]}); pass --encoding (for "
+                        "example --encoding utf-8)"
+                    ) from None
                 offset += len(data)
                 if first:
                     text, first = text.removeprefix("\ufeff"), False
@@ -143,8 +148,8 @@ def read_source(
             raise LstmgenError(f"input {path} is a directory; give a .csv or .txt file")
     try:
         wide = b"\x00" in "a".encode(encoding)  # utf-16 and utf-32 write a NUL byte in every ASCII character
-    except LookupError:
-        raise LstmgenError(f"unknown --encoding {encoding!r}; try utf-8 or latin-1") from None
+    except (LookupError, UnicodeError):  # unknown, a bytes-to-bytes codec (base64), or "undefined"
+        raise LstmgenError(f"unknown --encoding {encoding[:40]!r}; try utf-8 or latin-1") from None
     binary = f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file"
     if not wide:  # checked before decoding, so a binary file is named as one rather than as mis-encoded
         with p.open("rb") as f:

@@ -687,7 +687,7 @@ def info(kind: str, name: str) -> dict:
     if not unreadable:
         problems += [f"info.json lacks {key}" for key in REQUIRED[kind] if key not in raw]
     if kind == "model":
-        data["checkpoints"] = sorted(p.stem for p in d.glob("*.pt") if p.stem in ("best", "last"))
+        data["checkpoints"] = sorted(p.stem for p in d.glob("*.pt") if p.stem in ("best", "last") and p.is_file())
     if not (data["checkpoints"] if kind == "model" else (d / "corpus.pt").is_file()):
         problems.insert(0, f"it has no {MAIN_FILE[kind]}")
     if problems:
@@ -773,8 +773,11 @@ def _delete_tree(path: Path, strict: bool = True) -> str | None:
         if not isinstance(e, FileNotFoundError):
             errors.append(f"{e.strerror or e}: {p}" if isinstance(e, OSError) else str(e))
 
-    if path.is_symlink():
-        path.unlink(missing_ok=True)
+    if path.is_symlink() or path.is_file():
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            note(None, path, e)
     elif sys.version_info >= (3, 12):
         shutil.rmtree(path, onexc=note)
     else:

@@ -331,3 +331,11 @@ def test_bpe_prepare_of_one_long_line_stays_in_bounded_memory(tmp_path):
         assert os.waitstatus_to_exitcode(status) == 0, err
         peaks.append(usage.ru_maxrss * 1024)  # ru_maxrss is in KB on Linux
     assert peaks[1] - peaks[0] < 300e6, [f"{p / 1e6:.0f} MB" for p in peaks]
+
+
+@pytest.mark.parametrize("encoding", ["punycode", "undefined", "base64", "rot13", "x" * 10_000])
+def test_odd_encodings_are_one_line(tmp_path, encoding):
+    path = write(tmp_path, "a.txt", "hello world\nsecond line\n")
+    with pytest.raises(LstmgenError) as e:
+        read_records(read_source(path, encoding=encoding))
+    assert "--encoding" in str(e.value) and len(str(e.value)) < 300

@@ -432,3 +432,16 @@ def test_a_damaged_registry_json_does_not_break_the_default(two_models):
     assert registry.default_model() == "ok"
     (registry.home() / "registry.json").write_text("[" * 100_000)
     assert registry.default_model() == "ok"
+
+
+def test_an_entry_that_is_a_file_or_holds_a_directory_for_a_checkpoint(jokes_csv, tiny_model):
+    corpora = registry.home() / "corpora"
+    (corpora / "f").write_text("a file where an entry directory should be")
+    assert [c["name"] for c in registry.list_entries()["corpora"]] == ["toy"]  # not an entry
+    ok("prepare", jokes_csv, "--name", "f", "--overwrite")
+    assert (corpora / "f" / "corpus.pt").is_file() and [p.name for p in corpora.iterdir() if p.name[0] == "."] == []
+    best = registry.home() / "models" / "tiny" / "best.pt"
+    best.unlink()
+    best.mkdir()  # a directory named like a checkpoint
+    row = registry.list_entries()["models"][0]
+    assert row["checkpoints"] == ["last"] and row["damaged"] is None
