@@ -169,6 +169,20 @@ def read_source(
     return source
 
 
+def check_utf8(text: str, where: str) -> str:
+    """`text` as Python read it from argv or a text-mode stdin, where each byte that is not UTF-8 becomes a
+    lone surrogate (U+DC80-U+DCFF; shown as '\\udcff' in an error). Refused like a file: the first such byte
+    and its offset. `where` names the text ("the prompt", "line 3 of stdin")."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        at = len(text[: e.start].encode("utf-8", "surrogateescape"))
+        what = f"byte {ord(bad) - 0xDC00:#04x}" if "\udc80" <= bad <= "\udcff" else f"character U+{ord(bad):04X}"
+        raise LstmgenError(f"{where} is not valid UTF-8: {what} at offset {at}; convert it to UTF-8") from None
+
+
 def _spool_stdin(spool_dir: Path | None) -> Path:
     """stdin copied to a temporary file (deleted at exit), in bounded memory."""
     import atexit

@@ -339,3 +339,16 @@ def test_odd_encodings_are_one_line(tmp_path, encoding):
     with pytest.raises(LstmgenError) as e:
         read_records(read_source(path, encoding=encoding))
     assert "--encoding" in str(e.value) and len(str(e.value)) < 300
+
+
+def test_undecodable_bytes_in_a_prompt_are_named_by_byte_and_offset():
+    import os
+
+    from lstmgen.corpus import check_utf8
+
+    assert check_utf8("Why \u00e9", "the prompt") == "Why \u00e9"
+    argv = os.fsdecode(b"Why \xc3\xa9 \xff!")  # how Python hands such bytes over: 'Why \u00e9 \udcff!'
+    with pytest.raises(LstmgenError, match=r"^the prompt is not valid UTF-8: byte 0xff at offset 7; convert"):
+        check_utf8(argv, "the prompt")
+    with pytest.raises(LstmgenError, match="character U\\+D800 at offset 1"):
+        check_utf8("a\ud800", "line 2 of stdin")
