@@ -8,6 +8,10 @@ Layout under the root ($LSTMGEN_HOME, else $XDG_DATA_HOME/lstmgen, else ~/.local
     models/NAME/last.pt      the same + optimizer, RNG, data position, hidden state: what --resume needs
     models/NAME/info.json    summary for `list`
     registry.json            {"default_model": NAME} when set with `lstmgen default`
+    corpora/.staging-*, .trash-*   an entry being built, or being deleted (never listed; cleared under a lock)
+
+No symbolic link below the root is followed: an entry, a file in one, corpora/ or models/ that is a link is
+refused (its row in `list` says so), so no write or deletion can leave the registry.
 
 Every .pt file holds only tensors, numbers, strings, lists and dicts, and is loaded with
 `torch.load(weights_only=True)`: loading never runs code from the file.
