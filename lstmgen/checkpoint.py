@@ -175,6 +175,11 @@ def latest(name: str) -> Checkpoint:
 def check_same_layout(ckpt: Checkpoint, cfg: Config) -> None:
     """A run resumes with what lays out its weights, data position and carried hidden state unchanged: the
     model's shape, the corpus, batch_size and seq_len. Values equal to the saved ones are fine."""
+    if ckpt.name != cfg.name:  # a checkpoint copied in from another model: its state is not this model's
+        raise LstmgenError(
+            f"the last.pt of model {cfg.name!r} was saved by model {ckpt.name!r} (copied in?); resume {ckpt.name!r} "
+            f"under its own name, or start {cfg.name!r} over with --overwrite"
+        )
     saved, now = ckpt.config, cfg.to_dict()
     layout = [
         f"{sec}.{k}"

@@ -6,6 +6,8 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +23,61 @@ class ConfigError(LstmgenError):
 
 
 ADAPTIVE_SHRINK = 4  # an adaptive softmax's bands: each this many times narrower than the one before
+
+# Resource caps on reading a config (a file, or a `--set` value). Real configs are under 2 KB, three levels
+# deep (file -> section -> a list of cutoffs), and have no use for YAML anchors or aliases, which let a few
+# hundred bytes stand for billions of values ("billion laughs": 5.6 GB in 45 s before these caps). They are
+# constants, not options: a config that needs more is a mistake (a data file passed as --config); edit them
+# here if you truly need more. PyYAML's pure-Python parser takes ~30 us per value on this 2-core machine, so
+# the byte cap also bounds the time: a 64 KB list of numbers parses in ~2 s (1 MB took 28 s).
+MAX_CONFIG_BYTES = 64 << 10  # a larger --config file (or --set value) is refused unread
+MAX_YAML_DEPTH = 16  # nesting levels of mappings and lists (deeper YAML recursed until Python gave up)
+
+# The numeric keys' allowed ranges: (least, most), both included; a None end is unbounded. The upper ends keep
+# a typo or a hostile value (1e308, 10**30) from reaching torch, where it fails deep inside as an overflow
+# or a request for terabytes. Each is far above real use for an LSTM LM; raise one here if you need more.
+MAX_WIDTH = 8192  # model.embed, model.hidden: the widest LSTM LMs published (Jozefowicz et al. 2016) are 8,192
+MAX_LAYERS = 64  # model.n_layer: LSTM LMs rarely go past 4
+MAX_BATCH = 65_536  # train.batch_size: lanes of the token stream
+MAX_SEQ_LEN = 65_536  # train.seq_len: BPTT window
+# train.batch_size x train.seq_len: the tokens of one step. Activations grow with it (about 6 x hidden floats
+# per token and layer, plus a vocabulary-wide row of scores per token): 2**20 tokens at hidden 256 with a
+# 1,024-token vocabulary are ~6 GB per layer and 4 GB of scores. The shipped configs' steps are 1-8 K tokens.
+MAX_TOKENS_PER_STEP = 1 << 20
+# The LSTM's weights (embedding and output layer aside: they depend on the vocabulary): 2**30 parameters are
+# 4 GB in fp32, 16 GB to train with gradients and AdamW's two moments (one 8,192-wide layer is 0.54 G). The
+# widths and depth above alone allow 140 GB of weights, which the kernel's OOM killer would end with no
+# message. Raise it for a larger machine.
+MAX_LSTM_PARAMETERS = 2**30
+MAX_STEPS = 10**12  # step counts and intervals: 30 years at 1,000 steps/s
+MAX_TIME = 10**9  # train.max_time, seconds: 30 years
+MAX_LR = 10.0  # train.lr: AdamW diverges long before
+MAX_SEED = 2**63 - 1  # train.seed: torch seeds a 64-bit generator (seed + rank must fit)
+MAX_CUTOFF = 2**31 - 1  # model.adaptive_softmax cutoffs are token ids: int32
+MAX_CUTOFFS = 6  # ADAPTIVE_SHRINK ** 6 = 4,096: a 7th band would need model.hidden >= 16,384 > MAX_WIDTH
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "model.embed": (1, MAX_WIDTH),
+    "model.hidden": (1, MAX_WIDTH),
+    "model.n_layer": (1, MAX_LAYERS),
+    "train.batch_size": (1, MAX_BATCH),
+    "train.seq_len": (1, MAX_SEQ_LEN),
+    "train.lr": (0, MAX_LR),  # above 0: see POSITIVE
+    "train.min_lr_ratio": (0, 1),  # the schedule ends at lr * min_lr_ratio: at most lr
+    "train.warmup_steps": (0, MAX_STEPS),
+    "train.weight_decay": (0, None),
+    "train.grad_clip": (0, None),
+    "train.max_steps": (1, MAX_STEPS),
+    "train.max_epochs": (1, MAX_STEPS),
+    "train.max_time": (0, MAX_TIME),  # above 0: see POSITIVE
+    "train.eval_every": (1, MAX_STEPS),
+    "train.patience": (1, MAX_STEPS),
+    "train.checkpoint_every": (1, MAX_STEPS),
+    "train.log_every": (1, MAX_STEPS),
+    "train.sample_every": (1, MAX_STEPS),
+    "train.seed": (0, MAX_SEED),
+}
+POSITIVE = {"train.lr", "train.max_time"}  # floats whose least value, 0, is excluded
+DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d{1,4})?")  # what training can run on (torch parses more: meta, xla)
 
 
 @dataclass
@@ -75,23 +132,6 @@ CHOICES = {
     "train.schedule": ("cosine", "constant"),
     "train.precision": ("auto", "fp32", "bf16"),
 }
-POSITIVE = {
-    "model.embed",
-    "model.hidden",
-    "model.n_layer",
-    "train.batch_size",
-    "train.seq_len",
-    "train.lr",
-    "train.eval_every",
-    "train.checkpoint_every",
-    "train.log_every",
-    "train.sample_every",
-    "train.max_steps",
-    "train.max_epochs",
-    "train.max_time",
-    "train.patience",
-}
-NON_NEGATIVE = {"train.warmup_steps", "train.weight_decay", "train.grad_clip", "train.min_lr_ratio"}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
@@ -103,11 +143,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not key=value (example: --set train.max_steps=30)")
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            parsed = value
-        _set_dotted(raw, key.strip(), parsed)
+        _set_dotted(raw, key.strip(), _parse_override(key, value))
     cfg = _build(Config, raw, prefix="")
     validate(cfg)
     return cfg
@@ -145,10 +181,10 @@ def find_config(value: str | Path) -> Path:
     """The YAML file a --config value names: an existing file wins; else a packaged config by name (`char` or
     `char.yaml`); else a ConfigError that names the packaged ones."""
     path = Path(value)
-    if path.is_file():
-        return path
     if path.is_dir():
         raise ConfigError(f"config {value} is a directory; give a YAML file or the name of a packaged config")
+    if path.exists():  # a file, or a device or pipe that _read_yaml reads within its byte cap
+        return path
     packaged = _packaged_paths()
     name = str(value).removesuffix(".yaml")
     if name in packaged:  # a dict lookup: a value such as ../x never reaches outside CONFIG_DIR
@@ -162,22 +198,42 @@ def find_config(value: str | Path) -> Path:
 
 
 def validate(cfg: Config) -> None:
-    for key in POSITIVE | NON_NEGATIVE:
+    """Ranges and combinations: anything that passes can be built and trained (or fails only for want of
+    memory or of a device), never as an overflow deep inside torch."""
+    for key, (least, most) in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value is None:
             continue
-        if key in POSITIVE and value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
-        if key in NON_NEGATIVE and value < 0:
-            raise ConfigError(f"{key} must not be negative, got {value}")
+        low_ok = value > least if key in POSITIVE else value >= least
+        if not low_ok or (most is not None and value > most):
+            raise ConfigError(f"{key} must be {_range_text(key)}, got {_shown(value)}")
+    m, t = cfg.model, cfg.train
+    if lstm_parameters(m) > MAX_LSTM_PARAMETERS:
+        raise ConfigError(
+            f"model.hidden={m.hidden}, model.embed={m.embed} and model.n_layer={m.n_layer} make an LSTM of "
+            f"{lstm_parameters(m):,} parameters, more than {MAX_LSTM_PARAMETERS:,}; make it narrower or shallower"
+        )
+    if t.batch_size * t.seq_len > MAX_TOKENS_PER_STEP:
+        raise ConfigError(
+            f"train.batch_size x train.seq_len is {t.batch_size * t.seq_len:,} tokens per step, more than "
+            f"{MAX_TOKENS_PER_STEP:,} (the memory of a step grows with it); lower train.batch_size or train.seq_len"
+        )
+    if not DEVICE_RE.fullmatch(t.device):
+        raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps; got {_shown(t.device)}")
     if not 0 <= cfg.model.dropout < 1:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+        raise ConfigError(f"model.dropout must be in [0, 1), got {_shown(cfg.model.dropout)}")
     cutoffs = cfg.model.adaptive_softmax
     if cutoffs is not None:
-        if not cutoffs or cutoffs[0] < 1 or cutoffs != sorted(set(cutoffs)):
+        if not cutoffs or cutoffs[0] < 1 or cutoffs != sorted(set(cutoffs)) or cutoffs[-1] > MAX_CUTOFF:
             raise ConfigError(
-                f"model.adaptive_softmax must be increasing positive cutoffs such as [500, 2000], got {cutoffs}"
+                f"model.adaptive_softmax must be increasing positive cutoffs (at most {MAX_CUTOFF:,}) such as "
+                f"[500, 2000], got {_shown(cutoffs)}"
+            )
+        if len(cutoffs) > MAX_CUTOFFS:  # checked before ADAPTIVE_SHRINK ** len: a long list made a huge int
+            raise ConfigError(
+                f"model.adaptive_softmax has {len(cutoffs)} cutoffs; at most {MAX_CUTOFFS} (each band is "
+                f"{ADAPTIVE_SHRINK}x narrower than the one before, and model.hidden is at most {MAX_WIDTH:,})"
             )
         narrowest = ADAPTIVE_SHRINK ** len(cutoffs)
         if cfg.model.hidden < narrowest:
@@ -197,34 +253,78 @@ def validate(cfg: Config) -> None:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
-    t = cfg.train
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {_shown(value)}")
     if t.max_steps is None and t.max_epochs is None and t.max_time is None:
         raise ConfigError("set at least one of train.max_steps, train.max_epochs, train.max_time")
 
 
-class UniqueKeySafeLoader(yaml.SafeLoader):
-    """yaml.safe_load, except that a key given twice in one mapping is an error, not "the last one wins"."""
+class _Refused(Exception):
+    """YAML refused by ConfigSafeLoader's caps (not a yaml.YAMLError: `--set` must not fall back to a string)."""
+
+
+class ConfigSafeLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that: a key given twice in one mapping is an error, not "the last one wins";
+    anchors and aliases are refused (a config has no use for them, and they let a few bytes stand for
+    billions of values); nesting deeper than MAX_YAML_DEPTH is refused before it exhausts Python's stack."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        where = f" (line {event.start_mark.line + 1}, column {event.start_mark.column + 1})"
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(f"YAML anchors and aliases (&name, *name) are not allowed in a config{where}; write "
+                           "each value out")  # fmt: skip
+        if self.depth >= MAX_YAML_DEPTH:
+            raise _Refused(f"YAML nested deeper than {MAX_YAML_DEPTH} levels{where}; a config needs 3")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_shown(key)}", key_node.start_mark
+                    )
+                seen.add(key)
+            except TypeError:  # an unhashable key: SafeConstructor says so below, with its position
+                pass
         return super().construct_mapping(node, deep)
+
+
+def _load_yaml(text: str):
+    """One YAML document through ConfigSafeLoader. A number YAML reads but Python cannot hold (an int of over
+    4,300 digits) is a YAMLError like any other bad value."""
+    try:
+        return yaml.load(text, Loader=ConfigSafeLoader)
+    except (ValueError, OverflowError) as e:
+        raise yaml.YAMLError(f"unreadable value ({str(e).splitlines()[0][:80]})") from None
 
 
 def _read_yaml(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)  # bounded: the path may be a huge file, or /dev/zero
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is larger than {MAX_CONFIG_BYTES >> 10} KB; a config is a few lines of YAML "
+                "(was a data file passed as --config?)"
+            )
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file {path}: {e}") from None
     try:
-        raw = yaml.load(text, Loader=UniqueKeySafeLoader)
+        raw = _load_yaml(text)
+    except _Refused as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -239,31 +339,84 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
+def lstm_parameters(m: ModelConfig) -> int:
+    """nn.LSTM's parameter count: per layer 4 gates of (input + hidden) weights and two biases."""
+    h = m.hidden
+    return 4 * h * (m.embed + h) + 8 * h + (m.n_layer - 1) * (8 * h * h + 8 * h)
+
+
+def _range_text(key: str) -> str:
+    """RANGES[key] in words: "in [1, 8,192]", "in (0, 10.0]", "at least 0"."""
+    least, most = RANGES[key]
+    if most is None:
+        return f"above {least}" if key in POSITIVE else f"at least {least}"
+    return f"in {'(' if key in POSITIVE else '['}{least}, {most:,}]"
+
+
+class _Short(reprlib.Repr):
+    """repr for error lines: a value may be a 1 MB list or string, or an int too long for repr to print
+    (over 4,300 digits repr raises ValueError)."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxstring = self.maxother = 40
+        self.maxlong = 40
+        self.maxlist = self.maxtuple = self.maxset = self.maxdict = 4
+        self.maxlevel = 3
+
+    def repr_int(self, x, level):
+        if x.bit_length() > 128:
+            return f"<an integer of {math.floor(x.bit_length() * math.log10(2)) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+def _shown(value) -> str:
+    text = _Short().repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _parse_override(key: str, value: str):
+    """The YAML value of `--set key=value`, with the config file's caps (no aliases, bounded depth); text that
+    is not YAML stays a string (say, a device `cuda:0`)."""
+    if not value.strip():
+        return None
+    shown = key.strip() if len(key) <= 60 else _shown(key.strip())
+    if len(value) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"--set {shown}=...: the value is longer than {MAX_CONFIG_BYTES >> 10} KB")
+    try:
+        return _load_yaml(value)
+    except _Refused as e:
+        raise ConfigError(f"--set {shown}=...: {e}") from None
+    except yaml.YAMLError:
+        return value
+
+
 def _set_dotted(raw: dict, key: str, value) -> None:
     *parents, last = key.split(".")
     node = raw
     for part in parents:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {key}: {part} is not a section")
+            raise ConfigError(f"cannot set {_shown(key)}: {_shown(part)} is not a section")
         node = child
     if isinstance(value, dict) and isinstance(node.get(last), dict):
         for k, v in value.items():  # --set 'train={lr: 0.01}' changes lr, not the rest of the section
-            _set_dotted(node[last], str(k), v)
+            _set_dotted(node[last], k if isinstance(k, str) else _shown(k), v)
     else:
         node[last] = value
 
 
 def _build(cls, raw, prefix: str):
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {_shown(raw)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            shown = key if isinstance(key, str) and len(key) <= 60 else _shown(key)  # any YAML key: 10**5000, a list
+            close = difflib.get_close_matches(key[:100], list(fields), n=1) if isinstance(key, str) else []
             hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
-            raise ConfigError(f"unknown config key {prefix}{key}{hint}")
+            raise ConfigError(f"unknown config key {prefix}{shown}{hint}")
     kwargs = {}
     for name, value in raw.items():
         hint = hints[name]
@@ -295,14 +448,14 @@ def _coerce(value, hint, key: str):
             number = _to_float(value)
             if number is not None:
                 if not math.isfinite(number):
-                    raise ConfigError(f"{key} must be a finite number, got {value!r}")
+                    raise ConfigError(f"{key} must be a finite number, got {_shown(value)}")
                 return number
         if t is str and isinstance(value, str):
             return value
     names = " or ".join(
         "null" if t is type(None) else _list_name(t) if typing.get_origin(t) else t.__name__ for t in options
     )
-    raise ConfigError(f"{key} must be {names}, got {value!r}")
+    raise ConfigError(f"{key} must be {names}, got {_shown(value)}")
 
 
 def _list_name(hint) -> str:
@@ -310,12 +463,13 @@ def _list_name(hint) -> str:
 
 
 def _to_float(value) -> float | None:
-    """Ints, floats, and strings such as "3e-4" (YAML 1.1 reads exponents without a dot as strings)."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+    """Ints, floats, and strings such as "3e-4" (YAML 1.1 reads exponents without a dot as strings); an int
+    too large for a float is infinite (float() raises OverflowError)."""
+    if isinstance(value, (int, float, str)):
         try:
             return float(value)
+        except OverflowError:
+            return math.inf
         except ValueError:
             return None
     return None

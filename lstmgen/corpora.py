@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
-from .corpus import CORPUS_FORMAT, SPLITS, PrepareOptions, Source, build_corpus, read_records, read_source
+from .corpus import (
+    CORPUS_FORMAT,
+    MAX_LINE_CHARS,
+    SPLITS,
+    PrepareOptions,
+    Source,
+    build_corpus,
+    read_records,
+    read_source,
+)
 from .errors import LstmgenError
 from .tokenize import Vocab
 
@@ -21,9 +30,10 @@ class TextInput:
     encoding: str = "utf-8"
     column: str | None = None  # CSV: the text column [default: Joke/text, or the only text column]
     records: str = "line"  # text: one record per line, or the whole file as one stream ("file")
+    max_line_chars: int = MAX_LINE_CHARS  # a longer line is refused, not cut into several records
 
     def open(self, spool_dir: Path | None = None) -> Source:
-        return read_source(self.path, self.format, self.encoding, spool_dir=spool_dir)
+        return read_source(self.path, self.format, self.encoding, spool_dir, self.max_line_chars)
 
     def read(self, source: Source) -> tuple[list[str], str | None]:
         """The records, and the CSV column they came from."""

@@ -6,8 +6,11 @@ import codecs
 import hashlib
 import io
 import os
+import re
 import sys
+import tempfile
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +24,20 @@ CORPUS_FORMAT = 1
 TEXT_COLUMNS = ("joke", "text")  # auto-detected CSV columns, case-insensitive
 SPLITS = ("train", "val", "test")
 CHUNK_BYTES = 4 << 20  # streaming reads: large enough to amortise Python, small enough to bound memory
+# A line read as one record (--records line) may be at most this many characters: a longer one is refused,
+# not cut into several records (a text that long is one stream: --records file). Memory holds one such line
+# at a time, at up to 4 bytes a character: 64 MB at the default; read_source(max_line_chars=) raises it.
+MAX_LINE_CHARS = 16 << 20
+# The tokenizers (BPE's trainer and encoder, the word regex) take text in pieces of at most this many
+# characters, cut where a run of whitespace starts: no token spans such a cut, so the ids are those of the
+# whole text, and memory no longer grows with the longest line (a 20 MB line peaked at 3.3 GB in BPE).
+TOKENIZE_CHARS = 1 << 16
+ENCODE_BATCH_CHARS = 1 << 20  # characters encoded per tokenizer call (its per-token objects: ~100 B each)
+# The BPE trainer learns from the first this many characters of the training split. Its memory grows with the
+# distinct pre-tokens it has seen (words, or whole runs of letters in text without spaces): 20 MB of text
+# without spaces peaked at 1.2 GB. 16 Mi characters learn a vocabulary of up to 100,000 tokens well; raise it
+# here (or through the CLI's option) to learn from more.
+BPE_TRAIN_CHARS = 16 << 20
 
 
 @dataclass
@@ -33,19 +50,22 @@ class Source:
     sha256: str
     is_csv: bool
     encoding: str = "utf-8"
+    max_line_chars: int = MAX_LINE_CHARS  # the longest line a record may be (--records line)
 
     @property
     def text(self) -> str:
         """The whole text (CSV and small inputs): BOM dropped, line ends normalised to \n."""
         return "".join(self.chunks())
 
-    def chunks(self, on_read: Callable[[bytes], None] | None = None) -> Iterator[str]:
+    def chunks(self, on_read: Callable[[bytes], None] | None = None, lines: bool = False) -> Iterator[str]:
         """The text in pieces of about CHUNK_BYTES, each ending at a line end where the text has one: BOM
         dropped, CRLF and CR normalised to a newline. Decoding errors name the line and byte offset.
-        `on_read(data)` sees the raw bytes of each read (read_source hashes them in the same pass)."""
+        `on_read(data)` sees the raw bytes of each read (read_source hashes them in the same pass).
+        `lines`: the text is read line by line, so a line is never cut: one longer than max_line_chars is
+        refused. Otherwise a line of over 4 chunks is cut at a space (a stream does not mind)."""
         size = CHUNK_BYTES
         decoder = codecs.getincrementaldecoder(self.encoding)()
-        carry, offset, first = "", 0, True
+        carry, offset, first, line_no = "", 0, True, 1  # line_no: of the first line not yet yielded
         with self.path.open("rb") as f:
             while True:
                 data = f.read(size)
@@ -61,6 +81,11 @@ class Source:
                         f"{self.name} is not valid {self.encoding}: byte {e.object[e.start]:#04x} at line "
                         f"{line} (offset {at}); pass --encoding (for example --encoding latin-1)"
                     ) from None
+                except UnicodeError as e:  # codecs such as punycode raise the plain kind, without a position
+                    raise LstmgenError(
+                        f"{self.name} cannot be read as {self.encoding} ({str(e)[:100]}); pass --encoding (for "
+                        "example --encoding utf-8)"
+                    ) from None
                 offset += len(data)
                 if first:
                     text, first = text.removeprefix("\ufeff"), False
@@ -73,16 +98,34 @@ class Source:
                     text = text.replace("\r\n", "\n").replace("\r", "\n")
                 if not data:
                     if text:
+                        if lines:
+                            self._check_lines(text, line_no)
                         yield text
                     return
                 end = text.rfind("\n") + 1
-                if end == 0 and len(text) < 4 * size:  # one long line so far: read on
+                if end == 0 and (len(text) < 4 * size or lines):  # one long line so far: read on
+                    if lines:
+                        self._check_lines(text, line_no)
                     carry = text + carry
                     continue
                 end = end or text.rfind(" ") + 1 or len(text)  # a line of over 4 chunks: cut at a space
                 carry = text[end:] + carry
+                if lines:
+                    self._check_lines(text[:end], line_no)
+                    line_no += text.count("\n", 0, end)
                 yield text[:end]
 
+    def _check_lines(self, text: str, line_no: int) -> None:
+        """Refuse a line of `text` (whose first line is line `line_no`) longer than max_line_chars."""
+        if len(text) <= self.max_line_chars:  # no line can be longer: the usual case costs nothing
+            return
+        for i, line in enumerate(text.split("\n")):
+            if len(line) > self.max_line_chars:
+                raise LstmgenError(
+                    f"{self.name}: line {line_no + i:,} is longer than {self.max_line_chars:,} characters, too "
+                    "long for one record; read the text as one stream with --records file, or raise the cap "
+                    "with --max-line-chars"
+                )
 
 DATA_DIR = Path(__file__).parent / "data"  # the bundled example data: package data, so found from any directory
 
@@ -102,9 +145,16 @@ def find_input(path: str) -> Path:
     raise LstmgenError(f"input file {path} does not exist (bundled example data, by name: {', '.join(bundled)})")
 
 
-def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8", spool_dir: Path | None = None) -> Source:
+def read_source(
+    path: str,
+    fmt: str = "auto",
+    encoding: str = "utf-8",
+    spool_dir: Path | None = None,
+    max_line_chars: int = MAX_LINE_CHARS,
+) -> Source:
     """Check and hash a file (or "-" for stdin, copied to a file in `spool_dir`), streaming: clear errors for
-    binary, empty or mis-encoded input, without holding it in memory."""
+    binary, empty or mis-encoded input, without holding it in memory. `max_line_chars`: the longest line a
+    record read line by line may be."""
     if path == "-":
         p, name = _spool_stdin(spool_dir), "<stdin>"
     else:
@@ -113,25 +163,22 @@ def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8", spool_dir
         if p.is_dir():
             raise LstmgenError(f"input {path} is a directory; give a .csv or .txt file")
     try:
-        "".encode(encoding)
-    except LookupError:
-        raise LstmgenError(f"unknown --encoding {encoding!r}; try utf-8 or latin-1") from None
-    with p.open("rb") as f:
-        if b"\x00" in f.read(65536):
-            raise LstmgenError(
-                f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file"
-            )
-    digest, blank = hashlib.sha256(), True
-
-    def take(data: bytes) -> None:
-        nonlocal blank
-        digest.update(data)
-        blank = blank and not data.strip()
-
+        wide = b"\x00" in "a".encode(encoding)  # utf-16 and utf-32 write a NUL byte in every ASCII character
+    except (LookupError, UnicodeError):  # unknown, a bytes-to-bytes codec (base64), or "undefined"
+        raise LstmgenError(f"unknown --encoding {encoding[:40]!r}; try utf-8 or latin-1") from None
+    binary = f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file"
+    if not wide:  # checked before decoding, so a binary file is named as one rather than as mis-encoded
+        with p.open("rb") as f:
+            if b"\x00" in f.read(65536):
+                raise LstmgenError(binary)
     is_csv = fmt == "csv" or (fmt == "auto" and name.lower().endswith(".csv"))
-    source = Source(p, name, "", is_csv, encoding)
-    for _ in source.chunks(take):  # one pass hashes and decodes it all: a bad byte fails before any work
-        pass
+    source = Source(p, name, "", is_csv, encoding, max_line_chars)
+    digest, blank, scanned = hashlib.sha256(), True, 0
+    for text in source.chunks(digest.update):  # one pass hashes and decodes it all: a bad byte fails first
+        blank = blank and not text.strip()
+        if scanned < 65536 and "\x00" in text[: 65536 - scanned]:  # a wide encoding's NULs, decoded
+            raise LstmgenError(binary)
+        scanned += len(text)
     if blank:
         raise LstmgenError(f"{name} is empty; give a file with at least a few records")
     source.sha256 = digest.hexdigest()
@@ -141,14 +188,26 @@ def read_source(path: str, fmt: str = "auto", encoding: str = "utf-8", spool_dir
 def _spool_stdin(spool_dir: Path | None) -> Path:
     """stdin copied to a temporary file (deleted at exit), in bounded memory."""
     import atexit
-    import shutil
-    import tempfile
 
-    fd, tmp = tempfile.mkstemp(prefix=".stdin.", suffix=".tmp", dir=spool_dir)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".stdin.", suffix=".tmp", dir=spool_dir)
+    except OSError as e:
+        raise _write_failed(e, spool_dir) from None
     atexit.register(Path(tmp).unlink, missing_ok=True)
-    with os.fdopen(fd, "wb") as f:
-        shutil.copyfileobj(sys.stdin.buffer, f, CHUNK_BYTES)
+    with open(fd, "wb", buffering=0) as f:  # unbuffered: a full disk fails in write(), caught here
+        while data := sys.stdin.buffer.read(CHUNK_BYTES):
+            try:
+                f.write(data)
+            except OSError as e:
+                raise _write_failed(e, spool_dir) from None
     return Path(tmp)
+
+
+def _write_failed(e: OSError, where: Path | None) -> LstmgenError:
+    """A failed write of prepare's scratch files (a full disk, mostly), as one line naming where."""
+    from .registry import write_error
+
+    return write_error(e, where if where is not None else Path(tempfile.gettempdir()))
 
 
 def read_records(source: Source, column: str | None = None, records: str = "line") -> tuple[list[str], str | None]:
@@ -163,7 +222,8 @@ def read_records(source: Source, column: str | None = None, records: str = "line
         raise LstmgenError(f"--column only applies to CSV input; {source.name} is read as text (pass --format csv)")
     if records == "file":
         return [source.text.strip("\n")], None
-    return [line.strip() for line in source.text.split("\n") if line.strip()], None
+    text = "".join(source.chunks(lines=True))  # refuses a line over source.max_line_chars
+    return [line.strip() for line in text.split("\n") if line.strip()], None
 
 
 def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
@@ -184,7 +244,7 @@ def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
         ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         _check_delimiter(source, source.text.split("\n", 1)[0])
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise LstmgenError(f"{source.name} is not a readable CSV: {first}") from None
     if len(df.columns) == 1:
         _check_delimiter(source, str(df.columns[0]))
@@ -192,7 +252,7 @@ def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
     if column is not None:
         if column not in df.columns:
             raise LstmgenError(
-                f"{source.name} has no column {column!r}; its columns are: {', '.join(map(_shown, df.columns))}"
+                f"{source.name} has no column {_shown(column, quote=True)}; its columns are: {_columns(df.columns)}"
             )
     else:
         named = [c for c in df.columns if str(c).strip().lower() in TEXT_COLUMNS]
@@ -201,7 +261,7 @@ def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
         elif len(text_columns) == 1:
             column = text_columns[0]
         else:
-            cols = ", ".join(map(_shown, df.columns))
+            cols = _columns(df.columns)
             if len(df.columns) == 1:
                 hint = " (is the delimiter a comma?)"
             elif text_columns:
@@ -211,10 +271,33 @@ def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
             raise LstmgenError(
                 f"{source.name}: cannot tell which column holds the text{hint}; columns: {cols}; pass --column NAME"
             )
+    _check_unique(source, list(df.columns), column)
     records = [str(v).strip() for v in df[column].tolist() if v is not None and str(v).strip()]
     if not records:
-        raise LstmgenError(f"{source.name}: column {column!r} has no text")
+        raise LstmgenError(f"{source.name}: column {_shown(column, quote=True)} has no text")
     return records, str(column)
+
+
+def _check_unique(source: Source, columns: list, column) -> None:
+    """Refuse a text column whose header name is given twice or more: pandas renames the second "Joke" to
+    "Joke.1", and which one the user meant is a guess. Duplicates among the other columns do not matter."""
+    import pandas as pd
+
+    try:  # the header row as written: names as given, not as pandas made them unique
+        first = pd.read_csv(io.StringIO(source.text), header=None, nrows=1, dtype=str, keep_default_na=False,
+                            index_col=False)  # fmt: skip
+        header = [str(v) for v in first.iloc[0].tolist()]
+    except Exception:  # noqa: BLE001 - the full read above succeeded; a header it cannot re-read is not a duplicate
+        return
+    if len(header) != len(columns):
+        return
+    name = header[columns.index(column)]
+    count = header.count(name)
+    if name.strip() and count > 1:
+        raise LstmgenError(
+            f"{source.name}: {count} columns are named {_shown(name, quote=True)}; rename them so that the text "
+            "column's name is unique"
+        )
 
 
 def _check_delimiter(source: Source, header: str) -> None:
@@ -222,16 +305,29 @@ def _check_delimiter(source: Source, header: str) -> None:
     for sep in (";", "\t", "|"):
         if sep in header and "," not in header:
             raise LstmgenError(
-                f"{source.name} looks delimited by {sep!r}, not commas (header {header!r}); "
+                f"{source.name} looks delimited by {sep!r}, not commas (header {_shown(header, quote=True)}); "
                 "save it as a comma-separated CSV, or as .txt with one record per line"
             )
 
 
-def _shown(column) -> str:
+SHOWN_COLUMNS, SHOWN_CHARS = 8, 40  # an error line lists this many column names, each cut to this length
+
+
+def _shown(column, quote: bool = False) -> str:
     """A column name for an error line: a quoted header field can hold a line break, which printed raw split
-    the one-line error in two (found by tests/test_properties.py), so such names are shown as repr."""
+    the one-line error in two (found by tests/test_properties.py), so such names are shown as repr; a long
+    one is cut short."""
     name = str(column)
-    return name if name.isprintable() else repr(name)
+    cut = name if len(name) <= SHOWN_CHARS else name[: SHOWN_CHARS - 3] + "..."
+    return repr(cut) if quote or not name.isprintable() else cut
+
+
+def _columns(columns) -> str:
+    """Column names for an error line: the first SHOWN_COLUMNS, then how many more (a 10,000-column CSV
+    made a 69 KB error line)."""
+    names = list(columns)
+    shown = ", ".join(map(_shown, names[:SHOWN_COLUMNS]))
+    return shown + (f", ... and {len(names) - SHOWN_COLUMNS:,} more" if len(names) > SHOWN_COLUMNS else "")
 
 
 def split_labels(n: int, val_frac: float, test_frac: float, seed: int):
@@ -366,7 +462,7 @@ def build_corpus(
     def record_batches() -> Iterator[list[str]]:
         if records is not None:
             return (records[i : i + BATCH] for i in range(0, len(records), BATCH))
-        return map(_line_records, source.chunks())
+        return map(_line_records, source.chunks(lines=True))
 
     def fragments() -> Iterator[str]:
         return iter(records) if records is not None else source.chunks()
@@ -388,7 +484,9 @@ def build_corpus(
     if tokenizer == "char":
         texts = ("".join(group) for _, group, _ in pieces())
     else:
-        texts = (t for split, group, _ in pieces() if split == "train" for t in group)
+        texts = (p for split, group, _ in pieces() if split == "train" for t in group for p in cut_at_spaces(t))
+        if tokenizer == "bpe":
+            texts = _first_chars(texts, BPE_TRAIN_CHARS)
     vocab = build_vocab(tokenizer, texts, min_freq=o.min_freq, max_vocab=o.max_vocab, vocab_size=o.vocab_size)
     encoded = _encode_pieces(vocab, pieces(), work_dir)
     for split, frac in (("val", val_frac), ("test", test_frac)):
@@ -497,8 +595,6 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
     """Encode pieces into one compact id stream per split, each text followed by <eor> when it ends a
     record. Returns {split: {"ids": (N,) tensor, "records": n, "chars": n}}; chars count each <eor> as one
     (a newline), since bits/char divide by them."""
-    import tempfile
-
     import numpy as np
     import torch
 
@@ -506,28 +602,37 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     table = _char_table(vocab, np_dtype) if vocab.kind == "char" else None
     out = {}
-    for split in SPLITS:
-        fd, path = tempfile.mkstemp(dir=work_dir, prefix=f".{split}.", suffix=".ids.tmp")
-        out[split] = {"file": os.fdopen(fd, "wb"), "path": path, "tokens": 0, "records": 0, "chars": 0, "unk": 0}
     try:
+        try:  # writes only: an OSError reading the input is not the scratch disk's
+            for split in SPLITS:
+                fd, path = tempfile.mkstemp(dir=work_dir, prefix=f".{split}.", suffix=".ids.tmp")
+                out[split] = {"path": path, "tokens": 0, "records": 0, "chars": 0, "unk": 0}
+                out[split]["file"] = os.fdopen(fd, "wb")
+        except OSError as e:
+            raise _write_failed(e, work_dir) from None
         for split, texts, ends in pieces:
             o = out[split]
             if table is not None:  # chars: one vectorised lookup for the whole piece
                 ids = table[code_points("".join(texts))]
                 if ends:  # <eor> after each text
                     ids = np.insert(ids, np.cumsum([len(t) for t in texts]), vocab.eor_id)
-            else:
-                encoded = vocab.encode_many(texts)
-                if ends:
-                    encoded = [[*e, vocab.eor_id] for e in encoded]
-                ids = np.fromiter(chain.from_iterable(encoded), dtype=np.int64)
-            o["file"].write(ids.astype(np_dtype).tobytes())
-            o["tokens"] += ids.size
-            o["unk"] += int((ids == vocab.unk_id).sum()) if vocab.unk_id is not None else 0
+                parts = [ids]
+            else:  # in bounded calls: a 20 MB line is many small texts to the tokenizer
+                parts = (np.fromiter(chain.from_iterable(b), dtype=np.int64) for b in _encoded(vocab, texts, ends))
+            for ids in parts:
+                try:
+                    o["file"].write(ids.astype(np_dtype).tobytes())
+                except OSError as e:
+                    raise _write_failed(e, work_dir) from None
+                o["tokens"] += ids.size
+                o["unk"] += int((ids == vocab.unk_id).sum()) if vocab.unk_id is not None else 0
             o["records"] += len(texts) if ends else 0
             o["chars"] += sum(map(len, texts)) + (len(texts) if ends else 0)
         for o in out.values():
-            o["file"].close()
+            try:
+                o["file"].close()  # flushes: a full disk can fail here too
+            except OSError as e:
+                raise _write_failed(e, work_dir) from None
             o["ids"] = (
                 torch.from_file(o["path"], shared=False, size=o["tokens"], dtype=dtype)
                 if o["tokens"]
@@ -535,9 +640,63 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
             )  # memory-mapped: it stays on disk, in the page cache, not in this process's heap
     finally:
         for o in out.values():
-            o["file"].close()
+            if "file" in o:
+                try:
+                    o["file"].close()
+                except OSError:  # a failed flush, reported above
+                    pass
             Path(o["path"]).unlink(missing_ok=True)  # the mapping keeps the data until the tensor goes
     return {k: {key: v[key] for key in ("ids", "records", "chars", "unk")} for k, v in out.items()}
+
+
+def cut_at_spaces(text: str, limit: int | None = None) -> Iterator[str]:
+    """`text` in pieces of at most `limit` (default TOKENIZE_CHARS) characters, each cut just before a run of
+    whitespace (a space, tab or newline after a non-space), where no word or BPE pre-token (GPT-2's " word",
+    "  ", "\\n") can span the cut: tokenizing the pieces one by one gives the tokens of the whole. A stretch of
+    over `limit` characters with no such place is cut where it must be (its tokens may differ at that cut)."""
+    limit = limit or TOKENIZE_CHARS
+    start, n = 0, len(text)
+    while n - start > limit:
+        end = start + limit
+        last = deque(_RUN_START.finditer(text, start + 1, end + 1), maxlen=1)  # the last in the window
+        cut = last[0].start() if last else end
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+_RUN_START = re.compile(r"(?<=\S)[ \t\n]")
+
+
+def _first_chars(texts: Iterator[str], limit: int) -> Iterator[str]:
+    """The texts until `limit` characters have gone by (the last one cut short)."""
+    for text in texts:
+        if len(text) >= limit:
+            yield text[:limit]
+            return
+        limit -= len(text)
+        yield text
+
+
+def _encoded(vocab: Vocab, texts: list[str], ends: bool) -> Iterator[list[list[int]]]:
+    """encode_many over `texts` cut at spaces, in calls of about ENCODE_BATCH_CHARS: lists of id lists, in
+    order, with <eor> after each text's last piece when `ends`."""
+    batch, size = [], 0
+    for text in texts:
+        pieces = list(cut_at_spaces(text)) if len(text) > TOKENIZE_CHARS else [text]
+        for i, piece in enumerate(pieces):
+            batch.append((piece, ends and i == len(pieces) - 1))
+            size += len(piece)
+            if size >= ENCODE_BATCH_CHARS:
+                yield _encode_batch(vocab, batch)
+                batch, size = [], 0
+    if batch:
+        yield _encode_batch(vocab, batch)
+
+
+def _encode_batch(vocab: Vocab, batch: list[tuple[str, bool]]) -> list[list[int]]:
+    encoded = vocab.encode_many([piece for piece, _ in batch])
+    return [[*e, vocab.eor_id] if eor else e for e, (_, eor) in zip(encoded, batch, strict=True)]
 
 
 def _char_table(vocab: Vocab, dtype):

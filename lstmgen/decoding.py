@@ -24,8 +24,13 @@ class Backend(Protocol):
 def filter_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None) -> np.ndarray:  # fmt: skip
     """logits (N, V) -> temperature-scaled float32 logits with everything outside top-k / the top-p nucleus
-    at -inf."""
-    logits = logits.astype(np.float32) / np.float32(temperature)
+    at -inf. Each row's maximum is taken off first, so the scaled values are <= 0 and any positive
+    temperature is safe: a tiny one sends all but the best to -inf (greedy), a huge one towards uniform."""
+    logits = logits.astype(np.float32)
+    top = logits.max(axis=-1, keepdims=True)
+    with np.errstate(over="ignore", invalid="ignore"):  # (x - max) / tiny -> -inf, as meant
+        scaled = ((logits - top).astype(np.float64) / temperature).astype(np.float32)  # float64: T may be 1e-300
+    logits = np.where(np.isneginf(logits), -np.inf, scaled)
     if top_k and top_k < logits.shape[-1]:
         kth = np.partition(logits, -top_k, axis=-1)[:, -top_k][:, None]  # (N, 1): the k-th largest
         logits = np.where(logits < kth, NEG_INF, logits)
@@ -99,11 +104,24 @@ def is_looping(ids: list[int], min_span: int = 16, max_period: int = 40) -> bool
     return False
 
 
+PROMPT_CHUNK = 512  # tokens per forward call while reading a prompt: scores (1, 512, V) at most in memory
+
+
+def read_prompt(backend: Backend, ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores after the last token (1, 1, V), h, c) of `ids` read from the zero state, in chunks with the
+    state carried: the same result as one call, in memory bounded by PROMPT_CHUNK whatever the length (a
+    100,000-token prompt in one call would hold 100,000 x V scores)."""
+    h, c = backend.zero_state(1)
+    for start in range(0, len(ids), PROMPT_CHUNK):
+        scores, h, c = backend.forward(np.array([ids[start : start + PROMPT_CHUNK]], dtype=np.int64), h, c)
+    return scores[:, -1:], h, c
+
+
 def read_prompts(backend: Backend, prompts: list[list[int]], eor_id: int, num_samples: int):
     """Each prompt read once, as <eor> + prompt from the zero state (the way training saw a record start),
     then repeated for its samples: (scores of the next token (N, V), h, c), N = len(prompts) * num_samples,
     prompt-major."""
-    starts = [backend.forward(np.array([[eor_id, *p]], dtype=np.int64), *backend.zero_state(1)) for p in prompts]
+    starts = [read_prompt(backend, [eor_id, *p]) for p in prompts]
     scores = np.concatenate([s[:, -1] for s, _, _ in starts]).repeat(num_samples, axis=0)  # (N, V)
     h = np.concatenate([h for _, h, _ in starts], axis=1).repeat(num_samples, axis=1)  # (n_layer, N, H)
     c = np.concatenate([c for _, _, c in starts], axis=1).repeat(num_samples, axis=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .errors import LstmgenError
 
 TRAIN, VAL = "·", "●"
@@ -36,8 +38,9 @@ def loss_chart(history: list[dict], width: int = 60, height: int = 10) -> list[s
     return lines
 
 
-def save_png(history: list[dict], path: str, title: str) -> None:
-    """Train and validation loss against step, written to `path` (the format follows its extension)."""
+def save_png(history: list[dict], path: str, title: str) -> str:
+    """Train and validation loss against step, written to `path` (the format follows its extension; none:
+    PNG, and ".png" is added, as matplotlib does). Returns the path written."""
     try:
         import matplotlib
     except ImportError:
@@ -54,9 +57,11 @@ def save_png(history: list[dict], path: str, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
+    path = path if os.path.splitext(path)[1] else f"{path}.png"  # say the name matplotlib would write
     try:
         fig.savefig(path)
     except (OSError, ValueError) as e:  # a missing folder, an unknown extension
         raise LstmgenError(f"could not write {path}: {e}") from None
     finally:
         plt.close(fig)
+    return path

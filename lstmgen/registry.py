@@ -8,6 +8,10 @@ Layout under the root ($LSTMGEN_HOME, else $XDG_DATA_HOME/lstmgen, else ~/.local
     models/NAME/last.pt      the same + optimizer, RNG, data position, hidden state: what --resume needs
     models/NAME/info.json    summary for `list`
     registry.json            {"default_model": NAME} when set with `lstmgen default`
+    corpora/.staging-*, .trash-*   an entry being built, or being deleted (never listed; cleared under a lock)
+
+No symbolic link below the root is followed: an entry, a file in one, corpora/ or models/ that is a link is
+refused (its row in `list` says so), so no write or deletion can leave the registry.
 
 Every .pt file holds only tensors, numbers, strings, lists and dicts, and is loaded with
 `torch.load(weights_only=True)`: loading never runs code from the file.
@@ -18,9 +22,13 @@ from __future__ import annotations
 import difflib
 import errno
 import json
+import math
 import os
 import re
+import secrets
 import shutil
+import stat
+import sys
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -31,6 +39,12 @@ from .errors import LstmgenError, UsageError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 KINDS = ("corpus", "model")
+# info.json is about 1 KB; a larger one is damaged or hostile, and is not read (it could be a link to
+# /dev/zero, or a 10 GB file): its entry is listed as damaged. Not an option: lstmgen writes these files.
+MAX_INFO_BYTES = 64 << 10
+# Hidden names beside the entries, in corpora/ and models/ (same filesystem, so renames are atomic; never
+# listed, as names start with a letter or digit): an entry being built, and one being deleted.
+STAGING, TRASH = ".staging-", ".trash-"
 
 
 class NotFound(LstmgenError):
@@ -40,9 +54,9 @@ class NotFound(LstmgenError):
 class SaveFailed(LstmgenError):
     """A registry write failed (disk full, permissions); the file it would have replaced is unchanged."""
 
-    def __init__(self, path: Path, reason: str):
+    def __init__(self, path: Path, reason: str, message: str | None = None):
         self.path, self.reason = path, reason
-        super().__init__(f"could not save {path} ({reason}); what was there before is unchanged")
+        super().__init__(message or f"could not save {path} ({reason}); what was there before is unchanged")
 
 
 class Busy(LstmgenError):
@@ -72,16 +86,54 @@ def name_from(stem: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).replace("..", ".").strip("-.") or "corpus"
 
 
+class LinkRefused(LstmgenError):
+    """A path inside the registry is a symbolic link: lstmgen never follows one (it could lead writes, deletions
+    or reads out of the registry)."""
+
+
 def entry_dir(kind: str, name: str) -> Path:
+    """The entry's directory. Refuses (LinkRefused) when it, its corpora/ or models/ directory, or a file in
+    it is a symbolic link: `prepare --overwrite` and `train --overwrite` write there, and `rm` deletes it."""
     check_name(name, f"{kind} name")
-    return home() / ("corpora" if kind == "corpus" else "models") / name
+    d = _kind_dir(kind) / name
+    _refuse_link(d)
+    if d.is_dir():
+        with os.scandir(d) as files:
+            for f in files:
+                if f.is_symlink():
+                    _refuse_link(Path(f.path))
+    return d
+
+
+def _kind_dir(kind: str) -> Path:
+    root = home() / ("corpora" if kind == "corpus" else "models")
+    _refuse_link(root)
+    return root
+
+
+def _refuse_link(path: Path) -> None:
+    """Raise LinkRefused if `path` (somewhere under home()) is a symbolic link. home() itself may be one: it
+    is the user's choice of where the registry lives."""
+    if not path.is_symlink():
+        return
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    keep = "set LSTMGEN_HOME to a registry there" if path.parent == home() else "move it into its place"
+    raise LinkRefused(
+        f"{path} is a symbolic link (to {target}); lstmgen never follows links inside its registry: to use "
+        f"what it points to, {keep}; to drop it, delete the link itself (rm {path})"
+    )
 
 
 def names(kind: str) -> list[str]:
-    root = home() / ("corpora" if kind == "corpus" else "models")
+    """The entries of `kind`, damaged ones included (a link, a directory without its files): `list` shows
+    each, and says what is wrong with it."""
+    root = _kind_dir(kind)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name))
+    return sorted(p.name for p in root.iterdir() if (p.is_dir() or p.is_symlink()) and NAME_RE.match(p.name))
 
 
 def require_any(name: str) -> str:
@@ -141,12 +193,17 @@ def lock(kind: str, name: str, doing: str):
     is deleted on release, so a command that fails leaves the registry as it found it.
     """
     path = home() / "locks" / f"{kind}-{check_name(name, f'{kind} name')}.lock"
+    d = entry_dir(kind, name)  # refuses a linked entry before anything is written
     while True:
         try:
+            _refuse_link(path.parent)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a lock file replaced by a link must not make us truncate the file it points to
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except (FileNotFoundError, FileExistsError):  # a releasing process removed the locks dir meanwhile
             continue
+        except OSError as e:
+            raise LstmgenError(f"cannot lock {kind} {name!r}: {e.strerror or e} ({path})") from None
         if not _try_lock(fd):
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another lstmgen process"
             os.close(fd)
@@ -162,7 +219,9 @@ def lock(kind: str, name: str, doing: str):
         os.ftruncate(fd, 0)
         started = datetime.now().astimezone().isoformat(timespec="seconds")
         os.write(fd, f"pid {os.getpid()} {doing} since {started}".encode())
-        clear_partial(entry_dir(kind, name))  # a writer killed mid-save left these; none can be live now
+        clear_partial(d)  # a writer killed mid-save left these; none can be live now
+        for left in _leftovers(kind, name):  # nor this entry's staging or trash directories
+            _delete_tree(left, strict=False)
         yield
     finally:
         if os.name != "nt":  # Windows cannot delete a file that is open; its lock file stays (harmless)
@@ -200,8 +259,13 @@ def scratch(kind: str, name: str):
     """A directory inside the registry for an entry's large intermediate files, removed on exit. Take it
     under the entry's lock: what a killed run of the same entry left there is cleared first."""
     d = home() / f".scratch-{kind}-{check_name(name, f'{kind} name')}"
+    if d.is_symlink():  # lstmgen's own hidden directory: a link there is dropped, never followed
+        d.unlink()
     shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(parents=True)
+    try:
+        d.mkdir(parents=True)
+    except OSError as e:
+        raise write_error(e, d) from None
     try:
         yield d
     finally:
@@ -239,7 +303,7 @@ def atomic_write(path: Path, write, before_replace=None) -> None:
     drop an older run's files only once the new checkpoint exists). A process killed at any moment
     leaves `path` complete, old or new, plus at worst a `.NAME.*.tmp` file that `clear_partial` removes.
     """
-    tmp = None
+    tmp, made = None, not path.parent.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -259,6 +323,11 @@ def atomic_write(path: Path, write, before_replace=None) -> None:
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+        if made:  # a first save that failed (a full disk) leaves no empty entry directory for `list` to show
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass
         if isinstance(e, OSError):
             reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
             raise SaveFailed(path, reason) from None
@@ -319,21 +388,101 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path) -> dict:
+    """The JSON object in `path`, or {} when it is missing or unreadable (see read_json_checked)."""
+    return read_json_checked(path)[0]
+
+
+def read_json_checked(path: Path) -> tuple[dict, str | None]:
+    """(the JSON object in `path`, None), or ({}, why it could not be read): missing, not a regular file (a
+    link is not followed, a FIFO not waited on), over MAX_INFO_BYTES, not JSON, or not an object."""
     try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return {}, "is missing"
+    except OSError as e:
+        return {}, "is a symbolic link" if path.is_symlink() else f"cannot be read ({e.strerror or e})"
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return {}, "is not a regular file"
+            raw = f.read(MAX_INFO_BYTES + 1)
+    except OSError as e:
+        return {}, f"cannot be read ({e.strerror or e})"
+    if len(raw) > MAX_INFO_BYTES:
+        return {}, f"is larger than {MAX_INFO_BYTES >> 10} KB"
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8 or JSON, an int of over 4,300 digits, 10,000 nested [
+        return {}, "is not valid JSON"
+    return (data, None) if isinstance(data, dict) else ({}, "is not a JSON object")
 
 
 # -- corpora -------------------------------------------------------------------------------------------
 
 
 def save_corpus(name: str, corpus: dict) -> Path:
+    """Write the corpus entry whole, then put it in place: `list` and `train` see the previous corpus of this
+    name or the new one, never a half-written one (a full disk, an exception or a signal midway leaves the
+    previous entry, or none)."""
     d = entry_dir("corpus", name)
-    save_pt(d / "corpus.pt", corpus)
-    write_json(d / "info.json", {"kind": "corpus", "name": name, **corpus["meta"]})
+    existed = d.exists()
+
+    def write(staged: Path) -> None:
+        save_pt(staged / "corpus.pt", corpus)
+        write_json(staged / "info.json", {"kind": "corpus", "name": name, **corpus["meta"]})
+
+    try:
+        _put_entry(d, write)
+    except SaveFailed as e:
+        kept = "the previous corpus of this name is unchanged" if existed else "nothing was saved"
+        fix = "free some space" if e.reason == "no space left on device" else "fix that"
+        raise SaveFailed(
+            d,
+            e.reason,
+            f"could not save corpus {name!r} in {d.parent} ({e.reason}); {kept}; {fix}, then prepare it again",
+        ) from None
     return d
+
+
+def write_error(e: OSError, where: Path) -> SaveFailed:
+    """An OSError from writing under `where`, as the SaveFailed a command reports in one line."""
+    reason = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    fix = "free some space" if e.errno == errno.ENOSPC else "fix that"
+    return SaveFailed(where, reason, f"could not write {where} ({reason}); {fix}, then run the command again")
+
+
+def _put_entry(d: Path, write) -> None:
+    """Build an entry with write(staging_dir) in a hidden directory beside `d`, then rename it into place
+    (after moving an older `d` aside, and deleting that once the new one is in). A failure before the renames
+    leaves `d` as it was; a crash between the two renames leaves no entry, never a half one; the staging or
+    trash directory it leaves is cleared under the entry's next lock."""
+    parent = d.parent
+    staged = parent / f"{STAGING}{secrets.token_hex(4)}-{d.name}"
+    try:
+        staged.mkdir(parents=True)
+        write(staged)
+        _fsync_dir(staged)
+    except BaseException as e:
+        _delete_tree(staged, strict=False)
+        if isinstance(e, OSError):
+            raise write_error(e, parent) from None
+        raise
+    old = parent / f"{TRASH}{secrets.token_hex(4)}-{d.name}" if d.exists() else None
+    try:
+        if old is not None:
+            os.rename(d, old)
+        try:
+            os.rename(staged, d)
+        except OSError:
+            if old is not None:
+                os.rename(old, d)  # put the previous entry back
+            raise
+    except OSError as e:
+        _delete_tree(staged, strict=False)
+        raise write_error(e, parent) from None
+    _fsync_dir(parent)
+    if old is not None:
+        _delete_tree(old, strict=False)  # what is left is cleared under the next lock
 
 
 def check_version(payload: dict, path: Path, newest: int, fix: str) -> None:
@@ -409,34 +558,165 @@ def resolve_model(name: str | None) -> str:
 
 # -- listing and removal -------------------------------------------------------------------------------
 
+# What lstmgen writes in each kind's info.json, and the type `list`, `show` and default_model() rely on.
+# A field with another type (hand-edited, damaged) is dropped at the read and its entry marked damaged;
+# REQUIRED fields must be there. Fields not named here are kept as they are (the file is capped).
+_INT, _NUMBER, _TEXT, _SPLITS = "int", "number", "text", "splits"
+INFO_FIELDS = {
+    "corpus": {"source": _TEXT, "sha256": _TEXT, "column": (_TEXT, None), "tokenizer": _TEXT, "stream": bool,
+               "seed": _INT, "val_frac": _NUMBER, "test_frac": _NUMBER, "min_freq": (_INT, None),
+               "vocab_size": _INT, "records": _SPLITS, "tokens": _SPLITS, "chars": _SPLITS, "unk_rate": _SPLITS,
+               "created": _TEXT},
+    "model": {"corpus": _TEXT, "tokenizer": _TEXT, "vocab_size": _INT, "parameters": _INT, "steps": _INT,
+              "epochs": _NUMBER, "best_val_loss": (_NUMBER, None), "status": _TEXT, "created": _TEXT,
+              "updated": _TEXT, "model": dict},
+}  # fmt: skip
+REQUIRED = {
+    "corpus": ("tokenizer", "vocab_size", "records", "tokens", "created"),
+    "model": ("corpus", "tokenizer", "parameters", "steps", "status", "updated"),
+}
+MAIN_FILE = {"corpus": "corpus.pt", "model": "best.pt or last.pt"}
+_MAX_TEXT = 4096  # a path, a hash, a timestamp: longer is damage
+
+
+def _typed(value, kind) -> bool:
+    """Whether an info.json value has the type `kind` (a tuple: any of them; None: null)."""
+    if isinstance(kind, tuple):
+        return any(_typed(value, k) for k in kind)
+    if kind is None:
+        return value is None
+    if kind == _INT:  # not bool; in int64, as the CLI formats it with `:,` and torch would hold it
+        return type(value) is int and 0 <= value < 2**63
+    if kind == _NUMBER:
+        return type(value) in (int, float) and math.isfinite(value) and abs(value) < 2**63
+    if kind == _TEXT:
+        return isinstance(value, str) and len(value) <= _MAX_TEXT
+    if kind == _SPLITS:  # {"train": n, "val": n, "test": n}
+        return (
+            isinstance(value, dict)
+            and set(value) == {"train", "val", "test"}
+            and all(_typed(v, _NUMBER) for v in value.values())
+        )
+    return isinstance(value, kind)
+
 
 def info(kind: str, name: str) -> dict:
-    """The entry's summary; tolerates a missing or damaged info.json."""
-    d = entry_dir(kind, name)
-    data = read_json(d / "info.json")
-    data.update(name=name, kind=kind, path=str(d))
+    """The entry's summary: its info.json, checked field by field. A damaged entry (a bad or missing field,
+    an unreadable info.json, a symbolic link, no main file) gets `damaged`: one line saying what is wrong and
+    how to repair it; its bad fields are left out. Nothing here raises for a damaged entry, so one entry
+    never breaks `list`, nor default_model() for the others."""
+    path = _kind_dir(kind) / check_name(name, f"{kind} name")
+    data = {"name": name, "kind": kind, "path": str(path)} | ({"checkpoints": []} if kind == "model" else {})
+    try:
+        d = entry_dir(kind, name)
+    except LinkRefused as e:
+        return data | {"damaged": str(e)}
+    raw, unreadable = read_json_checked(d / "info.json")
+    problems = [f"info.json {unreadable}"] if unreadable else []
+    for key, value in raw.items():
+        expected = INFO_FIELDS[kind].get(key)
+        if key in data or key == "damaged":
+            continue  # computed here, not read
+        if expected is not None and not _typed(value, expected):
+            problems.append(f"info.json's {key} is damaged")
+            continue
+        data[key] = value
+    if not unreadable:
+        problems += [f"info.json lacks {key}" for key in REQUIRED[kind] if key not in raw]
     if kind == "model":
-        data["checkpoints"] = sorted(p.stem for p in d.glob("*.pt"))
+        data["checkpoints"] = sorted(p.stem for p in d.glob("*.pt") if p.stem in ("best", "last") and p.is_file())
+    if not (data["checkpoints"] if kind == "model" else (d / "corpus.pt").is_file()):
+        problems.insert(0, f"it has no {MAIN_FILE[kind]}")
+    if problems:
+        fix = (
+            f"prepare it again with --overwrite, or `lstmgen rm {name}`"
+            if kind == "corpus"
+            else f"`lstmgen train --name {name} --resume` rewrites info.json, or `lstmgen rm {name}`"
+            if data["checkpoints"]
+            else f"train it again with --overwrite, or `lstmgen rm {name}`"
+        )
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        data["damaged"] = f"{shown}: {fix}"
     return data
 
 
 def list_entries() -> dict:
-    models = [info("model", n) for n in names("model")]  # each info.json read once
+    """Every corpus and model with info() (each has `damaged`: None, or what is wrong with it)."""
+    models = [{"damaged": None} | info("model", n) for n in names("model")]  # each info.json read once
     return {
         "home": str(home()),
         "default_model": _default_of(models),
-        "corpora": [info("corpus", n) for n in names("corpus")],
+        "corpora": [{"damaged": None} | info("corpus", n) for n in names("corpus")],
         "models": models,
     }
 
 
+class PartlyRemoved(LstmgenError):
+    """The entry is gone from the registry, but some of its files could not be deleted (they are cleared
+    later); the CLI may treat this as a warning."""
+
+
 def remove(kind: str, name: str) -> Path:
+    """Remove an entry, all or nothing: it is renamed aside (one atomic step: listed whole, or not at all),
+    then deleted. If the deletion fails midway, the entry is already gone and PartlyRemoved says where its
+    files are; they are cleared under that name's next lock, or by the next `remove`."""
     d = require(kind, name)
     with lock(kind, name, "removing it"):
-        shutil.rmtree(d)
-    reg = home() / "registry.json"
-    data = read_json(reg)
-    if kind == "model" and data.get("default_model") == name:
-        data.pop("default_model")
-        write_json(reg, data)
+        trash = d.parent / f"{TRASH}{secrets.token_hex(4)}-{name}"
+        try:
+            os.rename(d, trash)
+        except OSError as e:
+            raise LstmgenError(
+                f"could not remove {kind} {name!r} ({e.strerror or e}: {d}); nothing was removed"
+            ) from None
+        _fsync_dir(d.parent)
+        reg = home() / "registry.json"
+        data = read_json(reg)
+        if kind == "model" and data.get("default_model") == name:
+            data.pop("default_model")
+            write_json(reg, data)
+        error = _delete_tree(trash)
+    for other in KINDS:  # what earlier removals or crashed writes left, wherever no one holds the lock
+        for left in _leftovers(other):
+            try:
+                with lock(other, left.name.split("-", 2)[2], "clearing what a removal left"):
+                    pass  # lock() clears the entry's leftovers once it holds it
+            except LstmgenError:
+                pass
+    if error is not None:
+        raise PartlyRemoved(
+            f"removed {kind} {name!r} from the registry, but some of its files could not be deleted ({error}); "
+            f"they are in {trash}, which lstmgen clears later (or delete it yourself)"
+        )
     return d
+
+
+def _leftovers(kind: str, name: str | None = None) -> list[Path]:
+    """Staging and trash directories in `kind`'s directory (of entry `name`, or of all)."""
+    root = _kind_dir(kind)
+    if not root.is_dir():
+        return []
+    pattern = "????????-" + (name if name is not None else "?*")  # the token is 8 hex digits; names have no glob chars
+    return [p for prefix in (STAGING, TRASH) for p in root.glob(prefix + pattern)]
+
+
+def _delete_tree(path: Path, strict: bool = True) -> str | None:
+    """Delete a directory tree (a link: the link only). Returns None, or the first error as "reason: path";
+    files already gone (another process clearing the same leftovers) are not errors."""
+    errors: list[str] = []
+
+    def note(func, p, exc):
+        e = exc if isinstance(exc, BaseException) else exc[1]
+        if not isinstance(e, FileNotFoundError):
+            errors.append(f"{e.strerror or e}: {p}" if isinstance(e, OSError) else str(e))
+
+    if path.is_symlink() or path.is_file():
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            note(None, path, e)
+    elif sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=note)
+    else:
+        shutil.rmtree(path, onerror=note)
+    return errors[0] if errors and strict else None

@@ -13,7 +13,7 @@ import numpy as np
 from .decoding import generate, is_looping
 from .errors import LstmgenError, UsageError
 from .inference import Loaded
-from .tokenize import Vocab
+from .tokenize import Vocab, check_utf8
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,12 @@ class SampleOptions:
     stop: tuple[str, ...] = ()  # end a sample before any of these strings
     no_repeat_ngram: int = 0  # never repeat an n-gram of this many tokens (0: off)
     repetition_penalty: float = 1.0  # CTRL's: above 1 makes tokens already used less likely
+    # Caps, each raised by its --limit-* option. Memory: a prompt is read in chunks (decoding.PROMPT_CHUNK),
+    # so its length costs time, not memory; a step holds a few (samples, V) float arrays, and the output
+    # samples x tokens ids.
+    limit_prompt_chars: int = 100_000
+    limit_max_tokens: int = 100_000
+    limit_num_samples: int = 1_024
 
     def __post_init__(self):
         object.__setattr__(self, "stop", tuple(self.stop))
@@ -44,14 +50,35 @@ class SampleOptions:
             raise UsageError(f"--top-p must be in (0, 1] (got {self.top_p})")
         if self.max_tokens < 1:
             raise UsageError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
+        if self.max_tokens > self.limit_max_tokens:
+            raise UsageError(
+                f"--max-tokens {self.max_tokens:,} is over the limit of {self.limit_max_tokens:,}; raise it with "
+                "--limit-max-tokens"
+            )
         if self.num_samples < 1:
             raise UsageError(f"--num-samples must be at least 1 (got {self.num_samples})")
+        if self.num_samples > self.limit_num_samples:
+            raise UsageError(
+                f"--num-samples {self.num_samples:,} is over the limit of {self.limit_num_samples:,}; raise it with "
+                "--limit-num-samples"
+            )
         if self.no_repeat_ngram < 0:
             raise UsageError(f"--no-repeat-ngram must be 0 (off) or more (got {self.no_repeat_ngram})")
-        if not 0 < self.repetition_penalty < math.inf:
-            raise UsageError(f"--repetition-penalty must be a number > 0, 1 for none (got {self.repetition_penalty})")
+        if not 1e-6 <= self.repetition_penalty <= 1e6:  # NaN fails this too; beyond, scores overflow float32
+            raise UsageError(
+                f"--repetition-penalty must be between 1e-6 and 1e6, 1 for none (got {self.repetition_penalty})"
+            )
         if not all(self.stop):
             raise UsageError("--stop needs a non-empty string")
+        if sum(map(len, self.stop)) > self.limit_prompt_chars:
+            raise UsageError(f"the --stop strings are longer than the prompt limit ({self.limit_prompt_chars:,})")
+
+    def check_prompt(self, prompt: str, where: str) -> None:
+        if len(prompt) > self.limit_prompt_chars:
+            raise UsageError(
+                f"{where} has {len(prompt):,} characters, over the limit of {self.limit_prompt_chars:,}; raise it "
+                "with --limit-prompt-chars"
+            )
 
 
 @dataclass
@@ -203,6 +230,16 @@ def prompts_per_batch(options: SampleOptions, stream: bool = False) -> int:
     return 1 if stream else max(1, STREAMS_PER_BATCH // options.num_samples)
 
 
+def bounded_lines(file, limit: int) -> Iterator[str]:
+    """The lines of a text file (stdin), each read only up to `limit` + 1 characters: a longer line is cut
+    there, and check_prompt then refuses it, so a 1 GB line never sits in memory whole."""
+    while line := file.readline(limit + 1):
+        if len(line) > limit and not line.endswith("\n"):
+            while (rest := file.readline(1 << 16)) and not rest.endswith("\n"):  # skip to the line's end
+                pass
+        yield line
+
+
 def prompt_batches(lines: Iterable[str], size: int, waiting: Callable[[], bool] = lambda: True):
     """Lists of at most `size` prompts, one per line (a blank line: a sample from a record's start).
 
@@ -248,6 +285,8 @@ def answer(
         unreadable = None
         for k, p in enumerate(prompts):
             try:
+                options.check_prompt(p, where(done + k))
+                check_utf8(p, where(done + k))  # bytes that are not UTF-8 (argv, stdin), named with their offset
                 vocab.encode(p, skip_unknown=options.skip_unknown, where=where(done + k))
             except LstmgenError as e:
                 unreadable, prompts = e, prompts[:k]

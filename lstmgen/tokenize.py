@@ -103,7 +103,7 @@ class Vocab:
 
     def tokenize(self, text: str) -> list[str]:
         if self.kind == "bpe":
-            return self._bpe.encode(_utf8(text)).tokens
+            return self._bpe.encode(check_utf8(text)).tokens
         return list(text) if self.kind == "char" else tokenize_words(text)
 
     def detokenize(self, tokens: Iterable[str]) -> str:
@@ -124,7 +124,7 @@ class Vocab:
         """Token ids of `text`. Unknown words become <unk>; unknown chars raise unless `skip_unknown`; bpe
         encodes any text (byte-level: there is nothing it does not know)."""
         if self.kind == "bpe":
-            return [i + 1 for i in self._bpe.encode(_utf8(text, where)).ids]
+            return [i + 1 for i in self._bpe.encode(check_utf8(text, where)).ids]
         tokens = self.tokenize(text)
         if self.unk_id is not None:
             return [self.stoi.get(t, self.unk_id) for t in tokens]
@@ -137,7 +137,7 @@ class Vocab:
     def encode_many(self, texts: list[str], skip_unknown: bool = False, where: str = "text") -> list[list[int]]:
         """encode() of each text; bpe encodes them as one batch, in parallel."""
         if self.kind == "bpe":
-            return [[i + 1 for i in e.ids] for e in self._bpe.encode_batch([_utf8(t, where) for t in texts])]
+            return [[i + 1 for i in e.ids] for e in self._bpe.encode_batch([check_utf8(t, where) for t in texts])]
         return [self.encode(t, skip_unknown=skip_unknown, where=where) for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -171,14 +171,18 @@ class Vocab:
         return vocab
 
 
-def _utf8(text: str, where: str = "text") -> str:
-    """`text`, checked to be encodable: bytes that were not UTF-8 (a prompt from argv or stdin) arrive as
-    lone surrogates, which the tokenizer would reject with a TypeError."""
+def check_utf8(text: str, where: str = "text") -> str:
+    """`text` as Python read it from argv or a text-mode stdin, where each byte that is not UTF-8 becomes a
+    lone surrogate (U+DC80-U+DCFF; shown as '\\udcff' in an error). Refused like a file: the first such byte
+    and its offset. `where` names the text ("the prompt", "line 3 of stdin")."""
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise LstmgenError(f"{where} is not valid UTF-8 (it holds undecodable bytes); convert it to UTF-8") from None
-    return text
+        return text
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        at = len(text[: e.start].encode("utf-8", "surrogateescape"))
+        what = f"byte {ord(bad) - 0xDC00:#04x}" if "\udc80" <= bad <= "\udcff" else f"character U+{ord(bad):04X}"
+        raise LstmgenError(f"{where} is not valid UTF-8: {what} at offset {at}; convert it to UTF-8") from None
 
 
 DAMAGED = (

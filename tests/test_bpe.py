@@ -15,8 +15,8 @@ from lstmgen.inference import load_for_inference, load_torch
 from lstmgen.sample import SampleOptions, sample, sample_many
 from lstmgen.tokenize import EOR, Vocab, build_vocab
 
+from .cli.runner import TINY, bad, ok
 from .conftest import JOKES
-from .test_cli import TINY, bad, ok
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ def test_top_k_and_top_p_filtering():
     assert np.isinf(filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
     assert np.isinf(filter_logits(logits, top_p=0.1)).tolist() == [[False, True, True, True]]
     assert not np.isinf(filter_logits(logits, top_p=1.0)).any()
-    np.testing.assert_allclose(filter_logits(logits, temperature=2.0), logits / 2)
+    np.testing.assert_allclose(filter_logits(logits, temperature=2.0), (logits - logits.max()) / 2, rtol=1e-6)
 
 
 def test_loop_detection_finds_a_repeated_tail_only():
@@ -38,3 +38,13 @@ def test_draw_follows_the_probabilities_and_never_picks_an_excluded_token():
     again = draw(np.broadcast_to(probs, (60_000, 6)), np.random.default_rng(0))
     assert (picks == again).all()  # a seed gives the same draws
     assert draw(np.array([[0.0, 0.0, 1.0]]), np.random.default_rng(1)).tolist() == [2]  # the only possible token
+
+
+def test_extreme_temperatures_give_greedy_or_uniform_never_nan():
+    logits = np.array([[3.0, 1.0, -np.inf, 2.0]], dtype=np.float32)
+    tiny = filter_logits(logits, temperature=5e-324)  # a subnormal
+    assert tiny.tolist() == [[0.0, -np.inf, -np.inf, -np.inf]]
+    huge = filter_logits(logits, temperature=1e308)
+    assert np.isfinite(huge[0, [0, 1, 3]]).all() and np.isneginf(huge[0, 2])
+    for scaled in (tiny, huge):
+        assert draw(np.exp(scaled), np.random.default_rng(0)).tolist()[0] in (0, 1, 3)

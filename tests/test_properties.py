@@ -164,3 +164,29 @@ def test_prepare_command_on_nasty_files(nasty_runs):
             assert len(lines) == 1 and lines[0].startswith("error:"), (fname, err)
     # Every file above is unusable as a corpus: each must have been refused, not silently half-read.
     assert set(codes.values()) == {1}, codes
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab \t\n.,'\u00e9\u00a0\u3000!1")), max_size=300), st.integers(2, 40))
+def test_text_cut_at_spaces_tokenizes_as_the_whole(text, limit):
+    """No word or BPE pre-token spans a cut_at_spaces cut, unless no place to cut was found (a hard cut)."""
+    from hypothesis import assume
+
+    from lstmgen.corpus import cut_at_spaces
+
+    pieces = list(cut_at_spaces(text, limit))
+    assert "".join(pieces) == text and all(len(p) <= limit for p in pieces)
+    assume(all(p[:1] in (" ", "\t", "\n") for p in pieces[1:]))  # no hard cut
+    assert [t for p in pieces for t in tokenize_words(p)] == tokenize_words(text)
+    vocab = _bpe_vocab()
+    assert [i for p in pieces for i in vocab.encode(p)] == vocab.encode(text)
+
+
+_BPE = []
+
+
+def _bpe_vocab():
+    if not _BPE:
+        sample = "ab ab  a\tb\n\nab. 'ab' \u00e9\u00e9 \u00a0ab ab!! 11 1"
+        _BPE.append(build_vocab("bpe", [sample] * 20, vocab_size=280))
+    return _BPE[0]

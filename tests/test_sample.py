@@ -168,3 +168,41 @@ def test_answer_gives_each_prompt_its_own_seed_whatever_the_batching(tiny_model)
     apart = [s.text for s in answer(loaded, [[p] for p in prompts], options, seed=5)]
     assert together == apart and len(together) == 4
     assert [s.seed for s in answer(loaded, [prompts[:2], prompts[2:]], options, seed=5)] == [5, 6, 7, 8]
+
+
+def _random_model_backend():
+    from lstmgen.config import ModelConfig
+    from lstmgen.model import LSTMLM, TorchDecoder
+
+    torch.manual_seed(0)
+    return TorchDecoder(LSTMLM(23, ModelConfig(embed=8, hidden=16, n_layer=1, dropout=0.0)).eval())
+
+
+def test_every_sampling_option_value_decodes_or_is_one_usage_error():
+    """Property: over each numeric option's whole domain (subnormals, huge, inf, nan, negative), either
+    SampleOptions refuses it with a UsageError, or decoding runs and yields ids inside the vocabulary."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lstmgen.errors import UsageError
+
+    floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([5e-324, 1e-300, 1e308]))
+    ints = st.one_of(st.integers(-(2**70), 2**70), st.sampled_from([0, 1, 2**63]))
+    backend = _random_model_backend()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(temperature=floats, top_p=st.one_of(st.none(), floats), penalty=floats, top_k=st.one_of(st.none(), ints),
+           max_tokens=ints, num_samples=ints, ngram=ints)  # fmt: skip
+    def check(temperature, top_p, penalty, top_k, max_tokens, num_samples, ngram):
+        try:
+            options = SampleOptions(max_tokens=max_tokens, temperature=temperature,
+                                    top_k=top_k, top_p=top_p, num_samples=num_samples, no_repeat_ngram=ngram,
+                                    repetition_penalty=penalty, limit_max_tokens=40, limit_num_samples=8)  # fmt: skip
+        except UsageError as e:
+            assert "\n" not in str(e)
+            return
+        with np.errstate(all="raise"):  # no overflow or NaN anywhere on the way
+            steps = list(generate(backend, [[1, 2]], 0, options, rngs=[np.random.default_rng(0)]))
+        assert steps and all(((s >= 0) & (s < 23)).all() for s in steps)
+
+    check()

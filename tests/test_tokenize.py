@@ -1,5 +1,6 @@
 import pytest
 
+from lstmgen.errors import LstmgenError
 from lstmgen.tokenize import EOR, UNK, UnknownTokens, Vocab, build_vocab, detokenize_words, tokenize_words
 
 
@@ -59,3 +60,16 @@ def test_word_vocab_unk_min_freq_and_cap():
 def test_vocab_dict_roundtrip():
     v = build_vocab("word", ["x y z"])
     assert Vocab.from_dict(v.to_dict()).stoi == v.stoi
+
+
+def test_undecodable_bytes_in_a_prompt_are_named_by_byte_and_offset():
+    import os
+
+    from lstmgen.tokenize import check_utf8
+
+    assert check_utf8("Why \u00e9", "the prompt") == "Why \u00e9"
+    argv = os.fsdecode(b"Why \xc3\xa9 \xff!")  # how Python hands such bytes over: 'Why \u00e9 \udcff!'
+    with pytest.raises(LstmgenError, match=r"^the prompt is not valid UTF-8: byte 0xff at offset 7; convert"):
+        check_utf8(argv, "the prompt")
+    with pytest.raises(LstmgenError, match="character U\\+D800 at offset 1"):
+        check_utf8("a\ud800", "line 2 of stdin")

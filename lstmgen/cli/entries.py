@@ -47,7 +47,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
         corpora.add_column(col)
     for c in entries["corpora"]:
         corpora.add_row(
-            c["name"],
+            c["name"] + (" !" if c.get("damaged") else ""),
             _fmt(c.get("tokenizer")),
             _fmt(c.get("vocab_size"), ","),
             _fmt(sum((c.get("records") or {}).values()) or None, ","),
@@ -59,7 +59,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
     for col in ("name", "tokenizer", "parameters", "steps", "best val loss", "status", "corpus", "updated"):
         models.add_column(col)
     for m in entries["models"]:
-        mark = " *" if m["name"] == entries["default_model"] else ""
+        mark = (" *" if m["name"] == entries["default_model"] else "") + (" !" if m.get("damaged") else "")
         models.add_row(
             m["name"] + mark,
             _fmt(m.get("tokenizer")),
@@ -75,6 +75,9 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
         console.print(models)
         if entries["default_model"]:
             console.print(f"* default model: {entries['default_model']}")
+        for e in entries["corpora"] + entries["models"]:  # one damaged entry spoils only its own row
+            if e.get("damaged"):
+                console.print(f"! {e['kind']} {e['name']}: {escape(e['damaged'])}")
     out("\n".join(line.rstrip() for line in captured.get().rstrip("\n").split("\n")))  # no padding at line ends
 
 
@@ -108,8 +111,8 @@ def show(
         if plot is not None:
             from ..plot import save_png
 
-            save_png(ckpt.history, str(plot), f"lstmgen model {name}")
-            err.print(f"saved the loss curves to {escape(str(plot))}")
+            written = save_png(ckpt.history, str(plot), f"lstmgen model {name}")
+            err.print(f"saved the loss curves to {escape(written)}")
     elif plot is not None:
         raise UsageError(f"--plot draws a model's loss curves; {name!r} is a corpus")
     if json_out:

@@ -8,13 +8,17 @@ from typing import Annotated
 import typer
 
 from .. import registry
+from ..errors import LstmgenError
 
 
 def _names(*kinds: str):
     """Tab completion of registry names (after `lstmgen --install-completion`)."""
 
     def complete(incomplete: str) -> list[str]:
-        return sorted({n for k in kinds for n in registry.names(k) if n.startswith(incomplete)})
+        try:
+            return sorted({n for k in kinds for n in registry.names(k) if n.startswith(incomplete)})
+        except LstmgenError:  # a damaged registry (corpora/ a link, say): no names, not a traceback mid-completion
+            return []
 
     return complete
 

@@ -28,6 +28,9 @@ def prepare(
         Format, typer.Option(help="Input format: auto goes by file extension; stdin is txt.")
     ] = Format.auto,
     encoding: Annotated[str, typer.Option(help="Text encoding of the input.")] = "utf-8",
+    max_line_chars: Annotated[
+        int, typer.Option(help="Refuse a line (one record) longer than this; --records file reads a long text.")
+    ] = 16 << 20,
     val_frac: Annotated[float, typer.Option(help="Fraction of records held out for validation.")] = 0.05,
     test_frac: Annotated[float, typer.Option(help="Fraction of records held out for testing.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the record split.")] = 0,
@@ -69,7 +72,7 @@ def prepare(
     from ..corpus import PrepareOptions
 
     options = PrepareOptions(tokenizer.value, val_frac, test_frac, seed, min_freq, max_vocab, vocab_size)
-    text = TextInput(input, format.value, encoding, column, records.value)
+    text = TextInput(input, format.value, encoding, column, records.value, max_line_chars)
     with exit_on_sigterm():
         done = prepare_corpus(name, text, options, overwrite)
     meta = done.meta

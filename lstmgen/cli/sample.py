@@ -50,6 +50,9 @@ def sample(
     device: Annotated[
         str, typer.Option(help="cpu: ONNX Runtime, no torch; cuda, cuda:N, mps or auto: the torch model there.")
     ] = "cpu",
+    limit_prompt_chars: Annotated[int, typer.Option(help="Refuse longer prompts (memory stays bounded).")] = 100_000,
+    limit_max_tokens: Annotated[int, typer.Option(help="The largest --max-tokens accepted.")] = 100_000,
+    limit_num_samples: Annotated[int, typer.Option(help="The largest --num-samples accepted.")] = 1_024,
     quiet_: Quiet = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per sample on stdout.")] = False,
 ):
@@ -73,10 +76,11 @@ def sample(
     quiet(quiet_)
     from .. import registry
     from ..inference import load_for_inference
-    from ..sample import SampleOptions, answer, prompt_batches, prompts_per_batch, random_seed
+    from ..sample import SampleOptions, answer, bounded_lines, prompt_batches, prompts_per_batch, random_seed
 
     options = SampleOptions(max_tokens, temperature, top_k, top_p, greedy, num_samples, skip_unknown,
-                            tuple(stop or ()), no_repeat_ngram, repetition_penalty)  # fmt: skip
+                            tuple(stop or ()), no_repeat_ngram, repetition_penalty, limit_prompt_chars,
+                            limit_max_tokens, limit_num_samples)  # fmt: skip
     if stream and (json_out or num_samples > 1):
         raise UsageError("--stream prints one sample as text as it grows; drop --json and --num-samples")
     if prompt == "":
@@ -87,7 +91,8 @@ def sample(
     loaded = load_for_inference(name, device=device, on_note=note)
     from_stdin = prompt == "-" or (prompt is None and not sys.stdin.isatty())
     per_batch = prompts_per_batch(options, stream)
-    batches = prompt_batches(sys.stdin, per_batch, _input_waiting) if from_stdin else iter([[prompt or ""]])
+    lines = bounded_lines(sys.stdin, options.limit_prompt_chars)
+    batches = prompt_batches(lines, per_batch, _input_waiting) if from_stdin else iter([[prompt or ""]])
     first = next(batches, None)
     if first is None:
         if prompt == "-":

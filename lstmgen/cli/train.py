@@ -84,15 +84,22 @@ def train(
 
         raise typer.Exit(launch(nproc, worker_argv(sys.argv[1:])))  # each process runs this command, less --nproc
     reporter = TrainReporter(progress)
-    signals = StopSignals(announce=group.main)
-    try:
-        with signals:
-            summary = fit(request, on_event=reporter, should_stop=signals.requested,
+    # Held to the end of the command: a signal that lands after the last save (the run is complete) asks for
+    # a stop that is already done, instead of killing the process with 143.
+    with StopSignals(announce=group.main) as signals:
+
+        def on_event(kind: str, data: dict) -> None:
+            if kind == "end":  # the run is over and saved: a late signal has nothing left to stop
+                signals.announce = False
+            reporter(kind, data)
+
+        try:
+            summary = fit(request, on_event=on_event, should_stop=signals.requested,
                           on_note=lambda line: note(line, always=True), group=group)  # fmt: skip
-    finally:
-        reporter.close()
-    if json_out and group.main:
-        out_json(summary)
+        finally:
+            reporter.close()
+        if json_out and group.main:
+            out_json(summary)
     if summary["stop_reason"] == "interrupted":
         code = 128 + (signals.signum or signal.SIGTERM)  # a rank that got no signal stops with those that did
         if group.main:

@@ -1,8 +1,8 @@
 """`lstmgen list`, `show`, `rm` and `default`."""
 
+import json
 
-
-from lstmgen import checkpoint
+from lstmgen import checkpoint, registry
 
 from .runner import TINY, bad, ok
 
@@ -39,3 +39,16 @@ def test_show_plot_writes_a_png_or_says_what_is_missing(trained, tmp_path, monke
     assert "--plot draws a model's loss curves" in bad("show", "toy", "--kind", "corpus", "--plot", png, code=2)
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if lstmgen[plot] were not installed
     assert "--plot needs matplotlib: pip install 'lstmgen[plot]'" in bad("show", "tiny", "--plot", png)
+
+
+def test_a_damaged_entry_is_marked_in_its_own_row_and_the_rest_still_lists(trained):
+    info = registry.entry_dir("model", "tiny") / "info.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "steps": "x", "status": None}))
+    r = ok("list")
+    assert "tiny * !" in r.stdout and "! model tiny:" in r.stdout and "toy" in r.stdout
+    assert ok("default").stdout.strip() == "tiny"  # the default model still resolves
+
+
+def test_show_plot_reports_the_file_it_wrote(trained, tmp_path):
+    r = ok("show", "tiny", "--plot", tmp_path / "curves")
+    assert f"saved the loss curves to {tmp_path / 'curves.png'}" in r.stderr and (tmp_path / "curves.png").is_file()

@@ -78,7 +78,7 @@ def test_generation_controls_from_the_command_line(trained):
     assert len(samples) == 4 and all(" " not in s["completion"] for s in samples)
     assert {s["stop_reason"] for s in samples} <= {"stop", "eor", "loop", "max_tokens"}
     assert "--no-repeat-ngram must be 0" in bad("sample", "Why", "--no-repeat-ngram", "-1", code=2)
-    assert "--repetition-penalty must be a number > 0" in bad("sample", "Why", "--repetition-penalty", "0", code=2)
+    assert "--repetition-penalty must be between 1e-6" in bad("sample", "Why", "--repetition-penalty", "0", code=2)
     assert "--stop needs a non-empty string" in bad("sample", "Why", "--stop", "", code=2)
 
 
@@ -138,3 +138,14 @@ def test_a_prompt_the_model_cannot_read_fails_after_the_ones_before_it(trained):
     lines = r.stdout.splitlines()
     assert r.exit_code == 1 and len(lines) == 2 and lines[0].startswith("Why") and lines[1].startswith("What")
     assert "line 3 of stdin has 1 character(s) the model's vocabulary lacks" in r.stderr
+
+
+def test_a_prompt_that_is_not_utf8_names_its_byte(trained):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "lstmgen", "sample", "-", "-m", "tiny"], input=b"Why\n\xffoops\n",
+                       capture_output=True)  # fmt: skip
+    assert r.returncode == 1 and r.stdout.decode().startswith("Why")  # the line before it is answered
+    err = r.stderr.decode()
+    assert err.count("\n") == 1 and "line 2 of stdin is not valid UTF-8: byte 0xff at offset 0" in err

@@ -4,7 +4,7 @@ import json
 
 from lstmgen import checkpoint, registry
 
-from .runner import TINY, bad, ok
+from .runner import TINY, bad, ok, run
 
 
 def test_resume_continues_from_last_checkpoint(trained):
@@ -52,7 +52,7 @@ def test_failed_overwrite_keeps_the_old_model(trained):
         "--overwrite",
         *TINY,
         "--set",
-        "train.batch_size=100000",
+        "train.batch_size=60000",  # within its range, far above the toy corpus
     )
     assert (registry.entry_dir("model", "tiny") / "last.pt").read_bytes() == before
 
@@ -81,3 +81,34 @@ def test_resume_refuses_set_name_and_a_lost_last_checkpoint(trained, tmp_path):
     (registry.entry_dir("model", "tiny") / "last.pt").unlink()  # best.pt is of step 12, checkpoint_every 4
     assert "has no last.pt to resume from, but has a best.pt" in bad("train", "-c", cfg, "--resume")
     assert (registry.entry_dir("model", "tiny") / "best.pt").exists()
+
+
+def test_a_sigterm_after_the_last_save_is_a_clean_exit(trained, monkeypatch):
+    import os
+    import signal
+
+    from lstmgen.cli import train as train_command
+
+    real_end = train_command.TrainReporter.on_end
+
+    def end_then_sigterm(self, d):  # the run has saved last.pt: now the signal lands
+        real_end(self, d)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train_command.TrainReporter, "on_end", end_then_sigterm)
+    r = run("train", "--name", "tiny", "--resume", "--set", "train.max_steps=12")
+    assert r.exit_code == 0, r.stderr
+    assert "stopping" not in r.stderr and "interrupted" not in r.stderr
+    assert checkpoint.load("tiny", "last").step == 12
+
+
+def test_a_checkpoint_copied_from_another_model_is_not_resumed(trained):
+    import shutil
+
+    ok("train", "-c", "char", "--corpus", "toy", "--name", "other", "--quiet", *TINY)
+    mine = registry.entry_dir("model", "tiny")
+    before = (mine / "last.pt").read_bytes()
+    shutil.copy(registry.entry_dir("model", "other") / "last.pt", mine / "last.pt")
+    assert "saved by model 'other'" in bad("train", "--name", "tiny", "--resume")
+    (mine / "last.pt").write_bytes(before)
+    ok("train", "--name", "tiny", "--resume", "--quiet")  # its own last.pt resumes as ever

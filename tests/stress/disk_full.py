@@ -1,4 +1,9 @@
-"""A real full disk under `lstmgen train` (not part of the test suite: needs root to mount a tmpfs).
+"""A real full disk under `lstmgen prepare` and `lstmgen train` (not part of the test suite: needs root to
+mount a tmpfs).
+
+prepare: on a tmpfs too small for the corpus, it exits 1 with one line naming the registry and saying "free
+some space", and nothing is listed; on one that holds one corpus but not a second beside it, `--overwrite`
+fails the same way and the previous corpus is listed unchanged; no staging, trash or scratch is left.
 
 The registry goes on a tmpfs sized so that the first checkpoints fit and a later last.pt does not. Checks:
 train exits 1 with one line saying the disk is full and which checkpoint is intact; that checkpoint
@@ -36,6 +41,36 @@ def train_args(name: str) -> list[str]:
     return ["train", "--corpus", "jokes", "--name", name, "--quiet", *sum([["--set", s] for s in SETS], [])]
 
 
+def check_prepare(scratch: Path, jokes: str, corpus_bytes: int) -> list[str]:
+    """prepare on a tmpfs too small for it, then --overwrite on one too small for two corpora."""
+    failures, mnt = [], scratch / "prepare"
+    mnt.mkdir()
+    for size, overwrite in ((corpus_bytes // 2, False), (corpus_bytes * 3 // 2 + 64 * 1024, True)):
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]).returncode != 0:
+            return ["cannot mount a tmpfs"]
+        try:
+            home = mnt / "reg"
+            if overwrite:
+                subprocess.run(["mount", "-o", f"remount,size={corpus_bytes * 4}", str(mnt)], check=True)
+                assert cli(home, "prepare", jokes, "--name", "jokes").returncode == 0
+                subprocess.run(["mount", "-o", f"remount,size={size}", str(mnt)], check=True)
+            before = json.loads(cli(home, "list", "--json").stdout)["corpora"]
+            r = cli(home, "prepare", jokes, "--name", "jokes", "--seed", "3", *(["--overwrite"] * overwrite))
+            lines = r.stderr.strip().splitlines()
+            print(f"prepare on a {size / 1024:.0f} KiB tmpfs: exit {r.returncode}: {r.stderr.strip()}", file=sys.stderr)
+            if r.returncode != 1 or len(lines) != 1 or "free some space" not in lines[0] or str(home) not in lines[0]:
+                failures.append(f"prepare ({size} bytes) did not fail with one line naming the registry")
+            after = json.loads(cli(home, "list", "--json").stdout)["corpora"]
+            if after != before:
+                failures.append(f"prepare ({size} bytes) changed the listing: {before} -> {after}")
+            left = [p.name for p in home.rglob(".*")]
+            if left:
+                failures.append(f"prepare ({size} bytes) left {left}")
+        finally:
+            subprocess.run(["umount", str(mnt)])
+    return failures
+
+
 def main() -> int:
     import torch
 
@@ -56,7 +91,7 @@ def main() -> int:
     if mount.returncode != 0:
         print("cannot mount a tmpfs here (needs root); nothing checked", file=sys.stderr)
         return 2
-    failures = []
+    failures = check_prepare(scratch, jokes, corpus)
     try:
         assert cli(full_home, "prepare", jokes, "--name", "jokes").returncode == 0
         r = cli(full_home, *train_args("full"))
