@@ -26,11 +26,15 @@ def filter_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int | Non
     """logits (N, V) -> temperature-scaled float32 logits with everything outside top-k / the top-p nucleus
     at -inf. Each row's maximum is taken off first, so the scaled values are <= 0 and any positive
     temperature is safe: a tiny one sends all but the best to -inf (greedy), a huge one towards uniform."""
-    logits = logits.astype(np.float32)
-    top = logits.max(axis=-1, keepdims=True)
-    with np.errstate(over="ignore", invalid="ignore"):  # (x - max) / tiny -> -inf, as meant
-        scaled = ((logits - top).astype(np.float64) / temperature).astype(np.float32)  # float64: T may be 1e-300
-    logits = np.where(np.isneginf(logits), -np.inf, scaled)
+    logits = logits.astype(np.float32, copy=False)
+    shifted = logits - logits.max(axis=-1, keepdims=True)  # <= 0; -inf stays -inf
+    inverse = 1.0 / temperature
+    if 1e-30 < inverse < 1e30:  # the usual case, in float32: -inf * a finite positive is -inf
+        logits = shifted * np.float32(inverse)
+    else:  # a subnormal or huge temperature: float64, where 0 * inf (NaN) must not arise
+        with np.errstate(over="ignore"):
+            scaled = (shifted.astype(np.float64) / temperature).astype(np.float32)
+        logits = np.where(np.isneginf(shifted), -np.inf, scaled)
     if top_k and top_k < logits.shape[-1]:
         kth = np.partition(logits, -top_k, axis=-1)[:, -top_k][:, None]  # (N, 1): the k-th largest
         logits = np.where(logits < kth, NEG_INF, logits)
