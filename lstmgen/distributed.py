@@ -61,12 +61,22 @@ class Group:
         import torch
         import torch.distributed as dist
 
+        # Before the group exists, on purpose: torch.distributed.nn's functions take `group=group.WORLD` as a
+        # default, evaluated at import. DDP imports it (through torch._dynamo) after init_process_group, and
+        # those defaults then held the group, so destroy_process_group in close() could not free it: its gloo
+        # threads lived on into interpreter exit, where one still freeing a finished collective's work needs the
+        # GIL, is ended by the finalizing interpreter (pthread_exit) inside a noexcept destructor, and the rank
+        # aborts: "terminate called without an active exception" (SIGABRT). Imported first, the defaults hold
+        # None, and close() frees the group: it waits for its threads' last work and joins them.
+        import torch.distributed.nn  # noqa: F401
+
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
     def close(self) -> None:
+        """Leave the group and free it: its backend's threads end here, not during interpreter exit (see start)."""
         if self.active:
             import torch.distributed as dist
 
