@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Format, ModelName, Records, Split
+from .options import Format, InferenceDevice, ModelName, Records, Split
 from .output import note, out, out_json
 
 
@@ -25,9 +25,7 @@ def eval_(
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="Char models: drop characters the vocab lacks.")
     ] = False,
-    device: Annotated[
-        str, typer.Option(help="cpu: ONNX Runtime, no torch; cuda, cuda:N, mps or auto: the torch model there.")
-    ] = "cpu",
+    device: InferenceDevice = "cpu",
     per_record: Annotated[
         bool,
         typer.Option("--per-record", help="One line per record (bits/char, then the text; JSON with --json)."),

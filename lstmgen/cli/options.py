@@ -27,6 +27,9 @@ MODEL_NAMES, CORPUS_NAMES, ALL_NAMES = _names("model"), _names("corpus"), _names
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+InferenceDevice = Annotated[
+    str, typer.Option(help="cpu: ONNX Runtime, no torch; cuda, cuda:N, mps or auto: the torch model there.")
+]
 ModelName = Annotated[
     str | None,
     typer.Option("--model", "-m", help="Model name [default: the registry's default].", autocompletion=MODEL_NAMES),

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from .options import ModelName, Quiet
+from .options import InferenceDevice, ModelName, Quiet
 from .output import note, out, out_json, quiet
 
 
@@ -47,9 +47,7 @@ def sample(
     stream: Annotated[
         bool, typer.Option("--stream", help="Print the text as it is generated (one sample per prompt).")
     ] = False,
-    device: Annotated[
-        str, typer.Option(help="cpu: ONNX Runtime, no torch; cuda, cuda:N, mps or auto: the torch model there.")
-    ] = "cpu",
+    device: InferenceDevice = "cpu",
     limit_prompt_chars: Annotated[int, typer.Option(help="Refuse longer prompts (memory stays bounded).")] = 100_000,
     limit_max_tokens: Annotated[int, typer.Option(help="The largest --max-tokens accepted.")] = 100_000,
     limit_num_samples: Annotated[int, typer.Option(help="The largest --num-samples accepted.")] = 1_024,
