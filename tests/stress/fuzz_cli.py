@@ -120,7 +120,11 @@ def damage(home: Path, rng: random.Random) -> str:
         return "empty entry"
     f = rng.choice(files_)
     if how == "info-field" and (entry / "info.json").is_file():
-        data = json.loads((entry / "info.json").read_text())
+        try:
+            data = json.loads((entry / "info.json").read_text())
+        except ValueError:  # damaged by an earlier case already
+            data = {}
+        data = data if isinstance(data, dict) else {}
         data[rng.choice(list(data) or ["x"])] = rng.choice(["x", None, [], 10**400 // 10**390, {"a": 1}, -5])
         (entry / "info.json").write_text(json.dumps(data))
         return f"info field of {entry.name}"
