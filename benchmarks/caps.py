@@ -36,7 +36,7 @@ def peak(args: list[str], env: dict, stdin: bytes | None = None) -> tuple[float,
 
 def main():
     from lstmgen.config import MAX_CONFIG_BYTES
-    from lstmgen.corpus import MAX_LINE_CHARS
+    from lstmgen.sources import MAX_LINE_CHARS
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

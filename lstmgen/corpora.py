@@ -7,17 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
-from .corpus import (
-    CORPUS_FORMAT,
-    MAX_LINE_CHARS,
-    SPLITS,
-    PrepareOptions,
-    Source,
-    build_corpus,
-    read_records,
-    read_source,
-)
+from .corpus import CORPUS_FORMAT, SPLITS, PrepareOptions, build_corpus
 from .errors import LstmgenError
+from .sources import MAX_LINE_CHARS, Source, read_records, read_source
 from .tokenize import Vocab
 
 

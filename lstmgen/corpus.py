@@ -1,33 +1,23 @@
-"""Read records (CSV via pandas, or text) and turn them into a corpus: token-id tensors per split + vocab."""
+"""Records -> a corpus: the vocabulary, and token ids per split (train/val/test), built in bounded memory."""
 
 from __future__ import annotations
 
-import codecs
-import hashlib
-import io
 import os
 import re
-import sys
 import tempfile
-import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
 from pathlib import Path
 
 from .errors import LstmgenError, UsageError
+from .sources import Source, write_failed
 from .tokenize import KINDS, Vocab, build_vocab, check_bpe_vocab_size, code_points
 
 CORPUS_FORMAT = 1
-TEXT_COLUMNS = ("joke", "text")  # auto-detected CSV columns, case-insensitive
 SPLITS = ("train", "val", "test")
-CHUNK_BYTES = 4 << 20  # streaming reads: large enough to amortise Python, small enough to bound memory
-# A line read as one record (--records line) may be at most this many characters: a longer one is refused,
-# not cut into several records (a text that long is one stream: --records file). Memory holds one such line
-# at a time, at up to 4 bytes a character: 64 MB at the default; read_source(max_line_chars=) raises it.
-MAX_LINE_CHARS = 16 << 20
 # The tokenizers (BPE's trainer and encoder, the word regex) take text in pieces of at most this many
 # characters, cut where a run of whitespace starts: no token spans such a cut, so the ids are those of the
 # whole text, and memory no longer grows with the longest line (a 20 MB line peaked at 3.3 GB in BPE).
@@ -38,296 +28,6 @@ ENCODE_BATCH_CHARS = 1 << 20  # characters encoded per tokenizer call (its per-t
 # without spaces peaked at 1.2 GB. 16 Mi characters learn a vocabulary of up to 100,000 tokens well; raise it
 # here (or through the CLI's option) to learn from more.
 BPE_TRAIN_CHARS = 16 << 20
-
-
-@dataclass
-class Source:
-    """Raw input, checked (not binary, decodable) and hashed in one streaming pass; its text is read again,
-    chunk by chunk, by whoever needs it (`chunks`), so a file larger than memory can be prepared."""
-
-    path: Path  # the file; stdin is spooled to a temporary file first, as it cannot be read twice
-    name: str  # file path or "<stdin>"
-    sha256: str
-    is_csv: bool
-    encoding: str = "utf-8"
-    max_line_chars: int = MAX_LINE_CHARS  # the longest line a record may be (--records line)
-
-    @property
-    def text(self) -> str:
-        """The whole text (CSV and small inputs): BOM dropped, line ends normalised to \n."""
-        return "".join(self.chunks())
-
-    def chunks(self, on_read: Callable[[bytes], None] | None = None, lines: bool = False) -> Iterator[str]:
-        """The text in pieces of about CHUNK_BYTES, each ending at a line end where the text has one: BOM
-        dropped, CRLF and CR normalised to a newline. Decoding errors name the line and byte offset.
-        `on_read(data)` sees the raw bytes of each read (read_source hashes them in the same pass).
-        `lines`: the text is read line by line, so a line is never cut: one longer than max_line_chars is
-        refused. Otherwise a line of over 4 chunks is cut at a space (a stream does not mind)."""
-        size = CHUNK_BYTES
-        decoder = codecs.getincrementaldecoder(self.encoding)()
-        carry, offset, first, line_no = "", 0, True, 1  # line_no: of the first line not yet yielded
-        with self.path.open("rb") as f:
-            while True:
-                data = f.read(size)
-                if on_read is not None:
-                    on_read(data)
-                try:
-                    text = decoder.decode(data, final=not data)
-                except UnicodeDecodeError as e:
-                    at = offset - (len(e.object) - len(data)) + e.start  # e.object starts with held bytes
-                    f.seek(0)
-                    line = 1 + f.read(at).count(b"\n")  # counted only now: a clean file never pays for it
-                    raise LstmgenError(
-                        f"{self.name} is not valid {self.encoding}: byte {e.object[e.start]:#04x} at line "
-                        f"{line} (offset {at}); pass --encoding (for example --encoding latin-1)"
-                    ) from None
-                except UnicodeError as e:  # codecs such as punycode raise the plain kind, without a position
-                    raise LstmgenError(
-                        f"{self.name} cannot be read as {self.encoding} ({str(e)[:100]}); pass --encoding (for "
-                        "example --encoding utf-8)"
-                    ) from None
-                offset += len(data)
-                if first:
-                    text, first = text.removeprefix("\ufeff"), False
-                text = carry + text
-                if data and text.endswith("\r"):  # a CRLF may straddle two reads
-                    text, carry = text[:-1], "\r"
-                else:
-                    carry = ""
-                if "\r" in text:
-                    text = text.replace("\r\n", "\n").replace("\r", "\n")
-                if not data:
-                    if text:
-                        if lines:
-                            self._check_lines(text, line_no)
-                        yield text
-                    return
-                end = text.rfind("\n") + 1
-                if end == 0 and (len(text) < 4 * size or lines):  # one long line so far: read on
-                    if lines:
-                        self._check_lines(text, line_no)
-                    carry = text + carry
-                    continue
-                end = end or text.rfind(" ") + 1 or len(text)  # a line of over 4 chunks: cut at a space
-                carry = text[end:] + carry
-                if lines:
-                    self._check_lines(text[:end], line_no)
-                    line_no += text.count("\n", 0, end)
-                yield text[:end]
-
-    def _check_lines(self, text: str, line_no: int) -> None:
-        """Refuse a line of `text` (whose first line is line `line_no`) longer than max_line_chars."""
-        if len(text) <= self.max_line_chars:  # no line can be longer: the usual case costs nothing
-            return
-        for i, line in enumerate(text.split("\n")):
-            if len(line) > self.max_line_chars:
-                raise LstmgenError(
-                    f"{self.name}: line {line_no + i:,} is longer than {self.max_line_chars:,} characters, too "
-                    "long for one record; read the text as one stream with --records file, or raise the cap "
-                    "with --max-line-chars"
-                )
-
-DATA_DIR = Path(__file__).parent / "data"  # the bundled example data: package data, so found from any directory
-
-
-def find_input(path: str) -> Path:
-    """The file an input argument names: an existing path wins; else bundled example data by name (`jokes` or
-    `jokes.csv`), so that the quick start runs from any directory; else an LstmgenError naming the examples."""
-    p = Path(path)
-    if p.exists():
-        return p
-    bundled = {f.stem: f for f in sorted(DATA_DIR.glob("*.csv"))}
-    name = path.removesuffix(".csv")
-    if name in bundled:  # a dict lookup: a value such as ../x never reaches outside DATA_DIR
-        return bundled[name]
-    if p.stem in bundled:  # data/jokes.csv typed outside the repository
-        raise LstmgenError(f"input file {path} does not exist; the bundled copy is read from anywhere as {p.stem}")
-    raise LstmgenError(f"input file {path} does not exist (bundled example data, by name: {', '.join(bundled)})")
-
-
-def read_source(
-    path: str,
-    fmt: str = "auto",
-    encoding: str = "utf-8",
-    spool_dir: Path | None = None,
-    max_line_chars: int = MAX_LINE_CHARS,
-) -> Source:
-    """Check and hash a file (or "-" for stdin, copied to a file in `spool_dir`), streaming: clear errors for
-    binary, empty or mis-encoded input, without holding it in memory. `max_line_chars`: the longest line a
-    record read line by line may be."""
-    if path == "-":
-        p, name = _spool_stdin(spool_dir), "<stdin>"
-    else:
-        p = find_input(path)
-        name = str(path) if p == Path(path) else str(p)  # bundled data goes by its full path
-        if p.is_dir():
-            raise LstmgenError(f"input {path} is a directory; give a .csv or .txt file")
-    try:
-        wide = b"\x00" in "a".encode(encoding)  # utf-16 and utf-32 write a NUL byte in every ASCII character
-    except (LookupError, UnicodeError):  # unknown, a bytes-to-bytes codec (base64), or "undefined"
-        raise LstmgenError(f"unknown --encoding {encoding[:40]!r}; try utf-8 or latin-1") from None
-    binary = f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file"
-    if not wide:  # checked before decoding, so a binary file is named as one rather than as mis-encoded
-        with p.open("rb") as f:
-            if b"\x00" in f.read(65536):
-                raise LstmgenError(binary)
-    is_csv = fmt == "csv" or (fmt == "auto" and name.lower().endswith(".csv"))
-    source = Source(p, name, "", is_csv, encoding, max_line_chars)
-    digest, blank, scanned = hashlib.sha256(), True, 0
-    for text in source.chunks(digest.update):  # one pass hashes and decodes it all: a bad byte fails first
-        blank = blank and not text.strip()
-        if scanned < 65536 and "\x00" in text[: 65536 - scanned]:  # a wide encoding's NULs, decoded
-            raise LstmgenError(binary)
-        scanned += len(text)
-    if blank:
-        raise LstmgenError(f"{name} is empty; give a file with at least a few records")
-    source.sha256 = digest.hexdigest()
-    return source
-
-
-def _spool_stdin(spool_dir: Path | None) -> Path:
-    """stdin copied to a temporary file (deleted at exit), in bounded memory."""
-    import atexit
-
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".stdin.", suffix=".tmp", dir=spool_dir)
-    except OSError as e:
-        raise _write_failed(e, spool_dir) from None
-    atexit.register(Path(tmp).unlink, missing_ok=True)
-    with open(fd, "wb", buffering=0) as f:  # unbuffered: a full disk fails in write(), caught here
-        while data := sys.stdin.buffer.read(CHUNK_BYTES):
-            try:
-                f.write(data)
-            except OSError as e:
-                raise _write_failed(e, spool_dir) from None
-    return Path(tmp)
-
-
-def _write_failed(e: OSError, where: Path | None) -> LstmgenError:
-    """A failed write of prepare's scratch files (a full disk, mostly), as one line naming where."""
-    from .registry import write_error
-
-    return write_error(e, where if where is not None else Path(tempfile.gettempdir()))
-
-
-def read_records(source: Source, column: str | None = None, records: str = "line") -> tuple[list[str], str | None]:
-    """Records of a source, and the CSV column they came from (None for text).
-
-    CSV: the `column` given, else a column named Joke/text, else the only text column.
-    Text: one record per non-empty line (`records="line"`), or the whole text as one stream ("file").
-    """
-    if source.is_csv:
-        return _read_csv(source, column)
-    if column is not None:
-        raise LstmgenError(f"--column only applies to CSV input; {source.name} is read as text (pass --format csv)")
-    if records == "file":
-        return [source.text.strip("\n")], None
-    text = "".join(source.chunks(lines=True))  # refuses a line over source.max_line_chars
-    return [line.strip() for line in text.split("\n") if line.strip()], None
-
-
-def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
-    import pandas as pd  # deferred: keeps `lstmgen --help` fast
-
-    try:
-        with warnings.catch_warnings():
-            # index_col=False: a row with more fields than the header is an error, not a silent index shift
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(
-                io.StringIO(source.text), keep_default_na=False, index_col=False, dtype_backend="numpy_nullable"
-            )
-    except pd.errors.ParserWarning:
-        _check_delimiter(source, source.text.split("\n", 1)[0])
-        raise LstmgenError(
-            f"{source.name}: some rows have more fields than the header; quote text that contains commas "
-            '(for example 1,"Hi, there")'
-        ) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
-        _check_delimiter(source, source.text.split("\n", 1)[0])
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LstmgenError(f"{source.name} is not a readable CSV: {first}") from None
-    if len(df.columns) == 1:
-        _check_delimiter(source, str(df.columns[0]))
-    text_columns = [c for c in df.columns if pd.api.types.is_string_dtype(df[c]) or df[c].dtype == object]
-    if column is not None:
-        if column not in df.columns:
-            raise LstmgenError(
-                f"{source.name} has no column {_shown(column, quote=True)}; its columns are: {_columns(df.columns)}"
-            )
-    else:
-        named = [c for c in df.columns if str(c).strip().lower() in TEXT_COLUMNS]
-        if named:
-            column = named[0]
-        elif len(text_columns) == 1:
-            column = text_columns[0]
-        else:
-            cols = _columns(df.columns)
-            if len(df.columns) == 1:
-                hint = " (is the delimiter a comma?)"
-            elif text_columns:
-                hint = ""
-            else:
-                hint = " (none holds text)"
-            raise LstmgenError(
-                f"{source.name}: cannot tell which column holds the text{hint}; columns: {cols}; pass --column NAME"
-            )
-    _check_unique(source, list(df.columns), column)
-    records = [str(v).strip() for v in df[column].tolist() if v is not None and str(v).strip()]
-    if not records:
-        raise LstmgenError(f"{source.name}: column {_shown(column, quote=True)} has no text")
-    return records, str(column)
-
-
-def _check_unique(source: Source, columns: list, column) -> None:
-    """Refuse a text column whose header name is given twice or more: pandas renames the second "Joke" to
-    "Joke.1", and which one the user meant is a guess. Duplicates among the other columns do not matter."""
-    import pandas as pd
-
-    try:  # the header row as written: names as given, not as pandas made them unique
-        first = pd.read_csv(io.StringIO(source.text), header=None, nrows=1, dtype=str, keep_default_na=False,
-                            index_col=False)  # fmt: skip
-        header = [str(v) for v in first.iloc[0].tolist()]
-    except Exception:  # noqa: BLE001 - the full read above succeeded; a header it cannot re-read is not a duplicate
-        return
-    if len(header) != len(columns):
-        return
-    name = header[columns.index(column)]
-    count = header.count(name)
-    if name.strip() and count > 1:
-        raise LstmgenError(
-            f"{source.name}: {count} columns are named {_shown(name, quote=True)}; rename them so that the text "
-            "column's name is unique"
-        )
-
-
-def _check_delimiter(source: Source, header: str) -> None:
-    """A header without commas but with ';', tabs or '|' means another delimiter: say so, not pandas' error."""
-    for sep in (";", "\t", "|"):
-        if sep in header and "," not in header:
-            raise LstmgenError(
-                f"{source.name} looks delimited by {sep!r}, not commas (header {_shown(header, quote=True)}); "
-                "save it as a comma-separated CSV, or as .txt with one record per line"
-            )
-
-
-SHOWN_COLUMNS, SHOWN_CHARS = 8, 40  # an error line lists this many column names, each cut to this length
-
-
-def _shown(column, quote: bool = False) -> str:
-    """A column name for an error line: a quoted header field can hold a line break, which printed raw split
-    the one-line error in two (found by tests/test_properties.py), so such names are shown as repr; a long
-    one is cut short."""
-    name = str(column)
-    cut = name if len(name) <= SHOWN_CHARS else name[: SHOWN_CHARS - 3] + "..."
-    return repr(cut) if quote or not name.isprintable() else cut
-
-
-def _columns(columns) -> str:
-    """Column names for an error line: the first SHOWN_COLUMNS, then how many more (a 10,000-column CSV
-    made a 69 KB error line)."""
-    names = list(columns)
-    shown = ", ".join(map(_shown, names[:SHOWN_COLUMNS]))
-    return shown + (f", ... and {len(names) - SHOWN_COLUMNS:,} more" if len(names) > SHOWN_COLUMNS else "")
 
 
 def split_labels(n: int, val_frac: float, test_frac: float, seed: int):
@@ -609,7 +309,7 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
                 out[split] = {"path": path, "tokens": 0, "records": 0, "chars": 0, "unk": 0}
                 out[split]["file"] = os.fdopen(fd, "wb")
         except OSError as e:
-            raise _write_failed(e, work_dir) from None
+            raise write_failed(e, work_dir) from None
         for split, texts, ends in pieces:
             o = out[split]
             if table is not None:  # chars: one vectorised lookup for the whole piece
@@ -623,7 +323,7 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
                 try:
                     o["file"].write(ids.astype(np_dtype).tobytes())
                 except OSError as e:
-                    raise _write_failed(e, work_dir) from None
+                    raise write_failed(e, work_dir) from None
                 o["tokens"] += ids.size
                 o["unk"] += int((ids == vocab.unk_id).sum()) if vocab.unk_id is not None else 0
             o["records"] += len(texts) if ends else 0
@@ -632,7 +332,7 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
             try:
                 o["file"].close()  # flushes: a full disk can fail here too
             except OSError as e:
-                raise _write_failed(e, work_dir) from None
+                raise write_failed(e, work_dir) from None
             o["ids"] = (
                 torch.from_file(o["path"], shared=False, size=o["tokens"], dtype=dtype)
                 if o["tokens"]

@@ -10,7 +10,8 @@ import torch
 from lstmgen import registry
 from lstmgen.config import load_config
 from lstmgen.corpora import load_corpus
-from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source
+from lstmgen.corpus import PrepareOptions, build_corpus
+from lstmgen.sources import read_records, read_source
 from lstmgen.train import train
 
 JOKES = [

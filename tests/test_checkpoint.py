@@ -24,9 +24,10 @@ from typer.testing import CliRunner
 from lstmgen import checkpoint, registry
 from lstmgen.cli import app
 from lstmgen.corpora import load_corpus
-from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source
+from lstmgen.corpus import PrepareOptions, build_corpus
 from lstmgen.errors import LstmgenError
 from lstmgen.sample import SampleOptions
+from lstmgen.sources import read_records, read_source
 
 from .conftest import JOKES, tiny_config
 

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from lstmgen import corpus as corpus_module
-from lstmgen.corpus import PrepareOptions, build_corpus, find_input, read_records, read_source, split_labels
+from lstmgen import sources as sources_module
+from lstmgen.corpus import PrepareOptions, build_corpus, split_labels
 from lstmgen.errors import LstmgenError
+from lstmgen.sources import find_input, read_records, read_source
 
 
 def write(tmp_path, name, content):
@@ -65,8 +67,8 @@ def test_missing_file(tmp_path):
 
 def test_bundled_data_is_found_by_name_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    bundled = corpus_module.DATA_DIR / "jokes.csv"
-    assert corpus_module.DATA_DIR.parent.name == "lstmgen"  # inside the package: a wheel carries it
+    bundled = sources_module.DATA_DIR / "jokes.csv"
+    assert sources_module.DATA_DIR.parent.name == "lstmgen"  # inside the package: a wheel carries it
     assert find_input("jokes") == find_input("jokes.csv") == bundled
     source = read_source("jokes")
     assert source.is_csv and source.name == str(bundled) and len(read_records(source)[0]) > 500
@@ -155,7 +157,7 @@ def test_a_text_streamed_in_small_chunks_gives_the_corpus_read_whole(tmp_path, m
     sized = {"vocab_size": 300} if tokenizer == "bpe" else {"min_freq": 1}
     options = {"options": PrepareOptions(tokenizer, val_frac=0.1, test_frac=0.1, **sized), "stream": stream}
     whole = build_corpus(src, read_records(src, records="file" if stream else "line")[0], **options)
-    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 61)  # odd: cuts "é", "—" and "\r\n" somewhere
+    monkeypatch.setattr(sources_module, "CHUNK_BYTES", 61)  # odd: cuts "é", "—" and "\r\n" somewhere
     chunked = build_corpus(src, None, work_dir=tmp_path, **options)
     assert chunked["vocab"] == whole["vocab"]
     for split in ("train", "val", "test"):
@@ -167,7 +169,7 @@ def test_a_text_streamed_in_small_chunks_gives_the_corpus_read_whole(tmp_path, m
 
 
 def test_a_bad_byte_deep_in_a_large_file_names_its_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(sources_module, "CHUNK_BYTES", 64)
     p = tmp_path / "x.txt"
     p.write_bytes(b"".join(b"line %d fine\n" % i for i in range(99)) + b"caf\xe9\n")
     with pytest.raises(LstmgenError, match=r"byte 0xe9 at line 100 \(offset 1280\)"):
@@ -182,7 +184,7 @@ def test_preparing_a_large_text_holds_a_chunk_not_the_file(tmp_path, monkeypatch
     p = tmp_path / "big.txt"
     line = "To be, or not to be, that is the question: whether 'tis nobler in the mind\n"
     p.write_text(line * (8_000_000 // len(line)))  # 8 MB
-    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 256 << 10)
+    monkeypatch.setattr(sources_module, "CHUNK_BYTES", 256 << 10)
     src = read_source(str(p))
     tracemalloc.start()
     try:
@@ -234,10 +236,10 @@ def test_a_line_over_the_cap_is_refused_not_cut_into_records(tmp_path):
 def test_a_line_longer_than_four_chunks_stays_one_record(tmp_path, monkeypatch):
     """It used to be cut at a space after 4 chunks (16 MiB): several records, and a way round the refusal
     of a file with too few records."""
-    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 64)
+    monkeypatch.setattr(sources_module, "CHUNK_BYTES", 64)
     lines = ["short one", "x " * 200, "short two", "short three"]
     src = read_source(write(tmp_path, "a.txt", "\n".join(lines) + "\n"))
-    assert corpus_module.MAX_LINE_CHARS == 16 << 20 and src.max_line_chars == corpus_module.MAX_LINE_CHARS
+    assert sources_module.MAX_LINE_CHARS == 16 << 20 and src.max_line_chars == sources_module.MAX_LINE_CHARS
     corpus = build_corpus(src, None, PrepareOptions(val_frac=0.25, test_frac=0.25), work_dir=tmp_path)
     assert sum(corpus["meta"]["records"].values()) == 4
     assert sum(corpus["meta"]["chars"].values()) == sum(len(line.strip()) + 1 for line in lines)

@@ -44,7 +44,8 @@ def _train(tokenizer: str, jokes_csv, **model) -> str:
 
     from lstmgen import registry
     from lstmgen.corpora import load_corpus
-    from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source
+    from lstmgen.corpus import PrepareOptions, build_corpus
+    from lstmgen.sources import read_records, read_source
     from lstmgen.train import train
 
     from .conftest import tiny_config

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source
+from lstmgen.corpus import PrepareOptions, build_corpus
 from lstmgen.errors import LstmgenError
+from lstmgen.sources import read_records, read_source
 from lstmgen.tokenize import build_vocab, detokenize_words, tokenize_words
 
 # Function-scoped fixtures (tmp_path, the autouse registry) are shared by a test's examples: fine here, each

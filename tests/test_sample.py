@@ -60,7 +60,8 @@ def test_greedy_is_deterministic(tiny_model):
 
 def test_word_models_never_sample_unk(toy_corpus):
     from lstmgen import registry
-    from lstmgen.corpus import build_corpus, read_records, read_source
+    from lstmgen.corpus import build_corpus
+    from lstmgen.sources import read_records, read_source
     from lstmgen.train import train
 
     from .conftest import tiny_config

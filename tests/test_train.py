@@ -84,7 +84,8 @@ def test_divergence_keeps_the_last_finite_checkpoint(toy_corpus, monkeypatch):
 
 
 def test_empty_validation_split_is_refused(tmp_path):
-    from lstmgen.corpus import build_corpus, read_records, read_source
+    from lstmgen.corpus import build_corpus
+    from lstmgen.sources import read_records, read_source
 
     p = tmp_path / "t.txt"
     p.write_text("\n".join(f"line {i}" for i in range(40)))
