@@ -1,4 +1,8 @@
-"""Training configuration: dataclass defaults <- YAML file <- `--set key=value` overrides."""
+"""Training configuration: dataclass defaults <- YAML file <- `--set key=value` overrides; the range of every
+key (a config is checked whole before anything is built); the packaged configs, found by name.
+
+Long because the ranges of ~25 keys and the hostile-YAML guards (aliases, depth, size) live beside the
+fields they check."""
 
 from __future__ import annotations
 

@@ -14,7 +14,12 @@ No symbolic link below the root is followed: an entry, a file in one, corpora/ o
 refused (its row in `list` says so), so no write or deletion can leave the registry.
 
 Every .pt file holds only tensors, numbers, strings, lists and dicts, and is loaded with
-`torch.load(weights_only=True)`: loading never runs code from the file.
+`torch.load(weights_only=True)`: loading never runs code from the file. models/NAME/ also holds best.onnx,
+last.onnx and heldout.npz (runtime.py, onnx_graph.py).
+
+Long (~720 lines) on purpose for now: every rule about what touches the disk (names, links, locks, atomic
+writes, staging, all-or-nothing removal, bounded reads of info.json) is here, where one review sees them
+together. The next split would move the atomic-write and safe-load primitives to a storage module.
 """
 
 from __future__ import annotations

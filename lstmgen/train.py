@@ -1,5 +1,8 @@
 """Training: a Trainer runs the loop, validates, keeps the best weights and writes checkpoints. It reports
-through a callback and never prints."""
+through a callback and never prints.
+
+One class of ~400 lines: the loop's state (LoopState), its step, validation, checkpointing and restore share
+that state, and splitting them would pass it around again as the old dict of strings did."""
 
 from __future__ import annotations
 
