@@ -103,6 +103,8 @@ def describe(
     }
 
 
+# One graph, node by node, read top to bottom (embedding, the LSTM layers, the head): split into helpers it
+# would hide the order the nodes run in.
 def build_graph(model: LSTMLM, meta: dict) -> bytes:
     """The sealed bytes of `model`'s decoder graph (eval mode: dropout is the identity), `meta` stored as
     its `lstmgen` metadata property."""

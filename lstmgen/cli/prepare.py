@@ -12,6 +12,7 @@ from .output import err, out_json, quiet
 from .signals import exit_on_sigterm
 
 
+# Long only in its options and help text: the body parses, makes one library call and renders.
 def prepare(
     input: Annotated[str, typer.Argument(help="A .csv or .txt file, or - for stdin.", metavar="INPUT")],
     name: Annotated[Optional[str], typer.Option(help="Corpus name in the registry [default: the file's stem].")] = None,

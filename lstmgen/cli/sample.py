@@ -15,6 +15,7 @@ from .options import InferenceDevice, ModelName, Quiet
 from .output import note, out, out_json, quiet
 
 
+# Long only in its options and help text: the body parses, makes one library call and renders.
 def sample(
     prompt: Annotated[
         Optional[str], typer.Argument(help="Seed text; - (or piped stdin) reads one prompt per line.")

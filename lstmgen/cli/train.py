@@ -16,6 +16,7 @@ from .output import err, note, out_json, problems, quiet, set_origin
 from .signals import StopSignals
 
 
+# Long only in its options and help text: the body parses, makes one library call and renders.
 def train(
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
     corpus: Annotated[
