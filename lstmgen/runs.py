@@ -118,14 +118,20 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     on_note: Callable[[str], None] | None = None,
     group: Group | None = None,
+    started: float | None = None,
 ) -> dict:
     """Run `lstmgen train`: plan the run, then train under the model's lock; the summary (see Trainer.run).
+    `started`: the time.perf_counter() reading the run's wall clock (max_time, elapsed) counts from; default:
+    now, before the config and corpus load.
 
     One writer per model: a second `train` of this name refuses instead of interleaving checkpoints. Under
     torchrun rank 0 holds the lock for the group (the ranks are one writer) and alone hears notes.
     """
+    import time
+
     from .train import train
 
+    started = time.perf_counter() if started is None else started
     group = group or Group()
     model_name = request.model_name()
     holding = registry.lock("model", model_name, "training it") if group.main else contextlib.nullcontext()
@@ -136,7 +142,8 @@ def fit(
         corpus = load_corpus(run.cfg.corpus)
         if not request.resume and not request.overwrite:
             refuse_existing(run.cfg.name)
-        return train(run.cfg, corpus, resume=run.resume, on_event=on_event, should_stop=should_stop, group=group)
+        return train(run.cfg, corpus, resume=run.resume, on_event=on_event, should_stop=should_stop, group=group,
+                     started=started)  # fmt: skip
 
 
 def worker_argv(argv: list[str]) -> list[str]:
