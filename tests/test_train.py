@@ -59,7 +59,7 @@ def test_early_stopping_with_patience(toy_corpus, monkeypatch):
 
 
 def test_time_limit(toy_corpus):
-    summary = train(tiny_config(max_steps="null", max_time=0.5, eval_every=1000, checkpoint_every=1000), toy_corpus)
+    summary = train(tiny_config(max_steps="null", max_time=2, eval_every=1000, checkpoint_every=1000), toy_corpus)
     assert summary["stop_reason"] == "max_time" and summary["steps"] > 0
 
 
