@@ -45,6 +45,13 @@ def test_every_shipped_config_loads_by_name_and_names_its_command(path):
     assert first.startswith(f"# {path.name} — ") and first.endswith(f"lstmgen train --config {path.stem}")
 
 
+@pytest.mark.parametrize("name", ["char", "word", "bpe"])
+def test_the_quick_start_configs_stop_on_epochs_not_wall_time(name):
+    # A wall-time bound trains less on a busy machine: the same seed would give another model.
+    t = load_config(name).train
+    assert t.max_time is None and t.max_epochs and t.patience and t.seed == 0
+
+
 def test_shipped_configs_exist_and_the_repository_links_to_them():
     assert {"char.yaml", "word.yaml"} <= {p.name for p in CONFIGS}
     assert CONFIG_DIR.parent.name == "lstmgen"  # inside the package: a wheel carries them (pyproject package-data)
