@@ -25,6 +25,12 @@ def _when(iso: str | None) -> str:
     return iso[:16].replace("T", " ") if iso else "-"  # minutes are enough in a table
 
 
+def _source(meta: dict) -> str:
+    """The corpus's input files by name: jokes.csv, or more.csv, jokes.csv for one prepared from several."""
+    sources = meta.get("sources") if isinstance(meta.get("sources"), list) else [meta.get("source")]
+    return ", ".join(Path(str(s)).name for s in sources if s) or "-"
+
+
 def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False):
     """List corpora and models in the registry.
 
@@ -52,7 +58,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _fmt(c.get("vocab_size"), ","),
             _fmt(sum((c.get("records") or {}).values()) or None, ","),
             _fmt((c.get("tokens") or {}).get("train"), ","),
-            Path(c["source"]).name if c.get("source") else "-",
+            _source(c),
             _when(c.get("created")),
         )
     models = Table(title="models", title_justify="left")
@@ -155,10 +161,15 @@ def rm(
     """
     quiet(quiet_)
     k = registry.find_kind(name, kind.value if kind else None)
+    was_default = k == "model" and registry.default_model() == name
     path = registry.remove(k, name)
+    now = registry.default_model()
     if json_out:
-        out_json({"removed": name, "kind": k, "path": str(path)})
-    err.print(f"removed {k} {name} ({path})")
+        out_json({"removed": name, "kind": k, "path": str(path), "default_model": now})
+    moved = ""
+    if was_default:  # sample and eval without --model now take another model, or none: say which
+        moved = f"; the default model is now {now!r}" if now else "; there is no default model now"
+    err.print(f"removed {k} {name} ({escape(str(path))}){moved}")
 
 
 def default(
@@ -180,7 +191,7 @@ def default(
     else:
         chosen = registry.default_model()
         if chosen is None:
-            raise LstmgenError("no models yet: train one with `lstmgen train --config configs/char.yaml`")
+            raise LstmgenError("no models yet: train one with `lstmgen prepare jokes && lstmgen train --config char`")
         out(chosen)
 
 

@@ -39,3 +39,33 @@ def test_show_plot_writes_a_png_or_says_what_is_missing(trained, tmp_path, monke
     assert "--plot draws a model's loss curves" in bad("show", "toy", "--kind", "corpus", "--plot", png, code=2)
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if lstmgen[plot] were not installed
     assert "--plot needs matplotlib: pip install 'lstmgen[plot]'" in bad("show", "tiny", "--plot", png)
+
+
+def test_a_path_where_a_name_goes_says_which_name_or_command_was_meant(trained, jokes_csv, tmp_path, monkeypatch):
+    from lstmgen import registry
+
+    models = registry.home() / "models"
+    for args in (["sample", "Why", "-m", models / "tiny"], ["eval", "-m", models / "tiny" / "best.pt"],
+                 ["show", models / "tiny"]):  # fmt: skip
+        assert "not given by path; did you mean model 'tiny'?" in bad(*args)
+    monkeypatch.chdir(registry.home())
+    assert "did you mean model 'tiny'?" in bad("eval", "-m", "./models/tiny")
+    # A file where a corpus goes: the command that makes a corpus of it (a corpus of another file is no match).
+    err = bad("train", "-c", "char", "--corpus", jokes_csv, "--name", "x", *TINY)
+    assert f"run `lstmgen prepare {jokes_csv}` first, then name the corpus it makes ('jokes')" in err
+    monkeypatch.chdir(jokes_csv.parent)
+    assert "jokes.csv is a file: run `lstmgen prepare jokes.csv` first" in bad("train", "--corpus", "jokes.csv", *TINY)
+    ok("prepare", "jokes.csv", "-q")
+    assert "did you mean corpus 'jokes', prepared from it?" in bad("train", "--corpus", "jokes.csv", *TINY)
+    assert "did you mean corpus 'jokes', prepared from it?" in bad("train", "--corpus", jokes_csv, *TINY)
+    assert "`lstmgen list` shows them" in bad("sample", "Why", "-m", tmp_path / "nothing")
+
+
+def test_deleting_the_default_model_says_which_is_the_default_now(trained):
+    ok("train", "-c", "char", "--corpus", "toy", "--name", "older", *TINY, "-q")
+    ok("default", "tiny", "-q")
+    assert "the default model is now 'older'" in ok("rm", "tiny").stderr
+    assert "there is no default model now" in ok("rm", "older").stderr
+    ok("train", "-c", "char", "--corpus", "toy", "--name", "a", *TINY, "-q")
+    ok("train", "-c", "char", "--corpus", "toy", "--name", "b", *TINY, "-q")
+    assert "default model" not in ok("rm", "a").stderr  # b, the latest, was and stays the default
