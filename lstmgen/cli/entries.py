@@ -62,8 +62,12 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _when(c.get("created")),
         )
     models = Table(title="models", title_justify="left")
-    for col in ("name", "tokenizer", "parameters", "steps", "best val loss", "status", "corpus", "updated"):
-        models.add_column(col)
+    # val bits/char: the best validation loss per character, comparable across char, word and BPE models
+    # (nats per token are not); "-" for models trained before it was recorded.
+    for col in ("name", "tokenizer", "parameters", "steps", "epochs", "val loss", "bits/char", "status", "corpus",
+                "updated"):  # fmt: skip
+        models.add_column(col, justify="right" if col in ("parameters", "steps", "epochs", "val loss", "bits/char")
+                          else "left")  # fmt: skip
     for m in entries["models"]:
         mark = " *" if m["name"] == entries["default_model"] else ""
         models.add_row(
@@ -71,7 +75,9 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _fmt(m.get("tokenizer")),
             _fmt(m.get("parameters"), ","),
             _fmt(m.get("steps"), ","),
+            _fmt(m.get("epochs"), ".1f"),
             _fmt(m.get("best_val_loss"), ".4f"),
+            _fmt(m.get("best_val_bits_per_char"), ".3f"),
             _fmt(m.get("status")),
             _fmt(m.get("corpus")),
             _when(m.get("updated")),
@@ -126,6 +132,8 @@ def show(
         if key in ("name", "kind", "path", "history", "config"):
             continue
         shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        if key == "epochs" and isinstance(shown, (int, float)):
+            shown = f"{shown:.1f}"
         out(f"  {key}: {round(shown, 4) if isinstance(shown, float) else shown}")
     if k == "model":
         out("  config:")
@@ -133,14 +141,14 @@ def show(
             out(f"    {line}")
         hist = data["history"]
         if hist:
-            out("  history (step, train loss, val loss):")
+            out("  history (step, mean train loss since the last validation, val loss):")
             for h in hist[-10:]:
                 out(f"    {h['step']:>7}  {_fmt(h['train_loss'], '.4f')}  {_fmt(h['val_loss'], '.4f')}")
             from ..plot import TRAIN, VAL, loss_chart
 
             chart = loss_chart(hist)
             if chart:
-                out(f"  loss ({TRAIN} train, {VAL} validation):")
+                out(f"  loss ({TRAIN} mean train, {VAL} validation):")
                 for line in chart:
                     out(line)
 

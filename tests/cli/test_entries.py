@@ -26,7 +26,7 @@ def test_show_suggests_a_corpus_or_a_model(trained):
 
 def test_show_draws_the_loss_curves(trained):
     lines = ok("show", "tiny").stdout.splitlines()
-    at = lines.index("  loss (· train, ● validation):")
+    at = lines.index("  loss (· mean train, ● validation):")
     steps = [h["step"] for h in checkpoint.load("tiny", "last").history]
     assert "┤" in lines[at + 1] and lines[-1].split() == ["step", f"{steps[0]:,}", f"{steps[-1]:,}"]
 
@@ -69,3 +69,26 @@ def test_deleting_the_default_model_says_which_is_the_default_now(trained):
     ok("train", "-c", "char", "--corpus", "toy", "--name", "a", *TINY, "-q")
     ok("train", "-c", "char", "--corpus", "toy", "--name", "b", *TINY, "-q")
     assert "default model" not in ok("rm", "a").stderr  # b, the latest, was and stays the default
+
+
+def test_list_and_show_give_epochs_to_one_decimal_and_bits_per_char_beside_each_model(trained):
+    import json
+
+    from lstmgen import registry
+
+    def row(name: str) -> dict:
+        lines = ok("list").stdout.splitlines()
+        lines = lines[lines.index("models") :]
+        header = next(line for line in lines if "┃ name" in line)
+        cells = [c.strip() for c in next(line for line in lines if line.startswith(f"│ {name}")).split("│")[1:-1]]
+        return dict(zip([c.strip() for c in header.split("┃")[1:-1]], cells, strict=True))
+
+    info = registry.info("model", "tiny")
+    assert row("tiny")["bits/char"] == f"{info['best_val_bits_per_char']:.3f}"
+    assert row("tiny")["epochs"] == f"{info['epochs']:.1f}" and 0 < info["epochs"] < 1  # 8 steps: part of one
+    assert f"  epochs: {info['epochs']:.1f}" in ok("show", "tiny").stdout.splitlines()
+    # A model trained before bits/char were recorded: "-", not a figure in another unit.
+    path = registry.entry_dir("model", "tiny") / "info.json"
+    older = {k: v for k, v in json.loads(path.read_text()).items() if k != "best_val_bits_per_char"}
+    path.write_text(json.dumps(older | {"epochs": 0}))
+    assert row("tiny")["bits/char"] == "-" and row("tiny")["epochs"] == "0.0"
