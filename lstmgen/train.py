@@ -23,6 +23,8 @@ from .tokenize import Vocab
 from .validation import evaluate
 
 OnEvent = Callable[[str, dict], None]
+# The corpus's preparation a checkpoint keeps beside its summary: its input files and prepare's options.
+PREPARED_WITH = ("sources", "column", "stream", "seed", "val_frac", "test_frac", "min_freq", "vocab_size")
 
 
 # -- schedule ------------------------------------------------------------------------------------------
@@ -426,7 +428,8 @@ class Trainer:
             epoch=s.epoch,
             best_val_loss=s.best_val,
             corpus={k: meta.get(k) for k in ("source", "sha256", "tokenizer", "chars", "records", "tokens")}
-            | {k: meta[k] for k in ("sources",) if k in meta}  # the files of a corpus prepared from several
+            # how it was prepared, for the command that prepares it again (see runs.prepare_again)
+            | {k: meta[k] for k in PREPARED_WITH if k in meta}
             | {"name": self.cfg.corpus},
             heldout={k: self.corpus["splits"][k] for k in ("val", "test")},  # `eval` works after the corpus goes
         )

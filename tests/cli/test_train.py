@@ -128,3 +128,18 @@ def test_a_long_validation_pass_shows_its_progress_on_the_bar(monkeypatch):
     reporter("eval", {"step": 20, "val_loss": 1.25, "best_val_loss": 1.25, "improved": True})
     reporter.close()
     assert shown().startswith("step 20/40 ep 5.0") and "val 1.250" in shown() and shown().endswith("eta 0:00:10")
+
+
+def test_resuming_after_the_corpus_was_removed_says_how_to_prepare_it_again(jokes_csv, tmp_path, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    ok("prepare", jokes_csv, "--name", "jk", "--val-frac", "0.1", "--test-frac", "0.1", "--seed", "3")
+    ok("prepare", jokes_csv, "--name", "jk2", "-q")  # a close name: not what resuming needs
+    ok("train", "-c", "char", "--corpus", "jk", "--name", "k", *TINY, "-q")
+    ok("rm", "jk", "-q")
+    err = bad("train", "--name", "k", "--resume", "--max-steps", "12")
+    assert "corpus 'jk', which is no longer in" in err and "jk2" not in err and len(err.strip().splitlines()) == 1
+    command = err.split("prepare it again as before: ", 1)[1].strip()
+    ok(*shlex.split(command)[1:], "-q")  # the very corpus again: same split, so the run resumes on it
+    assert json.loads(ok("train", "--name", "k", "--resume", "--max-steps", "12", "--json", "-q").stdout)["steps"] == 12
