@@ -16,7 +16,7 @@ from lstmgen.sample import SampleOptions, sample, sample_many
 from lstmgen.tokenize import EOR, Vocab, build_vocab
 
 from .conftest import JOKES
-from .test_cli import TINY, bad, ok
+from .cli.runner import TINY, bad, ok
 
 
 @pytest.fixture(scope="module")
