@@ -10,6 +10,7 @@ holds only tensors, numbers, strings, lists and dicts, loaded with `torch.load(w
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,9 @@ MODEL_FORMAT = 2
 REQUIRED = ("vocab", "config", "state_dict", "history", "corpus", "heldout")
 # Loop counters train_state carries for --resume (with optimizer, RNG and hidden state).
 RESUMED = ("step", "epoch", "window", "elapsed", "tokens", "best_val", "bad_evals")
+# The training losses summed since the last validation (the history records their mean). A last.pt written
+# before they were saved resumes with them at zero: only that interval's mean covers fewer steps.
+RESUMED_IF_SAVED = {"loss_sum": 0.0, "loss_steps": 0}
 
 
 @dataclass
@@ -71,8 +75,9 @@ class Checkpoint:
             ) from None
         return model.to(device).eval()
 
-    def summary(self, status: str, parameters: int, updated: str) -> dict:
-        """The model's info.json: what `list` shows without loading a .pt file."""
+    def summary(self, status: str, parameters: int, updated: str, epochs: float | None = None) -> dict:
+        """The model's info.json: what `list` shows without loading a .pt file. `epochs`: passes over the
+        training split with the current one's fraction (default: the whole ones)."""
         return {
             "kind": "model",
             "name": self.name,
@@ -81,13 +86,23 @@ class Checkpoint:
             "vocab_size": len(self.vocab.get("itos", ())),
             "parameters": parameters,
             "steps": self.step,
-            "epochs": self.epoch,
+            "epochs": self.epoch if epochs is None else round(epochs, 1),
             "best_val_loss": self.best_val_loss,
+            "best_val_bits_per_char": self.bits_per_char(self.best_val_loss),
             "status": status,
             "created": self.created,
             "updated": updated,
             "model": self.config["model"],
         }
+
+    def bits_per_char(self, val_loss: float | None) -> float | None:
+        """A validation loss (nats per token) as bits per character of the validation split, comparable
+        across tokenizers: loss * tokens / chars / ln 2, each record's end counting as one character (as in
+        `lstmgen eval`). None without the split's counts."""
+        tokens, chars = ((self.corpus.get(k) or {}).get("val") for k in ("tokens", "chars"))
+        if val_loss is None or not isinstance(tokens, int) or not isinstance(chars, int) or chars <= 0:
+            return None
+        return round(val_loss * tokens / chars / math.log(2), 4)
 
     # -- the file ----------------------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@ one back, checked."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,23 +47,98 @@ class Prepared:
     notes: list[str]
 
 
-def prepare(name: str | None, text: TextInput, options: PrepareOptions, overwrite: bool = False) -> Prepared:
-    """Tokenize `text` into corpus `name` (default: the file's stem) in the registry.
+def prepare(
+    name: str | None, text: TextInput | Sequence[TextInput], options: PrepareOptions, overwrite: bool = False
+) -> Prepared:
+    """Tokenize `text` into corpus `name` (default: the first file's stem) in the registry. Several inputs
+    make one corpus: their records one after another, as if they were one file (see read_inputs).
 
     Two prepares of one name never interleave (the entry's lock). The token ids go through a scratch
     directory in the registry (on the disk the corpus goes to; /tmp may be RAM), removed however this ends.
     """
-    name = registry.check_name(name if name is not None else text.default_name(), "corpus name")
+    inputs = [text] if isinstance(text, TextInput) else list(text)
+    name = registry.check_name(name if name is not None else inputs[0].default_name(), "corpus name")
     with registry.lock("corpus", name, "preparing it"), registry.scratch("corpus", name) as work_dir:
         if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
             raise LstmgenError(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")
-        source = text.open(spool_dir=work_dir)
-        # A CSV is parsed whole by pandas; a text file streams through in chunks, in bounded memory.
-        texts, column = text.read(source) if source.is_csv or text.column else (None, None)
-        stream = text.records == "file" and not source.is_csv
+        source, texts, column = read_inputs(inputs, work_dir)
+        stream = inputs[0].records == "file" and not source.is_csv
         corpus = build_corpus(source, texts, options, stream=stream, column=column, work_dir=work_dir)
+        if isinstance(source, Joined):  # each file, for `list`, `show` and the hint to prepare it again
+            corpus["meta"]["sources"] = source.paths()
+            corpus["meta"]["source"] = ", ".join(source.paths())
         path = registry.save_corpus(name, corpus)
     return Prepared(name, path, source.name, column, corpus["meta"], _skew_notes(corpus["meta"], options))
+
+
+def read_inputs(
+    inputs: Sequence[TextInput], work_dir: Path | None = None
+) -> tuple[Source, list[str] | None, str | None]:
+    """The source build_corpus reads, the records when they are read whole, and the CSV column they came from.
+
+    A CSV is parsed whole by pandas; a text file streams through in chunks, in bounded memory. Several inputs
+    must be of one format (all CSV with the same text column, or all text): their records are concatenated
+    in order, and the source's hash covers them all."""
+    if sum(t.path == "-" for t in inputs) > 1:
+        raise LstmgenError("stdin (-) can be read only once; give it as one input")
+    sources = [t.open(spool_dir=work_dir) for t in inputs]
+    kinds = {s.is_csv for s in sources}
+    if len(kinds) > 1:
+        csv, text = (next(s.name for s in sources if s.is_csv is k) for k in (True, False))
+        raise LstmgenError(
+            f"the inputs of one corpus must share one format, and {csv} is CSV while {text} is text; convert one "
+            "of them, or prepare them as two corpora"
+        )
+    first = inputs[0]
+    if not (sources[0].is_csv or first.column):
+        return (sources[0] if len(sources) == 1 else Joined(sources)), None, None
+    texts, columns = [], []
+    for t, source in zip(inputs, sources, strict=True):
+        records, column = t.read(source)
+        texts += records
+        columns.append((source.name, column))
+    differ = [(n, c) for n, c in columns if c != columns[0][1]]
+    if differ:
+        raise LstmgenError(
+            f"the inputs of one corpus must have their text in one column, and {columns[0][0]} has it in "
+            f"{columns[0][1]!r} while {differ[0][0]} has it in {differ[0][1]!r}; rename one column"
+        )
+    return (sources[0] if len(sources) == 1 else Joined(sources)), texts, columns[0][1]
+
+
+class Joined(Source):
+    """Several checked sources read as one, each ending at a line end (the last record of one file never runs
+    into the first of the next), hashed together."""
+
+    def __init__(self, parts: list[Source]):
+        digest = hashlib.sha256("\n".join(p.sha256 for p in parts).encode())
+        super().__init__(parts[0].path, ", ".join(p.name for p in parts), digest.hexdigest(), parts[0].is_csv,
+                         parts[0].encoding, parts[0].max_line_chars)  # fmt: skip
+        self.parts = parts
+
+    def paths(self) -> list[str]:
+        return [p.name if p.name == "<stdin>" else str(Path(p.name).resolve()) for p in self.parts]
+
+    def chunks(self, on_read: Callable[[bytes], None] | None = None, lines: bool = False) -> Iterator[str]:
+        for part in self.parts:
+            last = ""
+            for last in part.chunks(on_read, lines):
+                yield last
+            if not last.endswith("\n"):
+                yield "\n"
+
+
+def model_name_for(corpus: str, tokenizer: str) -> str:
+    """A free name for a first model of `corpus`, as prepare's hint suggests it: jokes -> jokes-char (jokes-word
+    -> jokes-word-model), numbered on (jokes-char-2) while a corpus or model has it, so that following the hint
+    never meets "already exists" and `show NAME` needs no --kind."""
+    base = corpus[:90] + ("-model" if corpus.endswith(f"-{tokenizer}") else f"-{tokenizer}")
+    taken = {n for kind in registry.KINDS for n in registry.names(kind)}
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def _skew_notes(meta: dict, options: PrepareOptions) -> list[str]:
@@ -93,4 +170,3 @@ def load_corpus(name: str) -> dict:
         # Scanning the train split would page a whole memory-mapped corpus in; training checks each window.
         registry.check_ids(corpus["splits"].get(split), n_vocab, split, path, fix, values=split != "train")
     return corpus
-

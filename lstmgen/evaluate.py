@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from .inference import load_for_inference
 from .tokenize import IGNORE
 
 SCORES_PER_CALL = 1 << 22  # (B, T, V) scores per forward call: 16 MB of float32, whatever the vocabulary
+PROGRESS_STEPS = 100  # with on_progress, a long text is read in about this many calls, each reported
+
+Progress = Callable[[int, int], None]  # (tokens scored so far, tokens in all)
 
 
 def eval_lanes(stream: np.ndarray, eor_id: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,13 +55,16 @@ def records_of(stream, eor_id: int) -> list[list[int]]:
     return records
 
 
-def lane_nll(backend: Backend, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def lane_nll(backend: Backend, x: np.ndarray, y: np.ndarray, on_progress: Progress | None = None) -> np.ndarray:
     """NLL (nats) of every target of y, (B, L) float64 (0 where y is IGNORE), reading x (B, L) from the zero
-    state with the state carried. The calls are cut to SCORES_PER_CALL scores; with the state carried, that
-    changes no result."""
+    state with the state carried. The calls are cut to SCORES_PER_CALL scores and, with `on_progress`, to
+    max(256, L / PROGRESS_STEPS) positions, each call reported as on_progress(positions read, L); with the
+    state carried, neither changes a result."""
     b, length = x.shape
     h, c = backend.zero_state(b)
     width = max(1, SCORES_PER_CALL // max(1, b * _vocab_size(backend)))
+    if on_progress is not None:
+        width = min(width, max(256, -(-length // PROGRESS_STEPS)))
     out = np.zeros((b, length))
     for start in range(0, length, width):
         scores, h, c = backend.forward(x[:, start : start + width], h, c)  # (B, T, V)
@@ -66,6 +73,8 @@ def lane_nll(backend: Backend, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         logz = (np.log(np.exp(scores - top).sum(axis=-1)) + top[..., 0]).astype(np.float64)  # (B, T)
         picked = np.take_along_axis(scores, np.maximum(targets, 0)[..., None], axis=-1)[..., 0]
         out[:, start : start + width] = np.where(targets == IGNORE, 0.0, logz - picked)
+        if on_progress is not None:
+            on_progress(min(start + width, length), length)
     return out
 
 
@@ -78,19 +87,28 @@ def _vocab_size(backend: Backend) -> int:
     return meta["vocab_size"] if meta else backend.model.vocab_size
 
 
-def stream_nll(backend: Backend, stream: np.ndarray, eor_id: int, batch_size: int = 32) -> tuple[float, int]:
-    """Summed NLL (nats) over every token of `stream` (the stream starts after an <eor>), and its length."""
+def stream_nll(
+    backend: Backend, stream: np.ndarray, eor_id: int, batch_size: int = 32, on_progress: Progress | None = None
+) -> tuple[float, int]:
+    """Summed NLL (nats) over every token of `stream` (the stream starts after an <eor>), and its length.
+    `on_progress(tokens scored, tokens in all)` hears of each part read."""
     if len(stream) == 0:
         return 0.0, 0
     x, y = eval_lanes(stream, eor_id, batch_size)
-    return float(lane_nll(backend, x, y).sum()), int(len(stream))
+    lanes = x.shape[0]
+    report = (lambda done, _: on_progress(min(done * lanes, len(stream)), len(stream))) if on_progress else None
+    return float(lane_nll(backend, x, y, report).sum()), int(len(stream))
 
 
-def record_nll(backend: Backend, records: list[list[int]], eor_id: int, batch_size: int = 64) -> list[float]:
+def record_nll(
+    backend: Backend, records: list[list[int]], eor_id: int, batch_size: int = 64, on_progress: Progress | None = None
+) -> list[float]:
     """Summed NLL (nats) of each record's tokens and its closing <eor>, each record read on its own from the
     zero state after an <eor> (as a record starts in training), so its score does not depend on its
-    neighbours. Records are batched by length, padded with IGNORE targets."""
+    neighbours. Records are batched by length, padded with IGNORE targets. `on_progress(tokens scored,
+    tokens in all)` hears of each batch."""
     sums = [0.0] * len(records)
+    total, done = sum(len(r) + 1 for r in records), 0
     order = sorted(range(len(records)), key=lambda i: len(records[i]))
     for first in range(0, len(order), batch_size):
         rows = order[first : first + batch_size]
@@ -100,8 +118,11 @@ def record_nll(backend: Backend, records: list[list[int]], eor_id: int, batch_si
         for r, i in enumerate(rows):
             ids = records[i]
             x[r, 1 : len(ids) + 1], y[r, : len(ids)], y[r, len(ids)] = ids, ids, eor_id
-        for r, total in zip(rows, lane_nll(backend, x, y).sum(axis=1).tolist(), strict=True):
-            sums[r] = total
+        for r, nll in zip(rows, lane_nll(backend, x, y).sum(axis=1).tolist(), strict=True):
+            sums[r] = nll
+        done += sum(len(records[i]) + 1 for i in rows)
+        if on_progress is not None:
+            on_progress(done, total)
     return sums
 
 
@@ -119,12 +140,12 @@ def metrics(nll: float, n_tokens: int, n_chars: int) -> dict:
 
 def evaluate_model(
     name: str, split: str = "test", text: TextInput | None = None, *, skip_unknown: bool = False,
-    device: str = "cpu", per_record: bool = False, on_note=None,
+    device: str = "cpu", per_record: bool = False, on_note=None, on_progress: Progress | None = None,
 ) -> dict | list[dict]:  # fmt: skip
     """Model `name` on its corpus's held-out `split`, or on `text`: one dict of metrics (model, on, loss,
     perplexity, bits_per_char, tokens, chars, and unk_rate for word models), or with `per_record` one dict
     per record, in input order (index, text, log_likelihood and the same metrics). `on_note` hears of a
-    decoding graph built for an older model."""
+    decoding graph built for an older model; `on_progress(tokens scored, tokens in all)` of the scoring."""
     # Scoring runs long sequences, where a thread per core pays (unlike single decoding steps).
     loaded = load_for_inference(name, device=device, on_note=on_note, threads=_cores())
     vocab = loaded.vocab
@@ -146,13 +167,13 @@ def evaluate_model(
         ids = records_of(stream, vocab.eor_id)
         if text is None:  # the split's records, read back from their ids
             texts = [vocab.decode(r) for r in ids]
-        nlls = record_nll(loaded.backend, ids, vocab.eor_id)
+        nlls = record_nll(loaded.backend, ids, vocab.eor_id, on_progress=on_progress)
         return [
             # + 1: each record's end counts as a token and a character, as in the whole-text figures
             {"model": name, "index": i, "text": t, "log_likelihood": -nll, **metrics(nll, len(r) + 1, len(t) + 1)}
             for i, (t, nll, r) in enumerate(zip(texts, nlls, ids, strict=True))
         ]
-    nll, n = stream_nll(loaded.backend, stream, vocab.eor_id)
+    nll, n = stream_nll(loaded.backend, stream, vocab.eor_id, on_progress=on_progress)
     result = {"model": name, "on": where, **metrics(nll, n, chars)}
     if vocab.unk_id is not None:
         result["unk_rate"] = unk_rate(stream, vocab)

@@ -80,15 +80,49 @@ def check_name(name: str, what: str = "name") -> str:
     if not NAME_RE.match(name or "") or ".." in name:
         shown = repr(name) if len(name or "") <= 60 else repr(name[:60]) + "..."
         raise LstmgenError(
-            f"invalid {what} {shown}: use letters, digits, '.', '_' or '-', starting with a letter or digit "
-            "(no '/', '..' or spaces), up to 100 characters"
+            f"invalid {what} {shown}: "
+            + (
+                _path_hint(name, what)
+                or "use letters, digits, '.', '_' or '-', starting with a letter or digit "
+                "(no '/', '..' or spaces), up to 100 characters"
+            )
         )
     return name
+
+
+def _path_hint(name: str, what: str) -> str | None:
+    """What to type instead when a path was given where a registry name goes (`-m ~/.local/share/lstmgen/models/x`,
+    `--corpus data/jokes.csv`), or None when `name` does not look like a path."""
+    if not name or not ("/" in name or os.sep in name or name.startswith(("~", "."))):
+        return None
+    kind = what.split()[0] if what.split()[0] in KINDS else None
+    path = Path(name).expanduser()
+    for k in [kind] if kind else KINDS:
+        for part in (path.name, path.parent.name):  # models/x, or models/x/best.pt
+            if NAME_RE.match(part) and ".." not in part and (home() / _DIRS[k] / part).is_dir():
+                return f"{_DIRS[k]} are named in the registry, not given by path; did you mean {k} {part!r}?"
+    if kind == "corpus" and path.is_file():
+        return f"a corpus is named in the registry, not given as a file; {_file_hint(name)}"
+    named = _DIRS[kind] if kind else "corpora and models"
+    return f"{named} are named in the registry, not given by path; `lstmgen list` shows them"
+
+
+def _file_hint(path: str) -> str:
+    """For a corpus given as the file it comes from: the corpus prepared from it, or how to prepare it."""
+    import shlex
+
+    made = name_from(Path(path).stem)
+    if read_json(home() / "corpora" / made / "info.json").get("source") == str(Path(path).expanduser().resolve()):
+        return f"did you mean corpus {made!r}, prepared from it?"
+    return f"run `lstmgen prepare {shlex.quote(path)}` first, then name the corpus it makes ({made!r})"
 
 
 def name_from(stem: str) -> str:
     """A valid registry name from a file stem: "my jokes (v2)" -> "my-jokes-v2"."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).replace("..", ".").strip("-.") or "corpus"
+
+
+_DIRS = {"corpus": "corpora", "model": "models"}
 
 
 class LinkRefused(LstmgenError):
@@ -111,7 +145,7 @@ def entry_dir(kind: str, name: str) -> Path:
 
 
 def _kind_dir(kind: str) -> Path:
-    root = home() / ("corpora" if kind == "corpus" else "models")
+    root = home() / _DIRS[kind]
     _refuse_link(root)
     return root
 
@@ -171,7 +205,9 @@ def require(kind: str, name: str) -> Path:
     if not d.is_dir():
         existing = names(kind)
         close = difflib.get_close_matches(name, existing, n=1, cutoff=0.5)
-        if close:
+        if kind == "corpus" and Path(name).is_file():  # --corpus jokes.csv: a valid name, and a file here
+            hint = f"; {name} is a file: {_file_hint(name)}"
+        elif close:
             hint = f"; did you mean {close[0]!r}?"
         elif existing:
             hint = f"; existing {kind} names: {', '.join(existing[:8])}"

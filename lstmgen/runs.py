@@ -102,6 +102,7 @@ def check_before_launch(request: TrainRequest, nproc: int) -> None:
             return  # the ranks start from step 0 (with --config) or say there is nothing to resume
         cfg = load_config(None, request.overrides, base=last.config)
         check_world_size(last, cfg, nproc)
+        require_own_corpus(last, cfg)
     else:
         cfg = load_config(request.config, request.overrides)
         registry.require("corpus", cfg.corpus)
@@ -118,14 +119,20 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     on_note: Callable[[str], None] | None = None,
     group: Group | None = None,
+    started: float | None = None,
 ) -> dict:
     """Run `lstmgen train`: plan the run, then train under the model's lock; the summary (see Trainer.run).
+    `started`: the time.perf_counter() reading the run's wall clock (max_time, elapsed) counts from; default:
+    now, before the config and corpus load.
 
     One writer per model: a second `train` of this name refuses instead of interleaving checkpoints. Under
     torchrun rank 0 holds the lock for the group (the ranks are one writer) and alone hears notes.
     """
+    import time
+
     from .train import train
 
+    started = time.perf_counter() if started is None else started
     group = group or Group()
     model_name = request.model_name()
     holding = registry.lock("model", model_name, "training it") if group.main else contextlib.nullcontext()
@@ -133,10 +140,49 @@ def fit(
         run = plan(request)
         if run.note and on_note and group.main:
             on_note(run.note)
+        if run.resume is not None:
+            require_own_corpus(run.resume, run.cfg)
         corpus = load_corpus(run.cfg.corpus)
         if not request.resume and not request.overwrite:
             refuse_existing(run.cfg.name)
-        return train(run.cfg, corpus, resume=run.resume, on_event=on_event, should_stop=should_stop, group=group)
+        return train(run.cfg, corpus, resume=run.resume, on_event=on_event, should_stop=should_stop, group=group,
+                     started=started)  # fmt: skip
+
+
+def require_own_corpus(last: Checkpoint, cfg: Config) -> None:
+    """A run resumes only on the corpus it started on (check_resumable): when that is gone, the way back is to
+    prepare it again, not another corpus (registry.require would suggest the closest name, of any kind)."""
+    if not registry.entry_dir("corpus", cfg.corpus).is_dir():
+        raise LstmgenError(
+            f"model {cfg.name!r} trained on corpus {cfg.corpus!r}, which is no longer in {registry.home()}; it "
+            f"resumes only on that corpus, so prepare it again as before: {prepare_again(last)}"
+        )
+
+
+def prepare_again(ckpt: Checkpoint) -> str:
+    """The `lstmgen prepare` command that makes a model's corpus again, from what its checkpoint kept: the
+    input files, tokenizer, split and vocabulary options (a checkpoint saved before it kept the options has
+    only the file and tokenizer: then the command shows prepare's defaults)."""
+    import shlex
+
+    from .corpus import PrepareOptions
+    from .tokenize import BPE_VOCAB_SIZE
+
+    c, default = ckpt.corpus, PrepareOptions()
+    sources = c.get("sources") if isinstance(c.get("sources"), list) else [c.get("source") or "FILE"]
+    tokenizer = c.get("tokenizer") or ckpt.vocab.get("kind") or "char"
+    words = ["lstmgen", "prepare", *map(str, sources), "--name", str(c.get("name")), "--tokenizer", tokenizer]
+    options = {  # each only where it differs from prepare's default
+        "--column": c.get("column"),
+        "--records": "file" if c.get("stream") else None,
+        "--val-frac": c.get("val_frac") if c.get("val_frac") != default.val_frac else None,
+        "--test-frac": c.get("test_frac") if c.get("test_frac") != default.test_frac else None,
+        "--seed": c.get("seed") or None,
+        "--min-freq": c.get("min_freq") if tokenizer == "word" and c.get("min_freq") != default.min_freq else None,
+        "--vocab-size": c.get("vocab_size") if tokenizer == "bpe" and c.get("vocab_size") != BPE_VOCAB_SIZE else None,
+    }
+    words += [str(w) for option, value in options.items() if value is not None for w in (option, value)]
+    return shlex.join(words)
 
 
 def worker_argv(argv: list[str]) -> list[str]:

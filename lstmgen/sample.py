@@ -311,7 +311,9 @@ def _unknown_note(loaded: Loaded, prompt: str, skip_unknown: bool) -> str | None
     missing = vocab.unknown(prompt)
     name = loaded.name
     if missing and vocab.kind == "word":
-        return f"{len(missing)} prompt word(s) not in {name!r}'s vocabulary, read as <unk>: " + ", ".join(missing[:10])
+        return f"{len(missing)} prompt word(s) not in the vocabulary of model {name!r}, read as <unk>: " + ", ".join(
+            missing[:10]
+        )
     if missing and skip_unknown:
         shown = ", ".join(repr(m) for m in missing[:10])
         return f"dropped {len(missing)} prompt character(s) that model {name!r} does not know: {shown}"

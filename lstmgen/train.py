@@ -16,7 +16,7 @@ import torch
 
 from . import registry
 from .batches import batchify, check_window, get_batch, num_windows
-from .checkpoint import RESUMED, Checkpoint, check_resumable, check_world_size
+from .checkpoint import RESUMED, RESUMED_IF_SAVED, Checkpoint, check_resumable, check_world_size
 from .config import Config
 from .device import autocast, pick_precision
 from .distributed import Group
@@ -26,6 +26,8 @@ from .tokenize import Vocab
 from .validation import evaluate
 
 OnEvent = Callable[[str, dict], None]
+# The corpus's preparation a checkpoint keeps beside its summary: its input files and prepare's options.
+PREPARED_WITH = ("sources", "column", "stream", "seed", "val_frac", "test_frac", "min_freq", "vocab_size")
 
 
 # -- schedule ------------------------------------------------------------------------------------------
@@ -88,16 +90,18 @@ def _now(timespec: str = "seconds") -> str:
 
 @dataclass
 class LoopState:
-    """What --resume restores besides weights, optimizer, RNG and hidden state (checkpoint.RESUMED, plus the
-    history); everything else is rebuilt deterministically from the config."""
+    """What --resume restores besides weights, optimizer, RNG and hidden state (checkpoint.RESUMED and
+    RESUMED_IF_SAVED, plus the history); everything else is rebuilt deterministically from the config."""
 
     step: int = 0
     epoch: int = 0
     window: int = 0  # the next BPTT window of this epoch
-    elapsed: float = 0.0  # wall seconds of the run so far, validation and saving included
+    elapsed: float = 0.0  # wall seconds of the run so far, start-up, validation and saving included
     tokens: int = 0  # seen by all ranks
     best_val: float | None = None
     bad_evals: int = 0  # validations since the best one
+    loss_sum: float = 0.0  # training losses since the last validation, for the history's mean train loss
+    loss_steps: int = 0
     history: list[dict] = field(default_factory=list)
     created: str = field(default_factory=_now)
 
@@ -113,7 +117,11 @@ class Trainer:
 
     def __init__(self, cfg: Config, corpus: dict, *, resume: Checkpoint | None = None,
                  on_event: OnEvent | None = None, should_stop: Callable[[], bool] | None = None,
-                 group: Group | None = None, device: torch.device | None = None):  # fmt: skip
+                 group: Group | None = None, device: torch.device | None = None,
+                 started: float | None = None):  # fmt: skip
+        # The run's wall clock starts at `started` (a time.perf_counter() reading; the CLI takes it as the
+        # command starts): start-up counts towards max_time and the reported elapsed time.
+        self.started = time.perf_counter() if started is None else started
         self.cfg, self.corpus, self.group = cfg, corpus, group or Group()
         self.device = device if device is not None else self.group.device(cfg.train.device)
         self.should_stop = should_stop
@@ -161,8 +169,13 @@ class Trainer:
         check_same_start(cfg, corpus, self.state.step, self.group)
         self.val_piece = self.group.piece(val_ids, self.vocab.eor_id)  # each rank scores its piece; sums reduced
         self.last_loss: float | None = None
+        self.log_losses: list[float] = []  # the training losses since the last progress report
         self.lr = t.lr
         self.run_tokens, self.step_time = 0, 0.0  # this run's, for tokens/s
+        self.earlier = self.state.elapsed  # wall seconds of the runs this one resumes
+        # Seconds the last validation pass and the last save of each checkpoint took: what a max_time run
+        # keeps in hand for its final validation and save.
+        self.took = {"validation": 0.0, "last": 0.0, "best": 0.0, "step": 0.0}
 
     # -- the loop ----------------------------------------------------------------------------------------
 
@@ -173,17 +186,15 @@ class Trainer:
         self.emit("start", self._start_event())
         self.model.train()
         last_eval_step = s.step if self.resumed_step is not None else -1
-        clock = time.perf_counter()
         while True:
             stop_reason = self._stop_reason()
             if stop_reason:
                 break
             t0 = time.perf_counter()
             self._step()
-            now = time.perf_counter()
-            self.step_time += now - t0
-            s.elapsed += now - clock
-            clock = now
+            self.took["step"] = time.perf_counter() - t0
+            self.step_time += self.took["step"]
+            self._tick()
             if not math.isfinite(self.last_loss):  # keep the last finite checkpoint: no save here
                 self._diverged(self.last_loss)
             if s.step % t.log_every == 0:
@@ -195,18 +206,17 @@ class Trainer:
                 last_eval_step = s.step
             if s.step % t.checkpoint_every == 0:
                 self._save("last", "training")
-            s.elapsed += time.perf_counter() - clock  # eval and saving count towards max_time
-            clock = time.perf_counter()
             if patience_out:
                 stop_reason = "early_stop"
                 break
         if last_eval_step != s.step and stop_reason != "interrupted":
             self._validate()
         self._save("last", "interrupted" if stop_reason == "interrupted" else "done")
+        self._tick()  # the whole run, its final validation and save included
         summary = {
             "name": self.cfg.name,
             "steps": s.step,
-            "epochs": round(s.epoch + s.window / self.n_windows, 3),
+            "epochs": round(self.epochs_done(), 3),
             "elapsed_s": round(s.elapsed, 2),
             "tokens_per_s": round(self.run_tokens / self.step_time) if self.step_time else 0,
             "best_val_loss": s.best_val,
@@ -218,18 +228,31 @@ class Trainer:
         self.emit("end", summary)
         return summary
 
+    def _tick(self) -> None:
+        """state.elapsed: wall seconds since the run started, plus those of the runs it resumes."""
+        self.state.elapsed = self.earlier + time.perf_counter() - self.started
+
     def _stop_reason(self) -> str | None:
         """Why the loop ends before this step, if it does. One agreed clock and stop request: every rank takes
-        the same decision at the same step."""
-        t, s = self.cfg.train, self.state
-        s.elapsed, stop_asked = self.group.agree(s.elapsed, bool(self.should_stop and self.should_stop()))
+        the same decision at the same step.
+
+        max_time bounds the whole run: the loop stops while one more step, a validation pass and the final
+        save (last.pt and the decoding graph, about as long as the last `last` and `best` saves) still fit.
+        Until a validation pass is timed, it counts as two steps (the shipped configs' passes took 1.6-2 steps
+        on 2 cores); until a save is, as nothing."""
+        t, s, took = self.cfg.train, self.state, self.took
+        self._tick()
+        asked = bool(self.should_stop and self.should_stop())
+        finishing = took["step"] + (took["validation"] or 2 * took["step"]) + took["last"] + took["best"]
+        elapsed, finishing, stops = self.group.sum([s.elapsed, finishing, float(asked)])  # the ranks' mean
+        s.elapsed, finishing = elapsed / self.group.world, finishing / self.group.world
         if t.max_steps and s.step >= t.max_steps:
             return "max_steps"
         if t.max_epochs and s.epoch >= t.max_epochs:
             return "max_epochs"
-        if t.max_time and s.elapsed >= t.max_time:
+        if t.max_time and s.elapsed + finishing >= t.max_time:
             return "max_time"
-        return "interrupted" if stop_asked else None
+        return "interrupted" if stops > 0 else None
 
     def _step(self) -> None:
         """One optimizer step on the next window of every lane, the state carried from the one before."""
@@ -249,12 +272,19 @@ class Trainer:
         self.optimizer.step()
         self.hidden = (hidden[0].detach(), hidden[1].detach())  # carry the state, not the graph
         self.last_loss = group.mean(loss.detach())  # the global batch's loss
+        self.log_losses.append(self.last_loss)
+        s.loss_sum += self.last_loss
+        s.loss_steps += 1
         s.step += 1
         s.window += 1
         s.tokens += x.numel() * group.world
         self.run_tokens += x.numel() * group.world
         if s.window == self.n_windows:  # next epoch: lanes restart, and so does the state
             s.epoch, s.window, self.hidden = s.epoch + 1, 0, None
+
+    def epochs_done(self) -> float:
+        """Passes over the training split so far, with the current one's fraction: 42.17."""
+        return self.state.epoch + self.state.window / self.n_windows
 
     def progress(self) -> float:
         """How far the run is, 0 -> 1, by whichever limit is nearest."""
@@ -285,10 +315,12 @@ class Trainer:
 
     def _step_event(self) -> dict:
         s = self.state
+        loss = sum(self.log_losses) / len(self.log_losses)  # the mean since the last report: one batch is noisy
+        self.log_losses.clear()
         return {
             "step": s.step,
-            "epoch": s.epoch,
-            "loss": self.last_loss,
+            "epoch": self.epochs_done(),
+            "loss": loss,
             "lr": self.lr,
             "tokens_per_s": self.run_tokens / self.step_time,
             "elapsed_s": s.elapsed,
@@ -309,7 +341,15 @@ class Trainer:
         t, s = self.cfg.train, self.state
         # Under torchrun no rank may leave a pass the others finish: a stop waits for the (bounded) pass.
         stop = None if self.group.active else self.should_stop
-        result = evaluate(self.model, self.val_piece, self.vocab.eor_id, device=self.device, should_stop=stop)
+        started = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:  # (windows read, windows in all) of this rank's piece
+            self.emit("validating", {"step": s.step, "done": done, "total": total,
+                                     "elapsed_s": time.perf_counter() - started})  # fmt: skip
+
+        result = evaluate(self.model, self.val_piece, self.vocab.eor_id, device=self.device, should_stop=stop,
+                          on_progress=progress)  # fmt: skip
+        self.took["validation"] = time.perf_counter() - started
         if result is None:  # stopped midway: the loop saves last.pt and ends
             return False
         nll, n = self.group.sum(list(result))  # sum of NLL / sum of tokens over all ranks
@@ -321,7 +361,10 @@ class Trainer:
             s.best_val, s.bad_evals = val_loss, 0
         else:
             s.bad_evals += 1
-        s.history.append({"step": s.step, "epoch": s.epoch, "train_loss": self.last_loss, "val_loss": val_loss,
+        # The mean training loss since the last validation, not the last batch's: one batch is noisy.
+        train_loss = s.loss_sum / s.loss_steps if s.loss_steps else None
+        s.loss_sum, s.loss_steps = 0.0, 0
+        s.history.append({"step": s.step, "epoch": s.epoch, "train_loss": train_loss, "val_loss": val_loss,
                           "lr": self.lr, "elapsed_s": round(s.elapsed, 2)})  # fmt: skip
         self.emit("eval", {"step": s.step, "val_loss": val_loss, "best_val_loss": s.best_val, "improved": improved})
         if t.sample_every and len(s.history) % t.sample_every == 0 and self.group.main:
@@ -346,7 +389,7 @@ class Trainer:
     def _save(self, which: str, status: str) -> None:
         """Rank 0 writes `which`.pt atomically; every rank takes part (last.pt gathers their state) and waits
         until it is on disk."""
-        group = self.group
+        group, started = self.group, time.perf_counter()
         ranks = group.gather(self._rank_state()) if which == "last" else None
         if ranks is not None and any(r["weights"] != ranks[0]["weights"] for r in ranks):
             raise LstmgenError(
@@ -361,6 +404,7 @@ class Trainer:
         group.check(failure is None, f"save {which}.pt")
         if failure is not None:
             raise failure
+        self.took[which] = time.perf_counter() - started
         self.emit("checkpoint", {"which": which, "step": self.state.step, "path": str(self.model_dir / f"{which}.pt")})
 
     def _rank_state(self) -> dict:
@@ -387,6 +431,8 @@ class Trainer:
             epoch=s.epoch,
             best_val_loss=s.best_val,
             corpus={k: meta.get(k) for k in ("source", "sha256", "tokenizer", "chars", "records", "tokens")}
+            # how it was prepared, for the command that prepares it again (see runs.prepare_again)
+            | {k: meta[k] for k in PREPARED_WITH if k in meta}
             | {"name": self.cfg.corpus},
             heldout={k: self.corpus["splits"][k] for k in ("val", "test")},  # `eval` works after the corpus goes
         )
@@ -396,7 +442,7 @@ class Trainer:
                 hs, cs = zip(*(r["hidden"] for r in ranks), strict=True)
                 hidden_all = (torch.cat(hs, dim=1), torch.cat(cs, dim=1))
             ckpt.train_state = {
-                **{k: getattr(s, k) for k in RESUMED},
+                **{k: getattr(s, k) for k in (*RESUMED, *RESUMED_IF_SAVED)},
                 "optimizer": self.optimizer.state_dict(),  # the same on every rank
                 "rng_cpu": ranks[0]["rng_cpu"],
                 "rng_cuda": ranks[0]["rng_cuda"],
@@ -428,7 +474,7 @@ class Trainer:
                 ckpt.path = path
                 save_graph(ckpt)
             self.saved[which] = self.state.step
-            info = ckpt.summary(status, self.model.num_params(), _now("microseconds"))
+            info = ckpt.summary(status, self.model.num_params(), _now("microseconds"), epochs=self.epochs_done())
             registry.write_json(self.model_dir / "info.json", info)
         except registry.SaveFailed as e:
             fix = "free some space" if e.reason == "no space left on device" else "fix that"
@@ -450,9 +496,11 @@ class Trainer:
         ts, group = resume.train_state, self.group
         if not isinstance(ts, dict):
             raise KeyError("train_state")
-        counters = {k: ts[k] for k in RESUMED}
-        whole = all(isinstance(counters[k], int) and counters[k] >= 0 for k in ("step", "epoch", "window", "tokens"))
-        if not (whole and counters["window"] < self.n_windows and isinstance(counters["elapsed"], (int, float))):
+        counters = {k: ts[k] for k in RESUMED} | {k: ts.get(k, zero) for k, zero in RESUMED_IF_SAVED.items()}
+        whole = all(isinstance(counters[k], int) and counters[k] >= 0
+                    for k in ("step", "epoch", "window", "tokens", "loss_steps"))  # fmt: skip
+        numbers = all(isinstance(counters[k], (int, float)) for k in ("elapsed", "loss_sum"))
+        if not (whole and numbers and counters["window"] < self.n_windows):
             raise ValueError(f"its loop counters are out of range ({ {k: counters[k] for k in RESUMED[:3]} })")
         self.model.load_state_dict(resume.state_dict)
         kernels = [{k: g[k] for k in ("fused", "foreach")} for g in self.optimizer.param_groups]
@@ -477,14 +525,17 @@ class Trainer:
 
 
 def train(cfg: Config, corpus: dict, *, resume: Checkpoint | None = None, on_event: OnEvent | None = None,
-          should_stop: Callable[[], bool] | None = None, group: Group | None = None) -> dict:  # fmt: skip
-    """Train cfg.name on `corpus` (see Trainer), inside the process group when there is one; the summary."""
+          should_stop: Callable[[], bool] | None = None, group: Group | None = None,
+          started: float | None = None) -> dict:  # fmt: skip
+    """Train cfg.name on `corpus` (see Trainer), inside the process group when there is one; the summary.
+    `started`: the time.perf_counter() reading the run's wall clock counts from (default: now)."""
+    started = time.perf_counter() if started is None else started
     group = group or Group()
     device = group.device(cfg.train.device)
     group.start(device)
     try:
         trainer = Trainer(cfg, corpus, resume=resume, on_event=on_event, should_stop=should_stop, group=group,
-                          device=device)  # fmt: skip
+                          device=device, started=started)  # fmt: skip
         return trainer.run()
     finally:
         group.close()

@@ -12,15 +12,19 @@ from .evaluate import eval_lanes
 from .model import LSTMLM
 
 
-def _window_nll(model: LSTMLM, x: torch.Tensor, y: torch.Tensor, seq_len: int, should_stop=None):
+def _window_nll(model: LSTMLM, x: torch.Tensor, y: torch.Tensor, seq_len: int, should_stop=None, on_progress=None):
     """NLL (nats) of every target of y, (B, L) fp32 (0 where y is IGNORE), reading x (B, L) in windows of
-    seq_len with the state carried; None if `should_stop()` turns true between windows."""
+    seq_len with the state carried; None if `should_stop()` turns true between windows. `on_progress(done,
+    total)` hears of each window read."""
     losses, state = [], None
+    total = -(-x.size(1) // seq_len)
     for start in range(0, x.size(1), seq_len):
         if should_stop and should_stop():
             return None
         nll, state = model(x[:, start : start + seq_len], state, y[:, start : start + seq_len])  # (B, T)
         losses.append(nll)
+        if on_progress:
+            on_progress(start // seq_len + 1, total)
     return torch.cat(losses, dim=1)
 
 
@@ -33,17 +37,19 @@ def token_nll(
     seq_len: int = 256,
     device=None,
     should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor | None:
     """The NLL (nats) of every token of `stream`, (N,) fp32 in stream order, in eval mode, each token
     conditioned on all before it as training saw them (the stream starts after an <eor>).
 
     None if `should_stop()` turns true midway: a stop request is not kept waiting for a long validation
-    pass (a 50k-word softmax over a large split takes minutes on a CPU).
+    pass (a 50k-word softmax over a large split takes minutes on a CPU). `on_progress(done, total)` hears
+    of each window of seq_len tokens read (the trainer shows a long pass's progress with it).
     """
     was_training = model.training
     model.eval()
     x, y = (torch.from_numpy(a).to(device) for a in eval_lanes(stream.numpy(), eor_id, batch_size))  # (B, L) each
-    nll = _window_nll(model, x, y, seq_len, should_stop)
+    nll = _window_nll(model, x, y, seq_len, should_stop, on_progress)
     model.train(was_training)
     return None if nll is None else nll.flatten()[: stream.numel()]  # the padding sits at the very end
 

@@ -42,3 +42,19 @@ def test_eval_on_cpu_and_on_the_torch_path_report_the_same(tiny_model):
 def test_bits_per_char_is_nats_over_ln2_per_char():
     m = metrics(nll=100 * math.log(2), n_tokens=50, n_chars=100)
     assert m["bits_per_char"] == pytest.approx(1.0) and m["loss"] == pytest.approx(2 * math.log(2))
+
+
+def test_scoring_reports_its_progress_up_to_the_whole_text(tiny_model):
+    # `lstmgen eval` renders these on a terminal: a long --file shows that it is working, and how far.
+    for per_record in (False, True):
+        seen = []
+        result = evaluate_model("tiny", "val", per_record=per_record, on_progress=lambda *a, seen=seen: seen.append(a))
+        total = seen[-1][1]
+        assert seen[-1] == (total, total) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+        assert total == (sum(r["tokens"] for r in result) if per_record else result["tokens"])
+    long = np.arange(1, 20_000) % 20  # 20,000 tokens: read in many parts, each reported
+    parts = []
+    loaded = load_for_inference("tiny")
+    nll, _ = stream_nll(loaded.backend, long, 0, on_progress=lambda d, t: parts.append(d))
+    assert len(parts) >= 10 and parts == sorted(parts) and parts[-1] == len(long)
+    assert nll == pytest.approx(stream_nll(loaded.backend, long, 0)[0], rel=1e-6)  # the same score either way

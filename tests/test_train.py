@@ -1,3 +1,4 @@
+import time
 
 import pytest
 import torch
@@ -44,6 +45,9 @@ def test_interrupted_then_resumed_run_is_bit_identical(toy_corpus):
     assert second["steps"] == 13
     resumed = weights("split")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    # The interval's training losses travel in last.pt: the mean over steps 5-8 spans the interruption.
+    losses = [[(h["train_loss"], h["val_loss"]) for h in checkpoint.load(n, "last").history] for n in ("tiny", "split")]
+    assert losses[0] == losses[1]
 
 
 def test_early_stopping_with_patience(toy_corpus, monkeypatch):
@@ -55,18 +59,57 @@ def test_early_stopping_with_patience(toy_corpus, monkeypatch):
 
 
 def test_time_limit(toy_corpus):
-    summary = train(tiny_config(max_steps="null", max_time=0.5, eval_every=1000, checkpoint_every=1000), toy_corpus)
+    summary = train(tiny_config(max_steps="null", max_time=2, eval_every=1000, checkpoint_every=1000), toy_corpus)
     assert summary["stop_reason"] == "max_time" and summary["steps"] > 0
+
+
+def test_max_time_bounds_the_whole_run_its_start_up_final_validation_and_save_included(toy_corpus, monkeypatch):
+    # A run whose start-up already took its budget trains no step, and says how long it really took.
+    summary = train(tiny_config(max_steps="null", max_time=5), toy_corpus, started=time.perf_counter() - 10)
+    assert summary["stop_reason"] == "max_time" and summary["steps"] == 0 and summary["elapsed_s"] >= 10
+    # A slow validation pass (0.6 s here): the loop stops early enough to validate and save once more.
+    real = train_mod.evaluate
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: time.sleep(0.6) or real(*a, **k))
+    cfg = tiny_config(max_steps="null", max_time=3, eval_every=5, checkpoint_every=5)
+    started = time.perf_counter()
+    summary = train(cfg, toy_corpus, started=started)
+    wall = time.perf_counter() - started
+    assert summary["stop_reason"] == "max_time" and summary["steps"] > 5
+    assert summary["elapsed_s"] <= 3 and abs(wall - summary["elapsed_s"]) < 0.25  # the real wall time, whole
+    assert checkpoint.load("tiny", "last").history[-1]["step"] == summary["steps"]  # validated at its last step
+
+
+def test_history_and_progress_show_mean_training_losses_and_fractional_epochs(toy_corpus):
+    events = []
+    summary = train(tiny_config(max_steps=8, log_every=1), toy_corpus, on_event=lambda k, d: events.append((k, d)))
+    per_step = [d["loss"] for k, d in events if k == "step"]  # log_every 1: each step's own loss
+    history = checkpoint.load("tiny", "last").history
+    assert [h["train_loss"] for h in history] == pytest.approx([sum(per_step[:4]) / 4, sum(per_step[4:]) / 4])
+    steps_per_epoch = next(d for k, d in events if k == "start")["steps_per_epoch"]
+    epochs = [d["epoch"] for k, d in events if k == "step"]
+    assert epochs[:2] == pytest.approx([1 / steps_per_epoch, 2 / steps_per_epoch])
+    assert summary["epochs"] == pytest.approx(8 / steps_per_epoch, abs=1e-3)
+    assert registry.info("model", "tiny")["epochs"] == round(8 / steps_per_epoch, 1)
+    # Each validation pass reports its windows as it reads them (the CLI shows a long pass's progress).
+    validating = [(d["step"], d["done"], d["total"]) for k, d in events if k == "validating"]
+    assert validating and {s for s, _, _ in validating} == {4, 8}
+    assert all(done <= total for _, done, total in validating) and validating[-1][1] == validating[-1][2]
+
+
+def test_the_registry_lists_validation_bits_per_char_as_eval_measures_them(toy_corpus):
+    from lstmgen.evaluate import evaluate_model
+
+    train(tiny_config(max_steps=8), toy_corpus)
+    info = registry.info("model", "tiny")
+    val = evaluate_model("tiny", "val")  # the best checkpoint on the val split, through ONNX Runtime
+    assert val["loss"] == pytest.approx(info["best_val_loss"], abs=1e-4)
+    assert info["best_val_bits_per_char"] == pytest.approx(val["bits_per_char"], abs=1e-3)
 
 
 def test_lr_schedule_warms_up_then_decays():
     cfg = tiny_config(lr=1.0, warmup_steps=4, min_lr_ratio=0.1)
     assert lr_at(cfg, 0, 0.0) == 0.25 and lr_at(cfg, 3, 0.0) == 1.0
     assert lr_at(cfg, 10, 0.5) == pytest.approx(0.55) and lr_at(cfg, 10, 1.0) == pytest.approx(0.1)
-
-
-
-
 
 
 def test_divergence_keeps_the_last_finite_checkpoint(toy_corpus, monkeypatch):
@@ -108,8 +151,6 @@ def test_resume_steps_with_this_runs_optimizer_kernel_not_the_checkpoints(toy_co
     monkeypatch.setattr(train_mod, "build_optimizer", lambda *a: built.append(real(*a)) or built[-1])
     train(tiny_config(max_steps=6), toy_corpus, resume=payload)
     assert [g["fused"] for g in built[0].param_groups] == [True, True]
-
-
 
 
 def test_a_stop_request_does_not_wait_for_the_validation_pass(toy_corpus):

@@ -10,18 +10,20 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from .. import __version__
 from ..errors import LstmgenError, UsageError
-from . import entries, evaluate, export, prepare, sample, train
+from . import configs, entries, evaluate, export, prepare, sample, train
 from .output import EXIT_ERROR, EXIT_USAGE, err, error, out, problems, silence_stdout
 
 app = typer.Typer(
     help="Train LSTM text generators from a CSV or text file, then sample and evaluate them.\n\n"
-    "Everything lives in one registry ($LSTMGEN_HOME, default ~/.local/share/lstmgen): after `prepare`, "
-    "name corpora and models, never paths.",
-    epilog="Quick start: lstmgen prepare data/jokes.csv; lstmgen train --config configs/char.yaml; "
-    'lstmgen sample "Hey, "; lstmgen eval.  Exit codes: 0 ok, 1 error, 2 usage error, 130/143 interrupted '
+    "Everything lives in one registry ($LSTMGEN_HOME, else $XDG_DATA_HOME/lstmgen, else ~/.local/share/lstmgen): "
+    "after `prepare`, name corpora and models, never paths.",
+    epilog="Quick start, from any directory: lstmgen prepare jokes; lstmgen train --config char; "
+    'lstmgen sample "Hey, "; lstmgen eval. Packaged configs: lstmgen configs.  '
+    "Exit codes: 0 ok, 1 error, 2 usage error, 130/143 interrupted "
     "(Ctrl-C/SIGTERM). NO_COLOR turns colour off; --quiet leaves only errors on stderr. Tab completion, "
     "registry names included: lstmgen --install-completion.",
     no_args_is_help=True,
@@ -30,6 +32,38 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _click_exceptions():
+    try:
+        from typer._click import exceptions
+    except ImportError:  # typer releases that depend on click
+        from click import exceptions
+    return exceptions
+
+
+class Command(TyperCommand):
+    """A command whose usage line reads `lstmgen show [OPTIONS] NAME` (typer writes required arguments as
+    {name}), and whose unknown options suggest what was most likely meant (cli/suggest.py)."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [piece.strip("{}").upper() for piece in super().collect_usage_pieces(ctx)]
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        exceptions = _click_exceptions()
+        try:
+            return super().parse_args(ctx, args)
+        except exceptions.NoSuchOption as e:
+            from .suggest import suggest
+
+            def long_options(command) -> list[str]:
+                return [o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+
+            group = ctx.parent.command if ctx.parent is not None else None
+            others = {n: long_options(c) for n, c in getattr(group, "commands", {}).items()}
+            hint = suggest(e.option_name, self.name, long_options(self), others)
+            message = f"No such option: {e.option_name}" + (f"; {hint}" if hint else "")
+            raise exceptions.NoSuchOption(e.option_name, message=message, ctx=ctx) from None
 
 
 def user_errors(fn):
@@ -64,19 +98,16 @@ def root(
 
 for name, command in (("prepare", prepare.prepare), ("train", train.train), ("sample", sample.sample),
                       ("eval", evaluate.eval_), ("list", entries.list_), ("show", entries.show),
-                      ("rm", entries.rm), ("default", entries.default), ("export", export.export)):  # fmt: skip
-    app.command(name)(user_errors(command))
+                      ("rm", entries.rm), ("default", entries.default), ("export", export.export),
+                      ("configs", configs.configs)):  # fmt: skip
+    app.command(name, cls=Command)(user_errors(command))
 
 
 def main():
     """Console entry point. Runs the app non-standalone so that usage errors are one line, like every other."""
     try:
-        from typer._click.exceptions import ClickException
-    except ImportError:  # typer releases that depend on click
-        from click.exceptions import ClickException
-    try:
         code = app(standalone_mode=False)
-    except ClickException as e:
+    except _click_exceptions().ClickException as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # help was printed already
             sys.exit(EXIT_USAGE)
         command = e.ctx.command_path if getattr(e, "ctx", None) else "lstmgen"

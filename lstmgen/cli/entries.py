@@ -25,6 +25,12 @@ def _when(iso: str | None) -> str:
     return iso[:16].replace("T", " ") if iso else "-"  # minutes are enough in a table
 
 
+def _source(meta: dict) -> str:
+    """The corpus's input files by name: jokes.csv, or more.csv, jokes.csv for one prepared from several."""
+    sources = meta.get("sources") if isinstance(meta.get("sources"), list) else [meta.get("source")]
+    return ", ".join(Path(str(s)).name for s in sources if s) or "-"
+
+
 def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False):
     """List corpora and models in the registry.
 
@@ -52,12 +58,16 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _fmt(c.get("vocab_size"), ","),
             _fmt(sum((c.get("records") or {}).values()) or None, ","),
             _fmt((c.get("tokens") or {}).get("train"), ","),
-            Path(c["source"]).name if c.get("source") else "-",
+            _source(c),
             _when(c.get("created")),
         )
     models = Table(title="models", title_justify="left")
-    for col in ("name", "tokenizer", "parameters", "steps", "best val loss", "status", "corpus", "updated"):
-        models.add_column(col)
+    # val bits/char: the best validation loss per character, comparable across char, word and BPE models
+    # (nats per token are not); "-" for models trained before it was recorded.
+    for col in ("name", "tokenizer", "parameters", "steps", "epochs", "val loss", "bits/char", "status", "corpus",
+                "updated"):  # fmt: skip
+        models.add_column(col, justify="right" if col in ("parameters", "steps", "epochs", "val loss", "bits/char")
+                          else "left")  # fmt: skip
     for m in entries["models"]:
         mark = (" *" if m["name"] == entries["default_model"] else "") + (" !" if m.get("damaged") else "")
         models.add_row(
@@ -65,7 +75,9 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _fmt(m.get("tokenizer")),
             _fmt(m.get("parameters"), ","),
             _fmt(m.get("steps"), ","),
+            _fmt(m.get("epochs"), ".1f"),
             _fmt(m.get("best_val_loss"), ".4f"),
+            _fmt(m.get("best_val_bits_per_char"), ".3f"),
             _fmt(m.get("status")),
             _fmt(m.get("corpus")),
             _when(m.get("updated")),
@@ -123,6 +135,8 @@ def show(
         if key in ("name", "kind", "path", "history", "config"):
             continue
         shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        if key == "epochs" and isinstance(shown, (int, float)):
+            shown = f"{shown:.1f}"
         out(f"  {key}: {round(shown, 4) if isinstance(shown, float) else shown}")
     if k == "model":
         out("  config:")
@@ -130,14 +144,14 @@ def show(
             out(f"    {line}")
         hist = data["history"]
         if hist:
-            out("  history (step, train loss, val loss):")
+            out("  history (step, mean train loss since the last validation, val loss):")
             for h in hist[-10:]:
                 out(f"    {h['step']:>7}  {_fmt(h['train_loss'], '.4f')}  {_fmt(h['val_loss'], '.4f')}")
             from ..plot import TRAIN, VAL, loss_chart
 
             chart = loss_chart(hist)
             if chart:
-                out(f"  loss ({TRAIN} train, {VAL} validation):")
+                out(f"  loss ({TRAIN} mean train, {VAL} validation):")
                 for line in chart:
                     out(line)
 
@@ -158,10 +172,15 @@ def rm(
     """
     quiet(quiet_)
     k = registry.find_kind(name, kind.value if kind else None)
+    was_default = k == "model" and registry.default_model() == name
     path = registry.remove(k, name)
+    now = registry.default_model()
     if json_out:
-        out_json({"removed": name, "kind": k, "path": str(path)})
-    err.print(f"removed {k} {name} ({path})")
+        out_json({"removed": name, "kind": k, "path": str(path), "default_model": now})
+    moved = ""
+    if was_default:  # sample and eval without --model now take another model, or none: say which
+        moved = f"; the default model is now {now!r}" if now else "; there is no default model now"
+    err.print(f"removed {k} {name} ({escape(str(path))}){moved}")
 
 
 def default(
@@ -183,7 +202,7 @@ def default(
     else:
         chosen = registry.default_model()
         if chosen is None:
-            raise LstmgenError("no models yet: train one with `lstmgen train --config configs/char.yaml`")
+            raise LstmgenError("no models yet: train one with `lstmgen prepare jokes && lstmgen train --config char`")
         out(chosen)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .options import Format, InferenceDevice, ModelName, Records, Split
-from .output import note, out, out_json
+from .output import Meter, note, out, out_json
 
 
 def eval_(
@@ -53,8 +53,9 @@ def eval_(
 
     name = registry.resolve_model(model)
     text = TextInput(file, format.value, encoding, column, records.value) if file is not None else None
-    result = evaluate_model(name, split.value, text, skip_unknown=skip_unknown, device=device, per_record=per_record,
-                            on_note=note)  # fmt: skip
+    with Meter(f"scoring {name}") as meter:  # a long text shows its progress on a terminal
+        result = evaluate_model(name, split.value, text, skip_unknown=skip_unknown, device=device,
+                                per_record=per_record, on_note=note, on_progress=meter)  # fmt: skip
     if per_record:
         for r in result:
             out_json(r) if json_out else out(f"{r['bits_per_char']:.4f}\t{r['text']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import typer
 from rich.console import Console
@@ -64,3 +65,38 @@ def silence_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):  # no real file behind stdout: nothing to flush at exit
         pass
+
+
+class Meter:
+    """`on_progress(done, total)` for a long library call: a bar on stderr, on a terminal only, once the work
+    has taken more than `after` seconds (a quick one shows nothing), removed when it ends. A context manager."""
+
+    def __init__(self, label: str, after: float = 1.5):
+        self.label, self.after, self.started = label, after, time.perf_counter()
+        self.progress = None
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - self.started
+        if self.progress is None:
+            if err.quiet or not err.is_terminal or elapsed < self.after:
+                return
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(bar_width=20), TextColumn("{task.fields[shown]}"))
+            self.progress = Progress(*columns, console=err, transient=True)
+            self.task = self.progress.add_task(escape(self.label), total=total, shown="")
+            self.progress.start()
+        left = elapsed / done * (total - done) if done else None
+        eta = f" eta {int(left) // 3600}:{int(left) // 60 % 60:02d}:{int(left) % 60:02d}" if left is not None else ""
+        self.progress.update(self.task, completed=done, total=total, shown=f"{done / max(total, 1):.0%}{eta}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

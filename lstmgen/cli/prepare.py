@@ -14,8 +14,17 @@ from .signals import exit_on_sigterm
 
 # Long only in its options and help text: the body parses, makes one library call and renders.
 def prepare(
-    input: Annotated[str, typer.Argument(help="A .csv or .txt file, or - for stdin.", metavar="INPUT")],
-    name: Annotated[Optional[str], typer.Option(help="Corpus name in the registry [default: the file's stem].")] = None,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="A .csv or .txt file, or - for stdin; several files of one format make one corpus.",
+            metavar="INPUT...",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        Optional[str], typer.Option(help="Corpus name in the registry [default: the first file's stem].")
+    ] = None,
     tokenizer: Annotated[
         Tokenizer, typer.Option(help="Split text into characters, words, or byte-level BPE subwords.")
     ] = Tokenizer.char,
@@ -53,29 +62,34 @@ def prepare(
 
     Every record ends with an end-of-record token, so a model learns where a text ends. --tokenizer bpe
     learns byte-level BPE subwords (HuggingFace tokenizers) from the training split; the tokenizer is saved
-    with the corpus and every model, and encodes any text: no <unk>.
+    with the corpus and every model, and encodes any text: no <unk>. `jokes` names the bundled example data,
+    found from any directory.
 
     Examples:
 
-      lstmgen prepare data/jokes.csv
+      lstmgen prepare jokes
 
-      lstmgen prepare data/jokes.csv --tokenizer word --name jokes-word
+      lstmgen prepare jokes --tokenizer word --name jokes-word
 
-      lstmgen prepare data/jokes.csv --tokenizer bpe --vocab-size 1024 --name jokes-bpe
+      lstmgen prepare jokes --tokenizer bpe --vocab-size 1024 --name jokes-bpe
+
+      lstmgen prepare my-posts.csv --column body
 
       lstmgen prepare shakespeare.txt --records file
+
+      lstmgen prepare jokes.csv more-jokes.csv --name all-jokes
 
       cat lines.txt | lstmgen prepare - --name mylines --overwrite
     """
     quiet(quiet_)
-    from ..corpora import TextInput
+    from ..corpora import TextInput, model_name_for
     from ..corpora import prepare as prepare_corpus
     from ..corpus import PrepareOptions
 
     options = PrepareOptions(tokenizer.value, val_frac, test_frac, seed, min_freq, max_vocab, vocab_size)
-    text = TextInput(input, format.value, encoding, column, records.value, max_line_chars)
+    texts = [TextInput(path, format.value, encoding, column, records.value, max_line_chars) for path in inputs]
     with exit_on_sigterm():
-        done = prepare_corpus(name, text, options, overwrite)
+        done = prepare_corpus(name, texts, options, overwrite)
     meta = done.meta
     if json_out:
         out_json({"name": done.name, "path": str(done.path), **meta})
@@ -89,8 +103,8 @@ def prepare(
         + (f"; <unk> in val {meta['unk_rate']['val']:.1%}" if "unk_rate" in meta else "")
     )
     err.print(
-        f"  saved to {escape(str(done.path))}; next: lstmgen train --config configs/{meta['tokenizer']}.yaml "
-        f"--corpus {done.name}"
+        f"  saved to {escape(str(done.path))}; next: lstmgen train --config {meta['tokenizer']} "
+        f"--corpus {done.name} --name {model_name_for(done.name, meta['tokenizer'])}"
     )
     for line in done.notes:
         err.print(f"  note: {escape(line)}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+import threading
 from dataclasses import asdict
 from itertools import chain
 from typing import Annotated, Optional
@@ -92,7 +94,8 @@ def sample(
     per_batch = prompts_per_batch(options, stream)
     lines = bounded_lines(sys.stdin, options.limit_prompt_chars)
     batches = prompt_batches(lines, per_batch, _input_waiting) if from_stdin else iter([[prompt or ""]])
-    first = next(batches, None)
+    with _waiting_note(prompt is None and from_stdin):
+        first = next(batches, None)
     if first is None:
         if prompt == "-":
             raise UsageError(
@@ -112,6 +115,27 @@ def sample(
             out_json({"model": name, **asdict(s)})
         else:
             out(s.text)
+
+
+STDIN_NOTE_AFTER_S = 2.0
+
+
+@contextlib.contextmanager
+def _waiting_note(on: bool):
+    """No PROMPT and a pipe on stdin that sends nothing (a script's inherited stdin, say): after a while, say
+    once what `sample` is waiting for, rather than hang in silence."""
+    timer = None
+    if on:
+        timer = threading.Timer(STDIN_NOTE_AFTER_S, note, args=(
+            "waiting for prompts on stdin, one per line (no PROMPT was given, and stdin is not a terminal); give "
+            "PROMPT, or close stdin (< /dev/null) to sample from the start of a record",))  # fmt: skip
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _input_waiting() -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
+import time
 from typing import Annotated, Optional
 
 import typer
@@ -18,7 +20,14 @@ from .signals import StopSignals
 
 # Long only in its options and help text: the body parses, makes one library call and renders.
 def train(
-    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    config: Annotated[
+        Optional[str],
+        typer.Option(
+            "--config",
+            "-c",
+            help="A YAML file, or a packaged config's name: char, word, bpe, ... (`lstmgen configs` lists them).",
+        ),
+    ] = None,
     corpus: Annotated[
         Optional[str], typer.Option(help="Corpus name (overrides the config's `corpus`).", autocompletion=CORPUS_NAMES)
     ] = None,
@@ -26,7 +35,17 @@ def train(
         Optional[str], typer.Option(help="Model name (overrides the config's `name`).", autocompletion=MODEL_NAMES)
     ] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override one key: --set train.max_steps=30 (repeatable).")
+        Optional[list[str]], typer.Option("--set", help="Override one key: --set train.lr=0.001 (repeatable).")
+    ] = None,
+    epochs: Annotated[
+        Optional[int], typer.Option(help="Stop after N passes over the training split (train.max_epochs).", min=1)
+    ] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after N steps (train.max_steps).", min=1)] = None,
+    time_: Annotated[
+        Optional[str],
+        typer.Option(
+            "--time", help="Stop after this much wall time, start-up to final save: 90s, 5m, 1h (train.max_time)."
+        ),
     ] = None,
     device: Annotated[
         Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides train.device).")
@@ -51,21 +70,25 @@ def train(
 ):
     """Train an LSTM language model on a prepared corpus, with validation, early stopping and checkpoints.
 
-    Config precedence: built-in defaults, then the YAML file, then --set, then --corpus/--name/--device.
+    Config precedence: built-in defaults, then the YAML file, then --set, then the other options. The run
+    stops at the first limit reached (--epochs, --max-steps, --time) or when validation stops improving.
     Ctrl-C or SIGTERM saves a checkpoint first; continue later with --resume.
 
     Examples:
 
-      lstmgen train --config configs/char.yaml
+      lstmgen train --config char
 
-      lstmgen train --config configs/char.yaml --set train.max_steps=200 --name quick
+      lstmgen train --config char --name quick --max-steps 200
 
-      lstmgen train --name char --resume --set train.max_epochs=40
+      lstmgen train --config word --corpus jokes-word --name my-words --time 5m
 
-      lstmgen train --config configs/char.yaml --nproc 2
+      lstmgen train --name char --resume --epochs 60
 
-      torchrun --nproc-per-node 4 -m lstmgen train --config configs/char.yaml
+      lstmgen train --config char --name char2 --nproc 2
+
+      torchrun --nproc-per-node 4 -m lstmgen train --config char
     """
+    started = time.perf_counter()  # the run's wall clock: start-up counts towards --time and the elapsed time
     from ..distributed import Group
     from ..runs import TrainRequest, check_before_launch, fit, worker_argv
 
@@ -74,7 +97,9 @@ def train(
     if not group.main:
         set_origin(f"rank {group.rank}")
     # JSON strings are YAML scalars that stay strings: "" stays "" (an invalid name), cuda:0 stays cuda:0.
-    flags = {"corpus": corpus, "name": name, "train.device": device}
+    limits = {"train.max_epochs": epochs, "train.max_steps": max_steps,
+              "train.max_time": parse_duration(time_) if time_ is not None else None}  # fmt: skip
+    flags = {"corpus": corpus, "name": name, "train.device": device, **limits}
     overrides = (*(set_ or ()), *(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None))
     request = TrainRequest(config, overrides, name, resume, overwrite)
     if nproc > 1:
@@ -96,7 +121,7 @@ def train(
 
         try:
             summary = fit(request, on_event=on_event, should_stop=signals.requested,
-                          on_note=lambda line: note(line, always=True), group=group)  # fmt: skip
+                          on_note=lambda line: note(line, always=True), group=group, started=started)  # fmt: skip
         finally:
             reporter.close()
         if json_out and group.main:
@@ -111,14 +136,41 @@ def train(
         raise typer.Exit(code)
 
 
+NUMBER = r"(\d+(?:\.\d+)?)"
+DURATION = re.compile(rf"{NUMBER}|(?:{NUMBER}h)?(?:{NUMBER}m)?(?:{NUMBER}s)?")  # 90 | 1h30m | 2.5m | 90s
+
+
+def parse_duration(text: str) -> float:
+    """--time's value in seconds: 90s, 5m, 1h, 1h30m, 2.5m, or plain seconds (90)."""
+    match = DURATION.fullmatch(text.strip().lower())
+    if not match or not any(match.groups()):
+        raise UsageError(f"--time takes a duration such as 90s, 5m, 1h or 1h30m; got {text!r}")
+    plain, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = plain + hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise UsageError(f"--time must be longer than zero; got {text!r}")
+    return total
+
+
+def _clock(seconds: float) -> str:
+    """0:02:05, as rich shows a time remaining."""
+    seconds = max(0, round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 class TrainReporter:
     """Renders train() events on stderr: a rich progress bar on a terminal, plain lines otherwise, nothing
-    with --quiet (err.quiet)."""
+    with --quiet (err.quiet). On a terminal, a validation pass that takes more than a second shows its own
+    progress on the bar."""
+
+    SHOW_VALIDATION_AFTER_S = 1.0
 
     def __init__(self, progress: bool = True):
         self.live = not err.quiet and progress and err.is_terminal  # a bar only where someone watches it
         self.progress = None
         self.val = None
+        self.shown = {"stats": "", "eta": ""}  # the bar's training fields, put back after a validation pass
+        self.last_step = None
 
     def __call__(self, kind: str, d: dict) -> None:
         if err.quiet:
@@ -127,25 +179,27 @@ class TrainReporter:
 
     def on_start(self, d):
         resumed = f", resumed at step {d['resumed_step']:,}" if d["resumed_step"] is not None else ""
-        limit = f"{d['total_steps']:,} steps" if d["total_steps"] else "time-limited"
+        limits = [f"{d['total_steps']:,} steps" if d["total_steps"] else ""]
+        if d["max_time"]:
+            limits.append(f"at most {_clock(d['max_time'])}")
         # Two short lines rather than one long one: each fits an 80-column terminal without wrapping.
         where = f"{d['world_size']} processes on {d['device'].split(':')[0]}" if d["world_size"] > 1 else d["device"]
         err.print(f"training [bold]{d['name']}[/]: {d['parameters']:,} parameters on {where} ({d['precision']})")
-        err.print(f"  {d['train_tokens']:,} train tokens, {d['steps_per_epoch']:,} steps/epoch, {limit}{resumed}")
+        err.print(f"  {d['train_tokens']:,} train tokens, {d['steps_per_epoch']:,} steps/epoch, "
+                  f"{', '.join(x for x in limits if x)}{resumed}")  # fmt: skip
         if self.live:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, Progress, TextColumn
 
-            # One line within 80 columns: "step 1,400/10,000 ep 36 ━━━━ loss 1.049 val 1.532 10,452 tok/s eta 0:00:14"
+            # One line within 80 columns: "step 1,400/10,000 ep 36.8 ━━━━ loss 1.049 val 1.532 10,452 tok/s eta 0:00:14"
             self.progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(bar_width=10),
                 TextColumn("{task.fields[stats]}"),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
+                TextColumn("{task.fields[eta]}"),
                 console=err,
                 transient=False,
             )
-            self.task = self.progress.add_task("step 0", total=1000, stats="")
+            self.task = self.progress.add_task("step 0", total=1000, stats="", eta="")
             self.progress.start()
 
     def stats(self, d) -> str:
@@ -154,18 +208,28 @@ class TrainReporter:
 
     def on_step(self, d):
         total = f"/{d['total_steps']:,}" if d["total_steps"] else ""
-        desc = f"step {d['step']:,}{total} ep {d['epoch']}"
+        desc = f"step {d['step']:,}{total} ep {d['epoch']:.1f}"
+        eta = (d["elapsed_s"] / d["progress"] * (1 - d["progress"])) if d["progress"] > 0 else None
+        self.last_step = d
         if self.progress:
-            self.progress.update(
-                self.task, description=desc, stats=self.stats(d), completed=1000 * min(d["progress"], 1)
-            )
+            self.shown = {"stats": self.stats(d), "eta": f"eta {_clock(eta)}" if eta is not None else ""}
+            self.progress.update(self.task, description=desc, completed=1000 * min(d["progress"], 1), **self.shown)
         else:
-            eta = (d["elapsed_s"] / d["progress"] * (1 - d["progress"])) if d["progress"] > 0 else None
             err.print(f"{desc} {self.stats(d)} lr {d['lr']:.2e}" + (f" eta {eta:.0f}s" if eta is not None else ""))
+
+    def on_validating(self, d):
+        if self.progress and d["elapsed_s"] > self.SHOW_VALIDATION_AFTER_S:
+            left = d["elapsed_s"] / d["done"] * (d["total"] - d["done"])
+            self.progress.update(self.task, stats=f"validating {d['done'] / d['total']:.0%}",
+                                 eta=f"eta {_clock(left)}")  # fmt: skip
 
     def on_eval(self, d):
         self.val = d["val_loss"]
-        if not self.progress:
+        if self.progress:
+            if self.last_step is not None:
+                self.shown["stats"] = self.stats(self.last_step)  # with the new val loss
+            self.progress.update(self.task, **self.shown)
+        else:
             mark = " (best)" if d["improved"] else ""
             err.print(f"eval step {d['step']:,}: val loss {d['val_loss']:.4f}{mark}")
 
@@ -179,11 +243,10 @@ class TrainReporter:
         self.close()
         best = f"{d['best_val_loss']:.4f}" if d["best_val_loss"] is not None else "n/a"
         rate = f"{d['tokens_per_s']:,} tok/s"
-        err.print(f"done: {d['steps']:,} steps, {d['epochs']} epochs in {d['elapsed_s']:.1f}s, {rate}")
+        err.print(f"done: {d['steps']:,} steps, {d['epochs']:.1f} epochs in {d['elapsed_s']:.1f}s, {rate}")
         err.print(f"  best val loss {best} ({d['stop_reason'].replace('_', ' ')})")
 
     def close(self):
         if self.progress:
             self.progress.stop()
             self.progress = None
-

@@ -189,3 +189,63 @@ def test_bad_inputs_leave_the_registry_unchanged(trained, tmp_path):
     assert "already exists" in bad("train", "-c", "char", "--corpus", "toy", "--name", "tiny", *TINY)
     after = sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*"))
     assert before == after
+
+
+COMMANDS = ("prepare", "train", "sample", "eval", "list", "show", "rm", "default", "export", "configs")
+
+
+def test_help_text_reads_cleanly_and_its_hints_work_from_any_directory():
+    import re
+
+    from lstmgen.config import packaged_configs
+
+    packaged = {c.name for c in packaged_configs()}
+    root = ok("--help").stdout
+    assert "$XDG_DATA_HOME/lstmgen" in root and "lstmgen prepare jokes" in root and "configs" in root
+    for cmd in COMMANDS:
+        text = ok(cmd, "--help").stdout
+        usage = text.splitlines()[0]
+        assert "{" not in usage and "}" not in usage, usage  # typer's {name} placeholders
+        assert "''" not in text
+        # One "[default: ...]" per option at most, whether typer or the help text writes it.
+        for entry in re.split(r"\n  (?=-)", text.split("Options:", 1)[-1]):
+            assert entry.count("[default:") <= 1, entry
+        for helped in (text, root):  # hints and examples name packaged configs and bundled data, never paths
+            assert "configs/" not in helped and "data/" not in helped
+            assert set(re.findall(r"--config ([a-z]\S*)", helped)) <= packaged
+    assert ok("prepare", "--help").stdout.splitlines()[0].endswith(" prepare [OPTIONS] INPUT...")
+    assert ok("show", "--help").stdout.splitlines()[0].endswith(" show [OPTIONS] NAME")
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["sample", "Why", "--temp", "1"], "did you mean --temperature?"),
+        (["sample", "Why", "--Temperature", "1"], "did you mean --temperature?"),
+        (["sample", "Why", "--length", "9"], "did you mean --max-tokens?"),
+        (["sample", "Why", "--epochs", "3"], "--epochs is an option of `lstmgen train`, not of `lstmgen sample`"),
+        (["train", "--max_steps", "5"], "did you mean --max-steps?"),
+        (["train", "--steps", "5"], "did you mean --max-steps?"),
+        (["train", "--epoch", "5"], "did you mean --epochs?"),
+        (["train", "--max-time", "5m"], "did you mean --time?"),
+        (["train", "--lr", "0.1"], "train.lr is a config key: --set train.lr=VALUE"),
+        (["train", "--hidden", "512"], "model.hidden is a config key: --set model.hidden=VALUE"),
+        (["train", "--model", "x"], "did you mean --name?"),
+        (["eval", "--name", "x"], "did you mean --model?"),
+        (["prepare", "x.csv", "--force"], "did you mean --overwrite?"),
+        (["show", "x", "--jsn"], "did you mean --json?"),
+    ],
+)
+def test_a_misspelt_option_suggests_what_was_meant(args, hint):
+    typed = next(a for a in args if a.startswith("--"))
+    assert f"No such option: {typed}; {hint}" in bad(*args, code=2)
+
+
+def test_a_misspelt_option_is_one_line_from_the_installed_entry_point(monkeypatch, capsys):
+    import re
+
+    code, err = run_main(monkeypatch, capsys, "sample", "--temp", "1")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert re.fullmatch(r"error: No such option: --temp; did you mean --temperature\? \(see `.*sample --help`\)\n", err)
+    code, err = run_main(monkeypatch, capsys, "sample", "--xyzzy")
+    assert code == 2 and re.fullmatch(r"error: No such option: --xyzzy \(see `.*sample --help`\)\n", err)

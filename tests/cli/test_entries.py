@@ -26,7 +26,7 @@ def test_show_suggests_a_corpus_or_a_model(trained):
 
 def test_show_draws_the_loss_curves(trained):
     lines = ok("show", "tiny").stdout.splitlines()
-    at = lines.index("  loss (· train, ● validation):")
+    at = lines.index("  loss (· mean train, ● validation):")
     steps = [h["step"] for h in checkpoint.load("tiny", "last").history]
     assert "┤" in lines[at + 1] and lines[-1].split() == ["step", f"{steps[0]:,}", f"{steps[-1]:,}"]
 
@@ -52,3 +52,56 @@ def test_a_damaged_entry_is_marked_in_its_own_row_and_the_rest_still_lists(train
 def test_show_plot_reports_the_file_it_wrote(trained, tmp_path):
     r = ok("show", "tiny", "--plot", tmp_path / "curves")
     assert f"saved the loss curves to {tmp_path / 'curves.png'}" in r.stderr and (tmp_path / "curves.png").is_file()
+
+
+def test_a_path_where_a_name_goes_says_which_name_or_command_was_meant(trained, jokes_csv, tmp_path, monkeypatch):
+    from lstmgen import registry
+
+    models = registry.home() / "models"
+    for args in (["sample", "Why", "-m", models / "tiny"], ["eval", "-m", models / "tiny" / "best.pt"],
+                 ["show", models / "tiny"]):  # fmt: skip
+        assert "not given by path; did you mean model 'tiny'?" in bad(*args)
+    monkeypatch.chdir(registry.home())
+    assert "did you mean model 'tiny'?" in bad("eval", "-m", "./models/tiny")
+    # A file where a corpus goes: the command that makes a corpus of it (a corpus of another file is no match).
+    err = bad("train", "-c", "char", "--corpus", jokes_csv, "--name", "x", *TINY)
+    assert f"run `lstmgen prepare {jokes_csv}` first, then name the corpus it makes ('jokes')" in err
+    monkeypatch.chdir(jokes_csv.parent)
+    assert "jokes.csv is a file: run `lstmgen prepare jokes.csv` first" in bad("train", "--corpus", "jokes.csv", *TINY)
+    ok("prepare", "jokes.csv", "-q")
+    assert "did you mean corpus 'jokes', prepared from it?" in bad("train", "--corpus", "jokes.csv", *TINY)
+    assert "did you mean corpus 'jokes', prepared from it?" in bad("train", "--corpus", jokes_csv, *TINY)
+    assert "`lstmgen list` shows them" in bad("sample", "Why", "-m", tmp_path / "nothing")
+
+
+def test_deleting_the_default_model_says_which_is_the_default_now(trained):
+    ok("train", "-c", "char", "--corpus", "toy", "--name", "older", *TINY, "-q")
+    ok("default", "tiny", "-q")
+    assert "the default model is now 'older'" in ok("rm", "tiny").stderr
+    assert "there is no default model now" in ok("rm", "older").stderr
+    ok("train", "-c", "char", "--corpus", "toy", "--name", "a", *TINY, "-q")
+    ok("train", "-c", "char", "--corpus", "toy", "--name", "b", *TINY, "-q")
+    assert "default model" not in ok("rm", "a").stderr  # b, the latest, was and stays the default
+
+
+def test_list_and_show_give_epochs_to_one_decimal_and_bits_per_char_beside_each_model(trained):
+    import json
+
+    from lstmgen import registry
+
+    def row(name: str) -> dict:
+        lines = ok("list").stdout.splitlines()
+        lines = lines[lines.index("models") :]
+        header = next(line for line in lines if "┃ name" in line)
+        cells = [c.strip() for c in next(line for line in lines if line.startswith(f"│ {name}")).split("│")[1:-1]]
+        return dict(zip([c.strip() for c in header.split("┃")[1:-1]], cells, strict=True))
+
+    info = registry.info("model", "tiny")
+    assert row("tiny")["bits/char"] == f"{info['best_val_bits_per_char']:.3f}"
+    assert row("tiny")["epochs"] == f"{info['epochs']:.1f}" and 0 < info["epochs"] < 1  # 8 steps: part of one
+    assert f"  epochs: {info['epochs']:.1f}" in ok("show", "tiny").stdout.splitlines()
+    # A model trained before bits/char were recorded: "-", not a figure in another unit.
+    path = registry.entry_dir("model", "tiny") / "info.json"
+    older = {k: v for k, v in json.loads(path.read_text()).items() if k != "best_val_bits_per_char"}
+    path.write_text(json.dumps(older | {"epochs": 0}))
+    assert row("tiny")["bits/char"] == "-" and row("tiny")["epochs"] == "0.0"

@@ -1,6 +1,7 @@
 """`lstmgen eval` from the command line."""
 
 import json
+import time
 
 import pytest
 
@@ -37,3 +38,26 @@ def test_eval_per_record_scores_each_record_and_they_add_up(trained, tmp_path):
     assert [line.split("\t", 1)[1] for line in plain] == texts and float(plain[1].split("\t")[0]) > 0
     split_rows = ok("eval", "--split", "val", "--per-record", "--json").stdout.splitlines()
     assert len(split_rows) == checkpoint.load("tiny").corpus["records"]["val"]
+
+
+def test_a_long_scoring_shows_a_bar_on_a_terminal_and_removes_it(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from lstmgen.cli import output
+
+    screen = io.StringIO()
+    monkeypatch.setattr(output, "err", Console(file=screen, force_terminal=True, width=80))
+    with output.Meter("scoring m", after=0.2) as meter:
+        meter(10, 100)  # a quick start: nothing yet
+        assert screen.getvalue() == ""
+        time.sleep(0.25)
+        meter(50, 100)
+        meter.progress.refresh()
+        assert "scoring m" in screen.getvalue() and "50% eta 0:00:00" in screen.getvalue()
+    assert meter.progress is None  # stopped; transient, so the terminal keeps only eval's result
+    monkeypatch.setattr(output, "err", Console(file=io.StringIO(), force_terminal=False))
+    quiet = output.Meter("scoring m", after=0)
+    quiet(50, 100)
+    assert quiet.progress is None  # never on a pipe or a log file

@@ -2,7 +2,7 @@
 
 import json
 
-from .runner import TINY, ok
+from .runner import TINY, bad, ok
 
 
 def test_prepare_from_stdin_and_unconditional_sample():
@@ -20,3 +20,55 @@ def test_prepare_notes_a_split_skewed_by_giant_records(tmp_path):
     p.write_text("\n".join(["ab " * 20_000] + [f"short line {i}" for i in range(40)]))
     r = ok("prepare", p, "--seed", "1")
     assert "note: records differ a lot in length" in r.stderr
+
+
+def test_the_next_hint_is_a_command_that_works_from_any_directory(jokes_csv, tmp_path, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)  # outside the repository: no configs/ here
+    r = ok("prepare", jokes_csv, "--name", "toy")
+    hint = r.stderr.split("next: ", 1)[1].splitlines()[0]
+    assert hint == "lstmgen train --config char --corpus toy --name toy-char"  # not the corpus's name
+    ok(*shlex.split(hint)[1:], *TINY, "-q")
+    # Followed again after another prepare: a name no model (nor corpus) has yet, never "already exists".
+    r = ok("prepare", jokes_csv, "--name", "toy", "--overwrite")
+    assert r.stderr.split("next: ", 1)[1].splitlines()[0].endswith("--corpus toy --name toy-char-2")
+    r = ok("prepare", jokes_csv, "--name", "toy-word", "--tokenizer", "word")
+    assert "next: lstmgen train --config word --corpus toy-word --name toy-word-model" in r.stderr
+
+
+def write_csv(path, column, texts):
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ID", column])
+        w.writerows(enumerate(texts))
+    return path
+
+
+def test_several_inputs_make_one_corpus(jokes_csv, tmp_path):
+    from lstmgen import registry
+
+    more = write_csv(tmp_path / "more.csv", "Joke", [f"Why did joke {i} cross? To be told." for i in range(20)])
+    both = json.loads(ok("prepare", jokes_csv, more, "--name", "both", "--json").stdout)
+    one = json.loads(ok("prepare", jokes_csv, "--name", "one", "--json").stdout)
+    assert sum(both["records"].values()) == sum(one["records"].values()) + 20
+    assert both["sources"] == [str(jokes_csv.resolve()), str(more.resolve())]
+    flipped = json.loads(ok("prepare", more, jokes_csv, "--name", "flipped", "--json").stdout)
+    assert len({both["sha256"], one["sha256"], flipped["sha256"]}) == 3  # the hash covers every input, in order
+    assert "jokes.csv, more.csv" in ok("list").stdout
+    # Text files: a last line without its newline does not run into the next file's first line.
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("\n".join(f"first file line {i}" for i in range(30)))  # no final newline
+    b.write_text("".join(f"second file line {i}\n" for i in range(30)))
+    lines = json.loads(ok("prepare", a, b, "--name", "lines", "--json").stdout)
+    assert sum(lines["records"].values()) == 60
+    # Mixed formats or text columns: one error line, and the registry as it was.
+    before = sorted(registry.home().rglob("*"))
+    assert "must share one format" in bad("prepare", jokes_csv, b, "--name", "mixed")
+    other = write_csv(tmp_path / "other.csv", "text", ["a joke", "another joke"] * 10)
+    err = bad("prepare", jokes_csv, other, "--name", "mixed")
+    assert "in one column" in err and "'Joke'" in err and "'text'" in err and len(err.strip().splitlines()) == 1
+    assert "stdin (-) can be read only once" in bad("prepare", "-", "-", input="x\n")
+    assert sorted(registry.home().rglob("*")) == before

@@ -26,7 +26,7 @@ def test_word_model_maps_unknown_prompt_words_to_unk(jokes_csv):
     ok("prepare", jokes_csv, "--name", "w", "--tokenizer", "word", "--min-freq", "1")
     ok("train", "-c", "word", "--corpus", "w", "--name", "wm", "--quiet", *TINY)
     r = ok("sample", "Why zyzzyva", "--seed", "1", "--max-tokens", "5")
-    assert "zyzzyva" in r.stderr and "<unk>" in r.stderr
+    assert "zyzzyva" in r.stderr and "<unk>" in r.stderr and "of model 'wm'" in r.stderr and "''" not in r.stderr
     assert r.stdout.startswith("Why zyzzyva")
 
 
@@ -149,3 +149,29 @@ def test_a_prompt_that_is_not_utf8_names_its_byte(trained):
     assert r.returncode == 1 and r.stdout.decode().startswith("Why")  # the line before it is answered
     err = r.stderr.decode()
     assert err.count("\n") == 1 and "line 2 of stdin is not valid UTF-8: byte 0xff at offset 0" in err
+
+
+def test_waiting_on_a_silent_stdin_pipe_says_so_once(trained, registry_home):
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    cmd = [sys.executable, "-m", "lstmgen", "sample", "--seed", "1", "--max-tokens", "5"]
+    env = {**os.environ, "LSTMGEN_HOME": str(registry_home)}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    watchdog = threading.Timer(120, proc.kill)  # were the note never to come, readline would wait forever
+    watchdog.start()
+    started = time.perf_counter()
+    first = proc.stderr.readline()  # the note, ~2 s after the model is loaded
+    waited = time.perf_counter() - started
+    time.sleep(1)  # it is said once, however long the wait
+    out, err = proc.communicate("Why\n", timeout=120)
+    watchdog.cancel()
+    assert proc.returncode == 0 and out.startswith("Why")
+    assert first.startswith("note: waiting for prompts on stdin") and "give PROMPT, or close stdin" in first
+    assert waited >= 2 and "waiting" not in err
+    prompt_at_once = subprocess.run(cmd, input="Why\n", capture_output=True, text=True, env=env, timeout=120)
+    assert prompt_at_once.stdout.startswith("Why") and prompt_at_once.stderr == ""  # nothing to wait for

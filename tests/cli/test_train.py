@@ -112,3 +112,65 @@ def test_a_checkpoint_copied_from_another_model_is_not_resumed(trained):
     assert "saved by model 'other'" in bad("train", "--name", "tiny", "--resume")
     (mine / "last.pt").write_bytes(before)
     ok("train", "--name", "tiny", "--resume", "--quiet")  # its own last.pt resumes as ever
+
+
+def test_epochs_max_steps_and_time_are_shorthands_for_their_config_keys(trained):
+    r = ok("train", "-c", "char", "--corpus", "toy", "--name", "s", *TINY, "--max-steps", "3", "--json", "-q")
+    assert json.loads(r.stdout)["steps"] == 3
+    r = ok("train", "-c", "char", "--corpus", "toy", "--name", "e", *TINY, "--set", "train.max_steps=null",
+           "--epochs", "1", "--time", "1h30m", "--json")  # fmt: skip
+    summary = json.loads(r.stdout)
+    assert summary["stop_reason"] == "max_epochs" and summary["epochs"] == 1.0
+    assert checkpoint.load("e").config["train"]["max_time"] == 5400
+    assert f"done: {summary['steps']} steps, 1.0 epochs in " in r.stderr  # epochs to one decimal
+    for value in ("5min", "1h30", "0s", "soon"):
+        err = bad("train", "-c", "char", "--corpus", "toy", "--name", "t2", "--time", value, code=2)
+        assert len(err.strip().splitlines()) == 1 and "--time" in err and repr(value) in err
+    assert "x>=1" in bad("train", "-c", "char", "--name", "t2", "--epochs", "0", code=2)
+
+
+def test_a_long_validation_pass_shows_its_progress_on_the_bar(monkeypatch):
+    import io
+    import re
+
+    from rich.console import Console
+
+    import lstmgen.cli.train as cli_train
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_train, "err", Console(file=screen, force_terminal=True, width=80))
+
+    def shown() -> str:  # the bar as the terminal shows it now: the last line drawn, escape codes removed
+        drawn = re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()))
+        return [line for line in drawn if line.strip()][-1]
+
+    reporter = cli_train.TrainReporter()
+    reporter("start", {"name": "m", "device": "cpu", "precision": "fp32", "parameters": 10, "steps_per_epoch": 4,
+                       "total_steps": 40, "max_time": None, "resumed_step": None, "train_tokens": 64,
+                       "world_size": 1})  # fmt: skip
+    reporter("step", {"step": 20, "epoch": 5.0, "loss": 1.5, "lr": 0.001, "tokens_per_s": 900.0, "elapsed_s": 10.0,
+                      "total_steps": 40, "progress": 0.5})  # fmt: skip
+    reporter("validating", {"step": 20, "done": 1, "total": 4, "elapsed_s": 0.5})  # a short pass: not shown
+    reporter.progress.refresh()
+    assert "validating" not in shown()
+    reporter("validating", {"step": 20, "done": 2, "total": 4, "elapsed_s": 3.0})  # 3 s in, half done: 3 s to go
+    reporter.progress.refresh()
+    assert shown().endswith("validating 50% eta 0:00:03")
+    reporter("eval", {"step": 20, "val_loss": 1.25, "best_val_loss": 1.25, "improved": True})
+    reporter.close()
+    assert shown().startswith("step 20/40 ep 5.0") and "val 1.250" in shown() and shown().endswith("eta 0:00:10")
+
+
+def test_resuming_after_the_corpus_was_removed_says_how_to_prepare_it_again(jokes_csv, tmp_path, monkeypatch):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    ok("prepare", jokes_csv, "--name", "jk", "--val-frac", "0.1", "--test-frac", "0.1", "--seed", "3")
+    ok("prepare", jokes_csv, "--name", "jk2", "-q")  # a close name: not what resuming needs
+    ok("train", "-c", "char", "--corpus", "jk", "--name", "k", *TINY, "-q")
+    ok("rm", "jk", "-q")
+    err = bad("train", "--name", "k", "--resume", "--max-steps", "12")
+    assert "corpus 'jk', which is no longer in" in err and "jk2" not in err and len(err.strip().splitlines()) == 1
+    command = err.split("prepare it again as before: ", 1)[1].strip()
+    ok(*shlex.split(command)[1:], "-q")  # the very corpus again: same split, so the run resumes on it
+    assert json.loads(ok("train", "--name", "k", "--resume", "--max-steps", "12", "--json", "-q").stdout)["steps"] == 12
