@@ -119,7 +119,7 @@ def test_unreadable_prompts_and_tokenizers_are_one_clear_line(bpe_model, vocab):
                        input=b"Why\nab\xff\n", capture_output=True, env=os.environ)  # fmt: skip
     assert r.returncode == 1 and r.stdout.decode().startswith("Why")  # the good line first
     assert r.stderr.decode().strip() == (
-        "error: line 2 of stdin is not valid UTF-8 (it holds undecodable bytes); convert it to UTF-8"
+        "error: line 2 of stdin is not valid UTF-8: byte 0xff at offset 2; convert it to UTF-8"
     )
     spec = json.loads(vocab.bpe)
     for part, value in (("decoder", None), ("pre_tokenizer", None), ("normalizer", {"type": "Lowercase"})):

@@ -118,13 +118,13 @@ def test_sigterm_stops_every_rank_at_one_step_and_resume_needs_the_same_world_si
 # Each rank trains (DDP, collectives, checkpoint) through train(), which closes the group, then names its threads.
 RANK_THREADS = """
 import json, os, sys
-from lstmgen import registry
+from lstmgen.corpora import load_corpus
 from lstmgen.config import load_config
 from lstmgen.distributed import Group
 from lstmgen.train import train
 
 group = Group.from_env()
-train(load_config(None, sys.argv[1:]), registry.load_corpus("toy"), group=group)
+train(load_config(None, sys.argv[1:]), load_corpus("toy"), group=group)
 names = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
 print(json.dumps({"rank": group.rank, "threads": names}))
 """
