@@ -15,8 +15,8 @@ from lstmgen.inference import load_for_inference, load_torch
 from lstmgen.sample import SampleOptions, sample, sample_many
 from lstmgen.tokenize import EOR, Vocab, build_vocab
 
-from .conftest import JOKES
 from .cli.runner import TINY, bad, ok
+from .conftest import JOKES
 
 
 @pytest.fixture(scope="module")
