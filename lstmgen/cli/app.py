@@ -6,6 +6,7 @@ import functools
 import os
 import re
 import sys
+import time
 from typing import Annotated, Optional
 
 import typer
@@ -14,7 +15,7 @@ from typer.core import TyperCommand
 
 from .. import __version__
 from ..errors import LstmgenError, UsageError
-from . import configs, entries, evaluate, export, prepare, sample, train
+from . import configs, entries, evaluate, export, output, prepare, sample, train
 from .output import EXIT_ERROR, EXIT_USAGE, err, error, out, problems, silence_stdout
 
 app = typer.Typer(
@@ -105,6 +106,7 @@ for name, command in (("prepare", prepare.prepare), ("train", train.train), ("sa
 
 def main():
     """Console entry point. Runs the app non-standalone so that usage errors are one line, like every other."""
+    output.launched = time.perf_counter() - output.process_age()
     try:
         code = app(standalone_mode=False)
     except _click_exceptions().ClickException as e:

@@ -19,7 +19,23 @@ problems = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
+# When this process started, as a time.perf_counter() reading; set by the console entry point (main), so that
+# `train` counts the interpreter's start and imports in its wall time. None in-process (tests, library use).
+launched: float | None = None
+
 _origin = ""  # "rank N: " in the processes torchrun starts beside rank 0, so their errors say whose they are
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux: from /proc); 0 where that cannot be read."""
+    from pathlib import Path
+
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()  # the fields after "pid (comm)"
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime: clock ticks since boot
+        return max(0.0, float(Path("/proc/uptime").read_text().split()[0]) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
 
 
 def set_origin(origin: str) -> None:

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import UsageError
+from . import output
 from .options import CORPUS_NAMES, MODEL_NAMES, Quiet
 from .output import err, note, out_json, problems, quiet, set_origin
 from .signals import StopSignals
@@ -88,7 +89,8 @@ def train(
 
       torchrun --nproc-per-node 4 -m lstmgen train --config char
     """
-    started = time.perf_counter()  # the run's wall clock: start-up counts towards --time and the elapsed time
+    # The run's clock starts with the process (or this call, in-process): start-up counts towards --time.
+    started = output.launched if output.launched is not None else time.perf_counter()
     from ..distributed import Group
     from ..runs import TrainRequest, check_before_launch, fit, worker_argv
 

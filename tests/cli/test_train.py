@@ -174,3 +174,13 @@ def test_resuming_after_the_corpus_was_removed_says_how_to_prepare_it_again(joke
     command = err.split("prepare it again as before: ", 1)[1].strip()
     ok(*shlex.split(command)[1:], "-q")  # the very corpus again: same split, so the run resumes on it
     assert json.loads(ok("train", "--name", "k", "--resume", "--max-steps", "12", "--json", "-q").stdout)["steps"] == 12
+
+
+def test_the_run_clock_starts_with_the_process():
+    import subprocess
+    import sys
+
+    # The entry point starts train's clock at the process's start: the interpreter and imports count too.
+    code = "import time; time.sleep(1.5); from lstmgen.cli.output import process_age; print(process_age())"
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 1.5 <= age < 30
