@@ -82,6 +82,8 @@ def test_deleting_the_default_model_says_which_is_the_default_now(trained):
     ok("train", "-c", "char", "--corpus", "toy", "--name", "a", *TINY, "-q")
     ok("train", "-c", "char", "--corpus", "toy", "--name", "b", *TINY, "-q")
     assert "default model" not in ok("rm", "a").stderr  # b, the latest, was and stays the default
+    ok("rm", "b", "-q")
+    assert "train one with `lstmgen prepare jokes && lstmgen train --config char`" in bad("default")  # from anywhere
 
 
 def test_list_and_show_give_epochs_to_one_decimal_and_bits_per_char_beside_each_model(trained):
