@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,8 +144,8 @@ def test_training_ends_the_groups_threads_before_the_interpreter_exits(toy, tmp_
                         str(script), *sets], env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True,
                        text=True, timeout=240)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    ranks = sorted((json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")),
-                   key=lambda x: x["rank"])  # fmt: skip
+    # The ranks share one stdout: their lines can interleave, so each rank's object is found on its own.
+    ranks = sorted((json.loads(obj) for obj in re.findall(r"\{[^{}]*\}", r.stdout)), key=lambda x: x["rank"])
     assert [x["rank"] for x in ranks] == [0, 1], r.stdout
     for x in ranks:
         assert not [name for name in x["threads"] if "gloo" in name], x  # gloo_tcp_loop, pt_gloo_runloop
