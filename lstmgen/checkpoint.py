@@ -54,9 +54,6 @@ class Checkpoint:
     def model_config(self) -> ModelConfig:
         return ModelConfig(**self.config["model"])
 
-    def run_config(self) -> Config:
-        return load_config(None, [], base=self.config)
-
     def make_vocab(self) -> Vocab:
         return Vocab.from_dict(self.vocab)
 

@@ -16,6 +16,8 @@ class Backend(Protocol):
     """What decoding needs of a model: ids (N, T) int64 and the state (n_layer, N, H) float32 in, scores
     (N, T, V) float32 (logits, or centred log-probabilities) and the new state out."""
 
+    vocab_size: int  # V
+
     def forward(self, ids: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
     def zero_state(self, n: int) -> tuple[np.ndarray, np.ndarray]: ...

@@ -62,7 +62,7 @@ def lane_nll(backend: Backend, x: np.ndarray, y: np.ndarray, on_progress: Progre
     state carried, neither changes a result."""
     b, length = x.shape
     h, c = backend.zero_state(b)
-    width = max(1, SCORES_PER_CALL // max(1, b * _vocab_size(backend)))
+    width = max(1, SCORES_PER_CALL // max(1, b * backend.vocab_size))
     if on_progress is not None:
         width = min(width, max(256, -(-length // PROGRESS_STEPS)))
     out = np.zeros((b, length))
@@ -80,11 +80,6 @@ def lane_nll(backend: Backend, x: np.ndarray, y: np.ndarray, on_progress: Progre
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _vocab_size(backend: Backend) -> int:
-    meta = getattr(backend, "meta", None)
-    return meta["vocab_size"] if meta else backend.model.vocab_size
 
 
 def stream_nll(

@@ -120,7 +120,7 @@ class TorchDecoder:
     def __init__(self, model: LSTMLM):
         self.model = model
         self.device = next(model.parameters()).device
-        self.n_layer, self.hidden = model.cfg.n_layer, model.cfg.hidden
+        self.n_layer, self.hidden, self.vocab_size = model.cfg.n_layer, model.cfg.hidden, model.vocab_size
 
     def zero_state(self, n: int):
         import numpy as np
