@@ -45,6 +45,7 @@ def filter_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int | Non
         sorted_probs = softmax(np.take_along_axis(logits, order, axis=-1))
         # Drop a token once the mass before it already reaches top_p; the most likely token always stays.
         drop_sorted = (np.cumsum(sorted_probs, axis=-1) - sorted_probs) >= top_p
+        drop_sorted[:, 0] = False  # even when top_p rounds to 0 in float32 (a subnormal top_p)
         drop = np.empty_like(drop_sorted)
         np.put_along_axis(drop, order, drop_sorted, axis=-1)
         logits = np.where(drop, NEG_INF, logits)

@@ -76,7 +76,13 @@ class Group:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
     def close(self) -> None:
-        """Leave the group and free it: its backend's threads end here, not during interpreter exit (see start)."""
+        """Leave the group and free it: its backend's threads end here, not during interpreter exit (see start).
+
+        Call it after the DDP wrapper from `wrap` is gone. Freeing the group joins gloo's worker threads, and a
+        worker that is still releasing the last collective's work needs the GIL for it (its tensors are Python
+        objects). The group's Python handles, which destroy_process_group drops, release the GIL while they
+        join; DDP's Reducer, which holds the group too, does not. Were the Reducer the last holder, a rank
+        would hang at the end of training (about one run in six here), joining a thread that waits for it."""
         if self.active:
             import torch.distributed as dist
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -534,8 +535,12 @@ def train(cfg: Config, corpus: dict, *, resume: Checkpoint | None = None, on_eve
     device = group.device(cfg.train.device)
     group.start(device)
     try:
-        trainer = Trainer(cfg, corpus, resume=resume, on_event=on_event, should_stop=should_stop, group=group,
-                          device=device, started=started)  # fmt: skip
-        return trainer.run()
+        # No name holds the Trainer: its DDP wrapper must be freed before group.close() (see there), which
+        # happens when run() returns, or, on an error, when the traceback's frames are cleared below.
+        return Trainer(cfg, corpus, resume=resume, on_event=on_event, should_stop=should_stop, group=group,
+                       device=device, started=started).run()  # fmt: skip
+    except BaseException as e:
+        traceback.clear_frames(e.__traceback__)
+        raise
     finally:
         group.close()

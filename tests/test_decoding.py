@@ -10,6 +10,8 @@ def test_top_k_and_top_p_filtering():
     assert np.isinf(filter_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
     assert np.isinf(filter_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
     assert np.isinf(filter_logits(logits, top_p=0.1)).tolist() == [[False, True, True, True]]
+    # a top_p that is 0 in float32 still keeps the most likely token (found by test_sample's property test)
+    assert np.isinf(filter_logits(logits, top_p=5e-324)).tolist() == [[False, True, True, True]]
     assert not np.isinf(filter_logits(logits, top_p=1.0)).any()
     np.testing.assert_allclose(filter_logits(logits, temperature=2.0), (logits - logits.max()) / 2, rtol=1e-6)
 
