@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from .. import __version__
 from ..errors import LstmgenError, UsageError
-from . import entries, evaluate, export, prepare, sample, train
+from . import entries, evaluate, export, prepare, sample, serve, train
 from .output import EXIT_ERROR, EXIT_USAGE, err, error, out, problems, silence_stdout
 
 app = typer.Typer(
@@ -64,7 +64,8 @@ def root(
 
 for name, command in (("prepare", prepare.prepare), ("train", train.train), ("sample", sample.sample),
                       ("eval", evaluate.eval_), ("list", entries.list_), ("show", entries.show),
-                      ("rm", entries.rm), ("default", entries.default), ("export", export.export)):  # fmt: skip
+                      ("rm", entries.rm), ("default", entries.default), ("export", export.export),
+                      ("serve", serve.serve)):  # fmt: skip
     app.command(name)(user_errors(command))
 
 
