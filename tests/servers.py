@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 
 
-def make_home(home: Path, *, endless: bool = True) -> Path:
+def make_home(home: Path, *, endless: bool = True, copies: tuple[str, ...] = ()) -> Path:
     """A registry at `home` with the toy char corpus and model 'tiny' (conftest's 12-step 2x16 model); with
-    `endless`, also 'endless': tiny's weights with <eor> made impossible, so a completion runs to max_tokens
-    (what tests of long-running streams need)."""
-    from lstmgen import checkpoint, registry
+    `endless`, also 'endless': tiny with <eor> made impossible, so a completion runs to max_tokens (what
+    tests of long-running streams need); and a copy of tiny under each name in `copies`."""
+    from lstmgen import registry
     from lstmgen.corpora import load_corpus
     from lstmgen.corpus import PrepareOptions, build_corpus, read_records, read_source
-    from lstmgen.onnx_graph import save_graph
     from lstmgen.train import train
 
     from .conftest import JOKES, tiny_config
@@ -41,15 +40,29 @@ def make_home(home: Path, *, endless: bool = True) -> Path:
         registry.save_corpus("toy", build_corpus(src, records, options, column=col))
         train(tiny_config(), load_corpus("toy"))
         if endless:
-            ckpt = checkpoint.load("tiny")
-            ckpt.state_dict["head.bias"][ckpt.make_vocab().eor_id] = -1e4
-            ckpt.name = "endless"
-            d = registry.entry_dir("model", "endless")
-            d.mkdir(parents=True)
-            ckpt.path = d / "best.pt"
-            ckpt.save(ckpt.path)
-            save_graph(ckpt)
+            save_model("tiny", "endless", no_eor=True)
+        for name in copies:
+            save_model("tiny", name)
     return home
+
+
+def save_model(source: str, name: str, *, no_eor: bool = False, scale: float = 1.0, steps: int = 0) -> None:
+    """Save model `source`'s best checkpoint as model `name`'s new best, as training does (best.pt, then its
+    graph beside it): with <eor> made impossible (no_eor), the head's weights times `scale`, `steps` more
+    steps. In the registry LSTMGEN_HOME points at."""
+    from lstmgen import checkpoint, registry
+    from lstmgen.onnx_graph import save_graph
+
+    ckpt = checkpoint.load(source)
+    if no_eor:
+        ckpt.state_dict["head.bias"][ckpt.make_vocab().eor_id] = -1e4
+    ckpt.state_dict["head.weight"] *= scale
+    ckpt.name, ckpt.step = name, ckpt.step + steps
+    d = registry.entry_dir("model", name)
+    d.mkdir(parents=True, exist_ok=True)
+    ckpt.path = d / "best.pt"
+    ckpt.save(ckpt.path)
+    save_graph(ckpt)
 
 
 class Server:

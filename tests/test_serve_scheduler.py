@@ -10,7 +10,7 @@ from lstmgen.onnx_graph import save_graph
 from lstmgen.sample import SampleOptions, answer
 from lstmgen.serve.scheduler import Busy, Job, Scheduler
 
-from .servers import make_home
+from .servers import make_home, save_model
 
 
 class Recording:
@@ -155,12 +155,7 @@ def test_a_new_best_checkpoint_is_picked_up_and_running_streams_finish_on_theirs
     for _ in range(20):
         scheduler.step()
     assert not scheduler.check_reload()  # nothing changed yet
-    # What training does when it saves a new best: best.pt, then its graph beside it (atomically).
-    ckpt = checkpoint.load("endless")
-    ckpt.state_dict["head.weight"] *= 3
-    ckpt.step += 10
-    ckpt.save(ckpt.path)
-    save_graph(ckpt)
+    save_model("endless", "endless", scale=3, steps=10)  # what training does when it saves a new best
     assert scheduler.check_reload() and "now serving step 22" in notes[-1] and "2 running" in notes[-1]
     new = Job(["Why"], SampleOptions(max_tokens=200, num_samples=2), seed=4)
     run(scheduler, {0: [new]})

@@ -217,6 +217,9 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
                 scheduler.wake()
 
     async def not_found(request: Request) -> Response:
+        path = request.url.path.rstrip("/")
+        if path in ("/v1/models", "/v1/completions") or path.startswith("/v1/models/"):
+            raise HTTPException(405)  # a known endpoint, another method
         raise ApiError(
             404,
             f"no endpoint {request.method} {request.url.path}; lstmgen serves GET /v1/models and "
