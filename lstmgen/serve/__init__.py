@@ -4,7 +4,8 @@ playground page. `serve(ServeOptions(...))` runs the server until SIGTERM or Ctr
     options.py    ServeOptions and Limits (the caps)
     app.py        the routes: /v1/models, /v1/completions (streaming or not), /health, the playground
     requests.py   OpenAI's error shape, the completion request checked field by field
-    scheduler.py  one continuous-batching loop per model, in its own thread
+    engine.py     the decoding process beside the server's: models' schedulers, talked to over a socket
+    scheduler.py  one continuous-batching loop per model, in its own thread of the engine
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ def serve(
 
     from .app import Models, Server, create_app
 
-    models = Models(options.models, options.limits, on_note)
     sock = _listen(options.host, options.port)
+    try:
+        models = Models(options.models, options.limits, on_note)
+    except BaseException:
+        sock.close()
+        raise
     local = options.host in ("127.0.0.1", "localhost", "::1")
     app = create_app(models, options.limits, options.api_key, local_only=local)
     config = uvicorn.Config(

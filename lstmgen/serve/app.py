@@ -22,31 +22,38 @@ from starlette.routing import Route
 
 from .. import registry
 from ..errors import LstmgenError
-from ..inference import load_for_inference
 from ..sample import random_seed
+from .engine import Engine, EngineGone
 from .requests import ApiError, Completion, Limits, parse_completion
-from .scheduler import Busy, Job, Scheduler
+from .scheduler import Job
 
 # TextStream's stop reasons as OpenAI's finish_reason; "loop" is lstmgen's own (the text repeats itself).
 FINISH = {"eor": "stop", "stop": "stop", "max_tokens": "length", "loop": "loop"}
 
 
 class Models:
-    """The served models, a scheduler each: those named at start, or (none named) every model in the
-    registry, including ones trained after the server started (loaded on first use)."""
+    """The served models: those named at start, or (none named) every model in the registry, including ones
+    trained after the server started (loaded on first use). Each decodes in the engine process (engine.py)."""
 
     def __init__(self, names: tuple[str, ...], limits: Limits, on_note: Callable[[str], None] | None = None):
         self.fixed, self.limits, self.on_note = tuple(names), limits, on_note
-        self.schedulers: dict[str, Scheduler] = {}
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.engine = Engine(limits, on_note)
+        self.loaded: set[str] = set()
         self.loading: dict[str, asyncio.Lock] = {}
-        for name in self.fixed or self.listed():
-            try:
-                self._load(name)
-            except LstmgenError as e:
-                if self.fixed:
+        try:
+            for name in self.fixed or self.listed():
+                try:
+                    self.engine.load(name)
+                    self.loaded.add(name)
+                except EngineGone:
                     raise
-                self._note(f"not serving model {name!r}: {e}")
+                except LstmgenError as e:
+                    if self.fixed:
+                        raise
+                    self._note(f"not serving model {name!r}: {e}")
+        except BaseException:
+            self.engine.stop()
+            raise
 
     def listed(self) -> list[str]:
         """The names GET /v1/models shows."""
@@ -54,26 +61,10 @@ class Models:
             return list(self.fixed)
         return [n for n in registry.names("model") if _checkpoint(n) is not None]
 
-    def _load(self, name: str) -> Scheduler:
-        loaded = load_for_inference(name, on_note=self._note)
-        scheduler = Scheduler(
-            name,
-            loaded,
-            max_streams=self.limits.streams,
-            max_waiting=self.limits.waiting,
-            on_update=self._updated,
-            on_note=self._note,
-        )
-        self.schedulers[name] = scheduler
-        if self.loop is not None:
-            scheduler.start()
-        return scheduler
-
-    async def get(self, name: str) -> Scheduler:
-        """The scheduler of a served model, or ApiError 404."""
-        scheduler = self.schedulers.get(name)
-        if scheduler is not None:
-            return scheduler
+    async def get(self, name: str) -> str:
+        """`name` once it is loaded, or ApiError 404 (not served) / 503 (cannot be loaded)."""
+        if name in self.loaded:
+            return name
         if name not in self.listed():
             served = self.listed()
             shown = f": {', '.join(served[:20])}" if served else " (none yet: train one with `lstmgen train`)"
@@ -84,41 +75,28 @@ class Models:
                 "model_not_found",
             )
         async with self.loading.setdefault(name, asyncio.Lock()):
-            if name not in self.schedulers:
+            if name not in self.loaded:
                 try:
-                    await asyncio.get_running_loop().run_in_executor(None, self._load, name)
+                    await self.engine.load_async(name)
                 except LstmgenError as e:
                     raise ApiError(503, f"model {name!r} cannot be loaded: {e}", "model") from None
-        return self.schedulers[name]
+                self.loaded.add(name)
+        return name
+
+    def counts(self) -> tuple[int, int]:
+        """(streams decoding, requests waiting) over all models."""
+        stats = list(self.engine.stats.values())
+        return sum(s[0] for s in stats), sum(s[1] for s in stats)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        for scheduler in self.schedulers.values():
-            scheduler.start()
+        self.engine.start(loop)
 
     def stop(self) -> None:
-        for scheduler in self.schedulers.values():
-            scheduler.stop()
-
-    def _updated(self, jobs: list[Job]) -> None:
-        """From a scheduler's thread: wake the requests waiting on these jobs, in one call into the loop."""
-        loop = self.loop
-        if loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(_wake, jobs)
-        except RuntimeError:  # the loop has closed: the server is gone
-            pass
+        self.engine.stop()
 
     def _note(self, message: str) -> None:
         if self.on_note is not None:
             self.on_note(message)
-
-
-def _wake(jobs: list[Job]) -> None:
-    for job in jobs:
-        if job.waker is not None:
-            job.waker.set()
 
 
 def _checkpoint(name: str):
@@ -152,15 +130,8 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     async def health(request: Request) -> Response:
-        schedulers = list(models.schedulers.values())
-        return JSONResponse(
-            {
-                "status": "ok",
-                "models": len(schedulers),
-                "streams": sum(s.active for s in schedulers),
-                "waiting": sum(s.waiting for s in schedulers),
-            }
-        )
+        streams, waiting = models.counts()
+        return JSONResponse({"status": "ok", "models": len(models.loaded), "streams": streams, "waiting": waiting})
 
     def model_card(name: str) -> dict:
         path = _checkpoint(name)
@@ -186,21 +157,18 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
     async def completions(request: Request) -> Response:
         authorize(request)
         req = parse_completion(await read_json(request, limits), limits)
-        scheduler = await models.get(req.model)
+        engine = models.engine
         job = Job(req.prompts, req.options, random_seed() if req.seed is None else req.seed, stream=req.stream)
         job.waker = asyncio.Event()
-        try:
-            scheduler.submit(job)
-        except Busy as e:
-            raise ApiError(429, str(e), None, "server_busy") from None
+        engine.submit(await models.get(req.model), job)
         try:
             if not await until(job, lambda j: j.state != "waiting", request):
                 return Response(status_code=499)  # the client has gone: nobody reads this
             if job.state == "failed":
-                raise ApiError(400, str(job.error), "prompt")
+                raise job_error(job)
             if req.stream:
                 response = StreamingResponse(
-                    events(job, req, scheduler),
+                    events(job, req, engine),
                     media_type="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                 )
@@ -209,12 +177,11 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
             if not await until(job, lambda j: j.finished, request):
                 return Response(status_code=499)
             if job.state == "failed":
-                raise ApiError(500, str(job.error))
+                raise job_error(job)
             return JSONResponse(completion_body(job, req))
         finally:
             if job is not None and not job.finished:
-                job.cancel()
-                scheduler.wake()
+                engine.cancel(job)
 
     async def not_found(request: Request) -> Response:
         path = request.url.path.rstrip("/")
@@ -227,6 +194,8 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
         )
 
     async def api_error(request: Request, exc: ApiError) -> Response:
+        if exc.status != 408:  # a slow body stays unread: reading it is what timed out
+            await discard_body(request)
         return JSONResponse(exc.body(), status_code=exc.status)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -308,12 +277,19 @@ async def read_json(request: Request, limits: Limits):
 
     async def collect() -> bytes:
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
+        request.state.body_read = False
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ApiError(400, "the client disconnected while sending the body")
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if not message.get("more_body", False):
+                request.state.body_read = True  # nothing left to discard
             if size > limits.body_bytes:
                 raise too_big
-            chunks.append(chunk)
-        return b"".join(chunks)
+            if request.state.body_read:
+                return b"".join(chunks)
 
     try:
         body = await asyncio.wait_for(collect(), limits.body_seconds)
@@ -329,6 +305,45 @@ async def read_json(request: Request, limits: Limits):
     except (ValueError, RecursionError) as e:
         where = f" ({e})" if isinstance(e, json.JSONDecodeError) else ""
         raise ApiError(400, f"the body is not valid JSON{where}") from None
+
+
+DISCARD_BYTES = 16 << 20  # the most of a refused body read (and dropped) so that its client sees the answer
+DISCARD_SECONDS = 2.0
+
+
+async def discard_body(request: Request) -> None:
+    """Read and drop what is left of a refused request's body, up to DISCARD_BYTES for DISCARD_SECONDS. A
+    server that answers before reading the body and then closes makes the client's kernel reset the
+    connection, and the client may never see the answer (a 413 lost as "connection reset")."""
+    if request.method != "POST" or getattr(request.state, "body_read", False):
+        return
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > DISCARD_BYTES):
+        return  # far past any cap: not worth reading
+    if declared == "0" or (declared is None and "chunked" not in request.headers.get("transfer-encoding", "")):
+        return
+
+    async def drop():
+        size = 0
+        while size <= DISCARD_BYTES:
+            message = await request.receive()
+            size += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+
+    try:
+        await asyncio.wait_for(drop(), DISCARD_SECONDS)
+    except (asyncio.TimeoutError, OSError):
+        pass
+
+
+def job_error(job: Job) -> ApiError:
+    """A failed job as the HTTP error its client gets."""
+    if job.error_kind == "busy":
+        return ApiError(429, str(job.error), None, "server_busy")
+    if job.error_kind == "prompt":
+        return ApiError(400, str(job.error), "prompt")
+    return ApiError(500, str(job.error))
 
 
 async def until(job: Job, done: Callable[[Job], bool], request: Request) -> bool:
@@ -384,7 +399,7 @@ def completion_body(job: Job, req: Completion) -> dict:
     return {**_head(req), "choices": choices, "usage": _usage(job), "system_fingerprint": fingerprint}
 
 
-async def events(job: Job, req: Completion, scheduler: Scheduler):
+async def events(job: Job, req: Completion, engine: Engine):
     """The server-sent events of a streaming completion: the text of each choice as it settles, several
     steps' pieces in one event when the client reads slower than the model writes; a last event per choice
     with its finish_reason; the usage if asked for; then `data: [DONE]`. A client that disconnects
@@ -423,14 +438,13 @@ async def events(job: Job, req: Completion, scheduler: Scheduler):
             await job.waker.wait()  # set (from the scheduler's thread) after each step with news for this job
             job.waker.clear()
         if job.state == "failed":
-            yield event(ApiError(500, str(job.error)).body())
+            yield event(job_error(job).body())
         elif req.include_usage:
             yield event({**head, "choices": [], "usage": _usage(job)})
         yield "data: [DONE]\n\n"
     finally:
         if not job.finished:
-            job.cancel()
-            scheduler.wake()
+            engine.cancel(job)
 
 
 class Server(uvicorn.Server):

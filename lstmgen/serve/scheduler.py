@@ -67,6 +67,9 @@ class Job:
     cancelled: bool = False
     waker: object = None  # the server's asyncio.Event, set from its loop after each update
     generation: int = 0  # the checkpoint step it runs on
+    error_kind: str = ""  # with error: "prompt" (unreadable), "busy", "cancelled" or "internal"
+    id: int = 0  # the server's number for it
+    model: str = ""
 
     @property
     def size(self) -> int:
@@ -128,6 +131,7 @@ class Scheduler:
         self.stopping = False
         self.refused: tuple | None = None  # the files of a checkpoint that could not be loaded: not retried
         self.steps = 0
+        self.counts = (0, 0)  # (streams, waiting) when on_update last heard
 
     # -- the server's side ----------------------------------------------------------------------------
 
@@ -200,8 +204,10 @@ class Scheduler:
             tokens += self._step_generation(gen, joining if gen is self.current else [], touched)
         self.generations = [g for g in self.generations if g.slots or g is self.current]
         self.steps += 1
-        if touched and self.on_update is not None:
-            self.on_update(list(touched.values()))
+        counts = (self.active, len(self.inbox))
+        if (touched or counts != self.counts) and self.on_update is not None:
+            self.on_update(list(touched.values()))  # also when only the counts changed (a job cancelled)
+        self.counts = counts
         return tokens
 
     def _take_joining(self, touched: dict[int, Job]) -> list[Job]:
@@ -212,8 +218,7 @@ class Scheduler:
                 job = self.inbox[0]
                 if job.cancelled:
                     self.inbox.popleft()
-                    job.state = "failed"
-                    job.error = LstmgenError("cancelled")
+                    job.state, job.error, job.error_kind = "failed", LstmgenError("cancelled"), "cancelled"
                     continue
                 if job.size > room:
                     break
@@ -285,7 +290,7 @@ class Scheduler:
         try:
             read = prepare(vocab, job.prompts, o)
         except LstmgenError as e:
-            job.state, job.error = "failed", e
+            job.state, job.error, job.error_kind = "failed", e, "prompt"
             return None
         scores, h, c = read_prompts(gen.backend, read.ids, gen.eor_id, o.num_samples)
         ns = o.num_samples
@@ -322,7 +327,7 @@ class Scheduler:
             g.slots, g.h, g.c, g.last = [], None, None, np.zeros(0, dtype=np.int64)
         for job in jobs.values():
             if not job.finished:
-                job.state, job.error = "failed", error
+                job.state, job.error, job.error_kind = "failed", error, "internal"
         if jobs and self.on_update is not None:
             self.on_update(list(jobs.values()))
 
