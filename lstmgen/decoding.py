@@ -95,15 +95,24 @@ def is_looping(ids: list[int], min_span: int = 16, max_period: int = 40) -> bool
     """Whether the output ends in one block repeated: its last max(3 * period, min_span) tokens have a
     period of at most max_period tokens ("back to back to back to ..." under greedy decoding)."""
     n = len(ids)
-    for period in range(1, max_period + 1):
+    if n < min_span:
+        return False
+    # This runs per stream per step: only the periods p where the newest token equals the one p back are
+    # candidates, found by list.index (a scan in C), each then checked by one slice comparison.
+    last, first = ids[-1], max(0, n - 1 - max_period)
+    window = ids[first : n - 1]  # the tokens 1..max_period back
+    i = -1
+    while True:
+        try:
+            i = window.index(last, i + 1)
+        except ValueError:
+            return False
+        period = n - 1 - (first + i)
         span = max(3 * period, min_span)
-        if span > n:
-            break
-        if ids[-1] != ids[-1 - period]:  # the usual case, checked cheaply: this runs per stream per step
+        if span > n or ids[n - 2] != ids[n - 2 - period]:  # the token before: most candidates end here
             continue
-        if all(ids[n - k] == ids[n - k - period] for k in range(2, span - period + 1)):
+        if ids[n - span + period : n] == ids[n - span : n - period]:
             return True
-    return False
 
 
 def read_prompts(backend: Backend, prompts: list[list[int]], eor_id: int, num_samples: int):

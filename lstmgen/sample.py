@@ -179,15 +179,23 @@ class TextStream:
         self.reason = "max_tokens"
         self.streamed = 0  # characters of the completion handed out by piece()/rest()
         self.hold = max(map(len, stop), default=1) - 1  # text that could still begin a stop string
+        self._text: tuple[int, str, str] = (0, read, "")  # text() as of that many tokens
 
     def text(self) -> tuple[str, str]:
-        """(prompt + completion, completion) so far; a word model re-spaces the prompt it read."""
-        vocab, generated = self.vocab, [self.vocab.itos[i] for i in self.tokens]
+        """(prompt + completion, completion) so far; a word model re-spaces the prompt it read. Computed
+        once per token; a char model's only from its new characters (a server streams many long texts)."""
+        vocab, (done, text, completion) = self.vocab, self._text
+        if done == len(self.tokens):
+            return text, completion
         if vocab.kind == "char":
-            text = self.read + "".join(generated)
+            completion += "".join([vocab.itos[i] for i in self.tokens[done:]])
+            text = self.read + completion
         else:
+            generated = [vocab.itos[i] for i in self.tokens]
             text = vocab.detokenize(self.prompt_tokens + generated)
-        return text, text[len(self.read) :] if text.startswith(self.read) else vocab.detokenize(generated)
+            completion = text[len(self.read) :] if text.startswith(self.read) else vocab.detokenize(generated)
+        self._text = (len(self.tokens), text, completion)
+        return text, completion
 
     def add(self, tok: int) -> bool:
         """Take the next token; True when it ends the sample at a stop string or a loop (this token is its
