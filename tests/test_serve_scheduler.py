@@ -1,6 +1,8 @@
 """The server's continuous batching, driven step by step in-process: streams join and leave a shared batch,
 and every request still gets exactly the text `lstmgen sample` gives for its seed and options."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,19 @@ from lstmgen.sample import SampleOptions, answer
 from lstmgen.serve.scheduler import Busy, Job, Scheduler
 
 from .servers import make_home, save_model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A registry with 'tiny' and 'endless' (servers.make_home), trained once for the module."""
+    return make_home(tmp_path_factory.mktemp("scheduler") / "home")
+
+
+@pytest.fixture
+def models(trained, registry_home):
+    """This test's registry: a copy of the module's, so a test may change its models."""
+    shutil.copytree(trained, registry_home)
+    return registry_home
 
 
 class Recording:
@@ -61,7 +76,7 @@ def got(job: Job) -> list[tuple[str, str, int]]:
     return [(r.text, r.reason, r.tokens) for r in job.results]
 
 
-def test_requests_joining_and_leaving_a_shared_batch_get_lstmgen_samples_text_for_their_seed(tiny_model):
+def test_requests_joining_and_leaving_a_shared_batch_get_lstmgen_samples_text_for_their_seed(models):
     loaded = load_for_inference("tiny")
     recording = Recording(loaded.backend)
     loaded.backend = recording
@@ -90,7 +105,7 @@ def test_requests_joining_and_leaving_a_shared_batch_get_lstmgen_samples_text_fo
     assert scheduler.active == 0 and scheduler.waiting == 0
 
 
-def test_streamed_pieces_add_up_to_the_text_and_stop_strings_are_never_streamed(tiny_model):
+def test_streamed_pieces_add_up_to_the_text_and_stop_strings_are_never_streamed(models):
     loaded = load_for_inference("tiny")
     scheduler = Scheduler("tiny", loaded)
     job = Job(["Why", "Hey"], SampleOptions(max_tokens=80, temperature=1.5, num_samples=2, stop=("e", "?")), seed=3,
@@ -107,8 +122,7 @@ def test_streamed_pieces_add_up_to_the_text_and_stop_strings_are_never_streamed(
     assert all("e" not in p and "?" not in p for p in pieces.values())
 
 
-def test_a_cancelled_request_leaves_the_batch_at_the_next_step(tmp_path, registry_home):
-    make_home(registry_home)
+def test_a_cancelled_request_leaves_the_batch_at_the_next_step(models):
     scheduler = Scheduler("endless", load_for_inference("endless"))
     gone, stays = (Job(["Why"], SampleOptions(max_tokens=1000, num_samples=4), seed=1) for _ in range(2))
     scheduler.submit(gone)
@@ -123,7 +137,7 @@ def test_a_cancelled_request_leaves_the_batch_at_the_next_step(tmp_path, registr
     assert stays.state == "done" and all(r.tokens == 1000 and r.reason == "max_tokens" for r in stays.results)
 
 
-def test_requests_wait_for_room_and_a_full_queue_is_refused(tiny_model):
+def test_requests_wait_for_room_and_a_full_queue_is_refused(models):
     scheduler = Scheduler("tiny", load_for_inference("tiny"), max_streams=4, max_waiting=1)
     first, second = (Job(["Why"], SampleOptions(max_tokens=30, num_samples=3), seed=s) for s in (1, 2))
     scheduler.submit(first)
@@ -137,7 +151,7 @@ def test_requests_wait_for_room_and_a_full_queue_is_refused(tiny_model):
     assert first.state == second.state == "done" and got(second) == expected(load_for_inference("tiny"), second)
 
 
-def test_a_prompt_the_model_cannot_read_fails_only_its_own_request(tiny_model):
+def test_a_prompt_the_model_cannot_read_fails_only_its_own_request(models):
     scheduler = Scheduler("tiny", load_for_inference("tiny"))
     bad, good = Job(["Why ☃"], SampleOptions(), seed=0), Job(["Why"], SampleOptions(max_tokens=10), seed=0)
     run(scheduler, {0: [bad, good]})
@@ -145,8 +159,7 @@ def test_a_prompt_the_model_cannot_read_fails_only_its_own_request(tiny_model):
     assert good.state == "done"
 
 
-def test_a_new_best_checkpoint_is_picked_up_and_running_streams_finish_on_theirs(tmp_path, registry_home):
-    make_home(registry_home)
+def test_a_new_best_checkpoint_is_picked_up_and_running_streams_finish_on_theirs(models):
     notes = []
     before = load_for_inference("endless")
     scheduler = Scheduler("endless", load_for_inference("endless"), on_note=notes.append)
@@ -165,8 +178,7 @@ def test_a_new_best_checkpoint_is_picked_up_and_running_streams_finish_on_theirs
     assert (old.generation, new.generation) == (12, 22) and len(scheduler.generations) == 1
 
 
-def test_a_graph_mid_save_or_damaged_is_not_picked_up(tmp_path, registry_home):
-    make_home(registry_home, endless=False)
+def test_a_graph_mid_save_or_damaged_is_not_picked_up(models):
     notes = []
     scheduler = Scheduler("tiny", load_for_inference("tiny"), on_note=notes.append)
     ckpt = checkpoint.load("tiny")
@@ -186,7 +198,7 @@ def test_a_graph_mid_save_or_damaged_is_not_picked_up(tmp_path, registry_home):
     assert job.state == "done" and job.generation == 12
 
 
-def test_per_stream_choice_matches_a_lone_run_whatever_else_is_in_the_batch(tiny_model):
+def test_per_stream_choice_matches_a_lone_run_whatever_else_is_in_the_batch(models):
     """The draws of a prompt's samples do not depend on other streams: the same job alone and in a crowd."""
     loaded = load_for_inference("tiny")
     options = SampleOptions(max_tokens=40, temperature=1.4, num_samples=2)
