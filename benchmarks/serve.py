@@ -119,18 +119,23 @@ def answered(result: dict, body: dict, choices: int) -> bool:
 
 
 async def throughput(http: Http, clients: int, tokens: int, rounds: int) -> dict:
-    """`clients` clients, each `rounds` streaming requests of `tokens` tokens one after another."""
-    body = {"model": "endless", "prompt": "Why did", "max_tokens": tokens, "stream": True, "temperature": 1.0,
+    """`clients` clients, each `rounds` streaming requests one after another, of tokens/2 to 3 tokens/2
+    tokens (drawn with a fixed seed), so that after the first round requests arrive one at a time."""
+    body = {"model": "endless", "prompt": "Why did", "stream": True, "temperature": 1.0,
             "stream_options": {"include_usage": True}}  # fmt: skip
+    rnd = random.Random(clients)
+    lengths = [[rnd.randint(tokens // 2, 3 * tokens // 2) for _ in range(rounds)] for _ in range(clients)]
 
     async def client(i: int):
-        return [await http.complete({**body, "seed": i * rounds + r}) for r in range(rounds)]
+        return [await http.complete({**body, "seed": i * rounds + r, "max_tokens": lengths[i][r]})
+                for r in range(rounds)]  # fmt: skip
 
     t0 = time.perf_counter()
     per_client = await asyncio.gather(*(client(i) for i in range(clients)))
     wall = time.perf_counter() - t0
     results = [r for rs in per_client for r in rs]
-    assert all(r["status"] == 200 and r["tokens"] == tokens for r in results), "a throughput request failed"
+    asked = [n for ns in lengths for n in ns]
+    assert all(r["status"] == 200 and r["tokens"] == n for r, n in zip(results, asked, strict=True)), "failed"
     # The first round arrives all at once; later requests arrive one at a time into a running batch.
     return {"tokens_s": sum(r["tokens"] for r in results) / wall, "ttft": [r["ttft"] for r in results],
             "ttft_later": [r["ttft"] for rs in per_client for r in rs[1:]]}  # fmt: skip
@@ -351,7 +356,8 @@ def report(a, step: float, read: float, r: dict, next_ok: bool, code: int) -> No
     print(f"model: configs/char.yaml's shape (2 x 256, 61 chars); one decode step {step * ms:.3f} ms, "
           f"the prompt's read {read * ms:.3f} ms (in-process, same graph); GET /health round trip "
           f"{r['floor'] * ms:.2f} ms")  # fmt: skip
-    print(f"throughput, {a.rounds} x {a.tokens}-token streaming requests per client:")
+    print(f"throughput, {a.rounds} streaming requests per client, one after another, of {a.tokens // 2:,} to "
+          f"{3 * a.tokens // 2:,} tokens:")
     print(f"  1 client     {one['tokens_s']:9,.0f} tokens/s")
     ratio = many["tokens_s"] / one["tokens_s"]
     print(f"  {CLIENTS} clients   {many['tokens_s']:9,.0f} tokens/s   {ratio:.1f}x one client")

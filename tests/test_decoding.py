@@ -38,3 +38,27 @@ def test_draw_follows_the_probabilities_and_never_picks_an_excluded_token():
     again = draw(np.broadcast_to(probs, (60_000, 6)), np.random.default_rng(0))
     assert (picks == again).all()  # a seed gives the same draws
     assert draw(np.array([[0.0, 0.0, 1.0]]), np.random.default_rng(1)).tolist() == [2]  # the only possible token
+
+
+def test_loop_detection_agrees_with_its_definition_on_random_tails():
+    """is_looping only examines the periods where the newest token repeats; the definition checks them all."""
+
+    def by_definition(ids, min_span=16, max_period=40):
+        n = len(ids)
+        for period in range(1, max_period + 1):
+            span = max(3 * period, min_span)
+            if span <= n and all(ids[n - k] == ids[n - k - period] for k in range(1, span - period + 1)):
+                return True
+        return False
+
+    rng = np.random.default_rng(0)
+    looping = 0
+    for _ in range(3000):
+        ids = rng.integers(0, int(rng.choice([2, 3, 61])), int(rng.integers(0, 130))).tolist()
+        if ids and rng.random() < 0.5:  # end in a block repeated a few times, sometimes broken at the end
+            block = rng.integers(0, 5, int(rng.integers(1, 45))).tolist()
+            ids += block * int(rng.integers(1, 6)) + ([7] if rng.random() < 0.3 else [])
+        assert is_looping(ids) == by_definition(ids), ids
+        assert is_looping(ids, 4, 10) == by_definition(ids, 4, 10), ids
+        looping += by_definition(ids)
+    assert 300 < looping < 2700  # both answers were exercised

@@ -65,9 +65,11 @@ def serve(
     quiet(quiet_)
     from ..serve import serve as run
 
-    limits = Limits(limit_body_bytes, limit_body_seconds, limit_prompt_chars, limit_max_tokens, limit_n, limit_stop,
-                    limit_streams, limit_waiting)  # fmt: skip
-    options = ServeOptions(tuple(model or ()), host, port, api_key, drain_seconds, limits)
+    limits = Limits(body_bytes=limit_body_bytes, body_seconds=limit_body_seconds, prompt_chars=limit_prompt_chars,
+                    max_tokens=limit_max_tokens, n=limit_n, stop=limit_stop, streams=limit_streams,
+                    waiting=limit_waiting)  # fmt: skip
+    options = ServeOptions(models=tuple(model or ()), host=host, port=port, api_key=api_key,
+                           drain_seconds=drain_seconds, limits=limits)  # fmt: skip
 
     def ready(url: str, names: list[str]) -> None:
         served = f"{len(names)} model(s): {', '.join(names)}" if names else "no models yet (train one to serve it)"
