@@ -213,16 +213,19 @@ def test_a_client_that_disconnects_mid_stream_frees_its_streams(server):
     start = time.monotonic()
     while health(server)["streams"] and time.monotonic() - start < 10:
         time.sleep(0.02)
-    assert health(server)["streams"] == 0 and time.monotonic() - start < 2
+    assert health(server)["streams"] == 0 and time.monotonic() - start < 5  # not minutes
 
 
 def test_a_body_sent_a_byte_at_a_time_times_out_while_others_are_served(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
         slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 40\r\n\r\n{")  # fmt: skip
-        start = time.monotonic()
         ok = post(server, {"model": "tiny", "prompt": "Hey", "max_tokens": 10})
-        assert ok.status_code == 200 and time.monotonic() - start < 1.5  # not held up by the slow body
+        assert ok.status_code == 200
+        slow.setblocking(False)
+        with pytest.raises(BlockingIOError):  # answered while the slow body is still arriving
+            slow.recv(1)
+        slow.setblocking(True)
         answer = b""
         for _ in range(6):
             slow.sendall(b" ")
@@ -303,9 +306,14 @@ def test_api_key_then_sigterm_lets_running_requests_finish_and_exits_0(home):
             late.sendall(head + short[:10])
             time.sleep(0.3)
             s.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
-            with pytest.raises(httpx.ConnectError):  # no new connections
-                httpx.get(f"{s.url}/health")
+            for _ in range(50):  # no new connections once the signal is handled (within 0.1 s when idle)
+                try:
+                    httpx.get(f"{s.url}/health")
+                except httpx.ConnectError:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("still accepting connections 5 s after SIGTERM")
             late.sendall(short[10:])
             answer = b""
             while chunk := late.recv(65536):  # the server closes it once answered: it is draining
