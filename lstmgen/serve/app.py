@@ -440,7 +440,7 @@ async def events(job: Job, req: Completion, engine: Engine):
                 yield "".join(out)
             if job.finished and not job.updates:
                 break
-            await job.waker.wait()  # set (from the scheduler's thread) after each step with news for this job
+            await job.waker.wait()  # set when the engine's message about this job's next step arrives
             job.waker.clear()
         if job.state == "failed":
             yield event(job_error(job).body())

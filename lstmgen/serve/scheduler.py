@@ -6,8 +6,8 @@ step, from the prompt's scores), and leaves the batch the step it ends or its cl
 token choice is decoding.choose and each stream's text is a sample.TextStream: the same code as `lstmgen
 sample`, so a request's seed gives `lstmgen sample --seed`'s text.
 
-The scheduler runs in its own thread (`start`), or is driven by calling `step()` (tests). It never
-touches the event loop: after each step it hands the jobs with news to `on_update`.
+The scheduler runs in its own thread (`start`) of the engine process (engine.py), or is driven by calling
+`step()` (tests). After each step it hands the jobs with news to `on_update`.
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ class Job:
     """One completion request: len(prompts) x options.num_samples streams, prompt-major, prompt p seeded
     with seed + p (as `lstmgen sample` seeds stdin's prompts). `stream`: its text is wanted as it comes.
 
-    Written by the scheduler's thread, read by the server's: `updates` gets (stream index, text piece,
-    finish reason or None) as text settles (streaming jobs only); `state` goes "waiting" -> "running"
-    (prompts read; prompt_tokens known) -> "done" (`results` filled), or "waiting" -> "failed" (`error`).
-    `cancel()` frees its streams at the next step."""
+    Written by the scheduler's thread (in the engine; the server keeps a copy that the engine's messages
+    update): `updates` gets (stream index, text piece, finish reason or None) as text settles (streaming
+    jobs only); `state` goes "waiting" -> "running" (prompts read; prompt_tokens known) -> "done" (`results`
+    filled), or "waiting" -> "failed" (`error`). `cancel()` frees its streams at the next step."""
 
     prompts: list[str]
     options: SampleOptions
