@@ -208,3 +208,20 @@ def test_per_stream_choice_matches_a_lone_run_whatever_else_is_in_the_batch(mode
     again = Job(["Hey"], options, seed=9)
     run(Scheduler("tiny", loaded), {0: crowd[:4], 2: [again], 6: crowd[4:]})
     assert got(again) == got(alone)
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "bpe"])
+def test_word_and_bpe_models_get_lstmgen_samples_text_too(tokenizer, jokes_csv):
+    """Word models re-space their text; BPE prompts are token-healed (the first token must extend the prompt's
+    last one): both done by sample.prepare and TextStream, in the scheduler as in `lstmgen sample`."""
+    from .test_inference import _train
+
+    name = _train(tokenizer, jokes_csv)
+    loaded = load_for_inference(name)
+    first = SampleOptions(max_tokens=40, temperature=1.3, num_samples=2, stop=("?",))
+    second = SampleOptions(max_tokens=30, top_k=10, repetition_penalty=1.3)
+    jobs = [Job(["Why did", "Hey, "], first, seed=3, stream=True), Job(["What do you call a"], second, seed=8)]
+    run(Scheduler(name, loaded), {0: jobs[:1], 2: jobs[1:]})
+    for job in jobs:
+        assert job.state == "done" and got(job) == expected(load_for_inference(name), job)
+    assert all(r.text.startswith(("Why did", "Hey,")) for r in jobs[0].results)
