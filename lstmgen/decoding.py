@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -23,32 +24,44 @@ class Backend(Protocol):
     def zero_state(self, n: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def filter_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
-                  top_p: float | None = None) -> np.ndarray:  # fmt: skip
+def filter_logits(logits: np.ndarray, temperature=1.0, top_k=None, top_p=None) -> np.ndarray:
     """logits (N, V) -> temperature-scaled float32 logits with everything outside top-k / the top-p nucleus
-    at -inf. Each row's maximum is taken off first, so the scaled values are <= 0 and any positive
-    temperature is safe: a tiny one sends all but the best to -inf (greedy), a huge one towards uniform."""
+    at -inf. temperature, top_k and top_p are one value for every row, or one per row ((N,) sequences; a
+    top_k or top_p of None leaves that row unfiltered), so streams with different settings share one call.
+
+    Each row's maximum is taken off first, so the scaled values are <= 0 and any positive temperature is
+    safe: a tiny one sends all but the best to -inf (greedy), a huge one towards uniform."""
+    n, v = logits.shape
     logits = logits.astype(np.float32, copy=False)
     shifted = logits - logits.max(axis=-1, keepdims=True)  # <= 0; -inf stays -inf
-    inverse = 1.0 / temperature
-    if 1e-30 < inverse < 1e30:  # the usual case, in float32: -inf * a finite positive is -inf
-        logits = shifted * np.float32(inverse)
-    else:  # a subnormal or huge temperature: float64, where 0 * inf (NaN) must not arise
+    temperature = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (n,))
+    with np.errstate(over="ignore", divide="ignore"):
+        inverse = 1.0 / temperature  # (N,)
+    if ((inverse > 1e-30) & (inverse < 1e30)).all():  # the usual case, in float32: -inf * a finite positive is -inf
+        logits = shifted * inverse.astype(np.float32)[:, None]
+    else:  # a subnormal or huge temperature: divided in float64, where no 0 * inf (NaN) can arise
         with np.errstate(over="ignore"):
-            scaled = (shifted.astype(np.float64) / temperature).astype(np.float32)
-        logits = np.where(np.isneginf(shifted), -np.inf, scaled)
-    if top_k and top_k < logits.shape[-1]:
-        kth = np.partition(logits, -top_k, axis=-1)[:, -top_k][:, None]  # (N, 1): the k-th largest
-        logits = np.where(logits < kth, NEG_INF, logits)
-    if top_p is not None and top_p < 1.0:
-        order = np.argsort(-logits, axis=-1, kind="stable")
-        sorted_probs = softmax(np.take_along_axis(logits, order, axis=-1))
-        # Drop a token once the mass before it already reaches top_p; the most likely token always stays.
-        drop_sorted = (np.cumsum(sorted_probs, axis=-1) - sorted_probs) >= top_p
-        drop_sorted[:, 0] = False  # even when top_p rounds to 0 in float32 (a subnormal top_p)
+            logits = (shifted.astype(np.float64) / temperature[:, None]).astype(np.float32)
+    top_k = top_k if isinstance(top_k, (list, tuple, np.ndarray)) else [top_k] * n
+    top_p = top_p if isinstance(top_p, (list, tuple, np.ndarray)) else [top_p] * n
+    for k in {k for k in top_k if k and k < v}:  # one partition per distinct k: rows sharing it go together
+        rows = np.array([i for i, ki in enumerate(top_k) if ki == k])
+        sub = logits[rows]
+        kth = np.partition(sub, -k, axis=-1)[:, -k][:, None]  # (R, 1): the k-th largest
+        logits[rows] = np.where(sub < kth, NEG_INF, sub)
+    nucleus = [i for i, p in enumerate(top_p) if p is not None and p < 1.0]
+    if nucleus:
+        rows = np.array(nucleus)
+        sub, p = logits[rows], np.array([top_p[i] for i in nucleus], dtype=np.float64)[:, None]
+        order = np.argsort(-sub, axis=-1, kind="stable")
+        sorted_probs = softmax(np.take_along_axis(sub, order, axis=-1))
+        # Drop a token once the mass before it already reaches top_p; the most likely token always stays,
+        # even when top_p rounds to 0 in float32 (a subnormal top_p).
+        drop_sorted = (np.cumsum(sorted_probs, axis=-1) - sorted_probs) >= p
+        drop_sorted[:, 0] = False
         drop = np.empty_like(drop_sorted)
         np.put_along_axis(drop, order, drop_sorted, axis=-1)
-        logits = np.where(drop, NEG_INF, logits)
+        logits[rows] = np.where(drop, NEG_INF, sub)
     return logits
 
 
@@ -67,12 +80,16 @@ def weights(logits: np.ndarray) -> np.ndarray:
 
 def draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One token per row of probs (R, V) -> (R,), by inverse-CDF sampling: one uniform per row, where a
-    multinomial draw takes one per token (3.5 ms of a 6.9 ms step for 64 streams over 1,863 words, in torch).
-    The rows need not sum to 1: u is scaled to each row's total, so rounding in the cumulative sum cannot
-    run past the end either. A token of weight 0 is a flat step of the CDF, never the first entry above u."""
+    multinomial draw takes one per token (3.5 ms of a 6.9 ms step for 64 streams over 1,863 words, in torch)."""
+    return pick(probs, rng.random((probs.shape[0], 1), dtype=np.float32))
+
+
+def pick(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The token of each row of probs (R, V) at its uniform u (R, 1) in [0, 1): (R,). The rows need not sum
+    to 1: u is scaled to each row's total, so rounding in the cumulative sum cannot run past the end either.
+    A token of weight 0 is a flat step of the CDF, never the first entry above u."""
     cdf = np.cumsum(probs, axis=-1, dtype=np.float32)  # (R, V)
-    u = rng.random((probs.shape[0], 1), dtype=np.float32) * cdf[:, -1:]
-    return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1)  # the first entry above u
+    return np.minimum((cdf <= u * cdf[:, -1:]).sum(axis=-1), probs.shape[-1] - 1)  # the first entry above u
 
 
 def penalise_repeats(logits: np.ndarray, seen: np.ndarray, penalty: float) -> np.ndarray:
@@ -82,14 +99,16 @@ def penalise_repeats(logits: np.ndarray, seen: np.ndarray, penalty: float) -> np
     return np.where(seen, penalised, logits)
 
 
-def ban_repeated_ngrams(logits: np.ndarray, history: list[list[int]], n: int, eor_id: int) -> np.ndarray:
-    """logits (N, V) with -inf on each token that would complete an n-gram already in that stream's history."""
+def ban_repeated_ngrams(logits: np.ndarray, history: list[list[int]], n, eor_id: int) -> np.ndarray:
+    """logits (N, V) with -inf on each token that would complete an n-gram already in that stream's history;
+    n is one value for every row or one per row (0: that row is left alone)."""
     logits = logits.copy()
     for j, ids in enumerate(history):
-        if len(ids) < n - 1:
+        nj = n[j] if isinstance(n, (list, tuple)) else n
+        if not nj or len(ids) < nj - 1:
             continue
-        prefix = ids[len(ids) - n + 1 :] if n > 1 else []
-        followers = {ids[k + n - 1] for k in range(len(ids) - n + 1) if ids[k : k + n - 1] == prefix}
+        prefix = ids[len(ids) - nj + 1 :] if nj > 1 else []
+        followers = {ids[k + nj - 1] for k in range(len(ids) - nj + 1) if ids[k : k + nj - 1] == prefix}
         followers.discard(eor_id)  # ending the text is always allowed
         if followers:
             logits[j, list(followers)] = NEG_INF
@@ -100,15 +119,24 @@ def is_looping(ids: list[int], min_span: int = 16, max_period: int = 40) -> bool
     """Whether the output ends in one block repeated: its last max(3 * period, min_span) tokens have a
     period of at most max_period tokens ("back to back to back to ..." under greedy decoding)."""
     n = len(ids)
-    for period in range(1, max_period + 1):
+    if n < min_span:
+        return False
+    # This runs per stream per step: only the periods p where the newest token equals the one p back are
+    # candidates, found by list.index (a scan in C), each then checked by one slice comparison.
+    last, first = ids[-1], max(0, n - 1 - max_period)
+    window = ids[first : n - 1]  # the tokens 1..max_period back
+    i = -1
+    while True:
+        try:
+            i = window.index(last, i + 1)
+        except ValueError:
+            return False
+        period = n - 1 - (first + i)
         span = max(3 * period, min_span)
-        if span > n:
-            break
-        if ids[-1] != ids[-1 - period]:  # the usual case, checked cheaply: this runs per stream per step
+        if span > n or ids[n - 2] != ids[n - 2 - period]:  # the token before: most candidates end here
             continue
-        if all(ids[n - k] == ids[n - k - period] for k in range(2, span - period + 1)):
+        if ids[n - span + period : n] == ids[n - span : n - period]:
             return True
-    return False
 
 
 PROMPT_CHUNK = 512  # tokens per forward call while reading a prompt: scores (1, 512, V) at most in memory
@@ -135,6 +163,95 @@ def read_prompts(backend: Backend, prompts: list[list[int]], eor_id: int, num_sa
     return scores, h, c
 
 
+class Draws:
+    """The random generator the samples of one prompt share. Each step that any of them samples draws one
+    uniform per sample, in sample order, so sample k's draws are the same whichever of its siblings are still
+    running, and whatever other streams share the step: seeded output does not depend on the batch."""
+
+    def __init__(self, rng: np.random.Generator, size: int):
+        self.rng, self.size = rng, size
+
+
+@dataclass
+class Stream:
+    """One stream's decoding state between steps: all that choosing its next token needs besides its scores.
+
+    options: anything with temperature, top_k, top_p, greedy, no_repeat_ngram and repetition_penalty (a
+    sample.SampleOptions), so streams with different settings share a step. draws, member: its generator and
+    its row in that generator's draws. first_allowed (V,) bool: the tokens it may start with (BPE token
+    healing), or None."""
+
+    options: object
+    draws: Draws
+    member: int
+    history: list[int]  # prompt + output so far: no_repeat_ngram's n-grams, repetition_penalty's seen tokens
+    first_allowed: np.ndarray | None = None
+    steps: int = 0  # tokens chosen so far
+    seen: np.ndarray | None = field(default=None, repr=False)  # (V,) bool, made at the first penalised step
+
+
+def choose(scores: np.ndarray, streams: list[Stream], eor_id: int, banned: tuple[int, ...] = ()) -> np.ndarray:
+    """The next token of each stream from its scores (N, V) (row j belongs to streams[j]): (N,) int64, also
+    recorded in each stream's state. The one per-step decision of every decoding loop: `generate` and the
+    server's scheduler both call it, so a seed gives the same tokens in both.
+
+    Tokens in `banned` are never produced. A stream's first token is one of its first_allowed, unless
+    no_repeat_ngram bans all of those (then it keeps them). no_repeat_ngram n bans an n-gram's second
+    occurrence in prompt + output; repetition_penalty p > 1 divides the logits of tokens already there by p
+    (multiplies when negative), as in CTRL. Greedy streams take the argmax; the others sample from
+    temperature / top-k / top-p, each drawing its uniform from its Draws."""
+    n, v = scores.shape
+    logits = scores
+    if banned:
+        logits = logits.copy()
+        logits[:, np.array(banned, dtype=np.int64)] = NEG_INF  # e.g. <unk>: never what users want
+    penalised = [j for j, s in enumerate(streams) if s.options.repetition_penalty != 1.0]
+    if penalised:
+        for j in penalised:
+            s = streams[j]
+            if s.seen is None:
+                s.seen = np.zeros(v, dtype=bool)
+                s.seen[s.history] = True
+        rows = np.array(penalised)
+        logits = logits.copy() if logits is scores else logits
+        # (R, 1) in the scores' dtype: a float32 row divided as by a Python float, as one shared penalty was
+        penalty = np.array([streams[j].options.repetition_penalty for j in penalised], dtype=logits.dtype)[:, None]
+        logits[rows] = penalise_repeats(logits[rows], np.stack([streams[j].seen for j in penalised]), penalty)
+    ngram = [s.options.no_repeat_ngram for s in streams]
+    if any(ngram):
+        logits = ban_repeated_ngrams(logits, [s.history for s in streams], ngram, eor_id)
+    first = [j for j, s in enumerate(streams) if s.steps == 0 and s.first_allowed is not None]
+    if first:
+        rows = np.array(first)
+        allowed_mask = np.stack([streams[j].first_allowed for j in first])  # (R, V)
+        # A stream whose every allowed start is banned (by no_repeat_ngram) keeps its allowed starts.
+        allowed = np.where(allowed_mask, logits[rows], NEG_INF)
+        stuck = np.isneginf(allowed).all(axis=-1, keepdims=True)
+        logits = logits.copy() if logits is scores else logits
+        logits[rows] = np.where(stuck, np.where(allowed_mask, scores[rows], NEG_INF), allowed)
+    nxt = np.empty(n, dtype=np.int64)
+    greedy = np.array([s.options.greedy for s in streams], dtype=bool)
+    if greedy.any():
+        nxt[greedy] = logits[greedy].argmax(axis=-1)
+    sampled = np.flatnonzero(~greedy)
+    if sampled.size:
+        picked = [streams[j] for j in sampled]
+        temperature, top_k, top_p = ([getattr(s.options, a) for s in picked] for a in ("temperature", "top_k", "top_p"))
+        probs = weights(filter_logits(logits[sampled], temperature, top_k, top_p))  # pick() needs no softmax
+        uniforms: dict[int, np.ndarray] = {}  # id(Draws) -> (size, 1): one draw per generator per step
+        for s in picked:
+            if id(s.draws) not in uniforms:
+                uniforms[id(s.draws)] = s.draws.rng.random((s.draws.size, 1), dtype=np.float32)
+        u = np.concatenate([uniforms[id(s.draws)][s.member : s.member + 1] for s in picked])  # (R, 1)
+        nxt[sampled] = pick(probs, u)
+    for s, t in zip(streams, nxt.tolist(), strict=True):
+        s.steps += 1
+        s.history.append(t)
+        if s.seen is not None:
+            s.seen[t] = True
+    return nxt
+
+
 def generate(
     backend: Backend,
     prompts: list[list[int]],
@@ -155,44 +272,23 @@ def generate(
 
     A stream ends at <eor>, after max_tokens, or when `stop(stream, token)` says so; an ended stream keeps
     yielding <eor>, and callers stop reading it at its first <eor>. Tokens in `banned` are never produced.
-    `first_allowed` (N, V) bool: the tokens each stream may start with (BPE token healing).
-    `options` is a sample.SampleOptions: no_repeat_ngram n bans an n-gram's second occurrence in prompt +
-    output; repetition_penalty p > 1 divides the logits of tokens already there by p (multiplies when
-    negative), as in CTRL.
+    `first_allowed` (N, V) bool: the tokens each stream may start with (BPE token healing). `options` is a
+    sample.SampleOptions; each step's choice is `choose`'s (see there for the options' meaning).
     """
     o = options
     ns, n_prompt = o.num_samples, len(prompts)
     n = n_prompt * ns
     rngs = rngs or [np.random.default_rng(p) for p in range(n_prompt)]
-    history = [list(p) for p in prompts for _ in range(ns)]  # prompt + output, for no_repeat_ngram
+    draws = [Draws(rng, ns) for rng in rngs]
+    streams = [
+        Stream(o, draws[j // ns], j % ns, list(prompts[j // ns]), None if first_allowed is None else first_allowed[j])
+        for j in range(n)
+    ]
     logits, h, c = read_prompts(backend, prompts, eor_id, ns)
     done = np.zeros(n, dtype=bool)
-    banned_ids = np.array(banned, dtype=np.int64)  # e.g. <unk>: never what users want
-    penalise = o.repetition_penalty != 1.0
-    if penalise:
-        seen = np.zeros(logits.shape, dtype=bool)  # (N, V): tokens in prompt + output so far
-        for j, ids in enumerate(history):
-            seen[j, ids] = True
     for i in range(o.max_tokens):
-        raw = logits
-        if banned:
-            logits = logits.copy()
-            logits[:, banned_ids] = NEG_INF
-        if penalise:
-            logits = penalise_repeats(logits, seen, o.repetition_penalty)
-        if o.no_repeat_ngram:
-            logits = ban_repeated_ngrams(logits, history, o.no_repeat_ngram, eor_id)
-        if i == 0 and first_allowed is not None:
-            # A stream whose every allowed start is banned (by no_repeat_ngram) keeps its allowed starts.
-            allowed = np.where(first_allowed, logits, NEG_INF)
-            stuck = np.isneginf(allowed).all(axis=-1, keepdims=True)
-            logits = np.where(stuck, np.where(first_allowed, raw, NEG_INF), allowed)
-        if o.greedy:
-            nxt = logits.argmax(axis=-1)
-        else:
-            probs = weights(filter_logits(logits, o.temperature, o.top_k, o.top_p)).reshape(n_prompt, ns, -1)
-            nxt = np.concatenate([draw(rows, rng) for rows, rng in zip(probs, rngs, strict=True)])
-        nxt = np.where(done, eor_id, nxt).astype(np.int64)
+        # Ended streams still choose (and draw): their siblings' draws stay where a lone run has them.
+        nxt = np.where(done, eor_id, choose(logits, streams, eor_id, banned)).astype(np.int64)
         tokens = nxt.tolist()
         if stop is not None:  # a stop string or a loop ends the stream here; this token is its last
             ended = [not d and stop(j, t) for j, (d, t) in enumerate(zip(done.tolist(), tokens, strict=True))]
@@ -200,11 +296,6 @@ def generate(
         done |= nxt == eor_id
         if stop is not None:
             done |= np.array(ended, dtype=bool)
-        if penalise:
-            seen[np.arange(n), nxt] = True
-        if o.no_repeat_ngram:
-            for ids, t in zip(history, tokens, strict=True):
-                ids.append(t)
         if done.all() or i == o.max_tokens - 1:
             return  # no forward for a token nobody will read
         scores, h, c = backend.forward(nxt[:, None], h, c)  # (N, 1, V)

@@ -115,92 +115,164 @@ def sample_many(
 
     Prompt p draws from its own generator seeded with seeds[p] (default p), so its samples are the ones
     sample(loaded, prompts[p], seed=seeds[p]) gives, whatever else is in the batch (up to float rounding of
-    the batched forward). Unknown words become <unk>; unknown chars raise unless skip_unknown.
+    the batched forward). Prompts are encoded (and BPE ones token-healed) by `prepare`.
 
     A completion ends at an end-of-record token, before the first of the `stop` strings, when it is caught
-    repeating itself (stop reason "loop", see is_looping), or after max_tokens.
-
-    BPE prompts are token-healed: the prompt's last token is dropped and the first generated token must
-    begin with its bytes, so "Hey, " continues as " what" rather than as a lone space token the model
-    rarely saw in training.
+    repeating itself (stop reason "loop", see is_looping), or after max_tokens (see TextStream).
 
     `on_text(piece)` (one prompt, one sample) receives the prompt as read, then the completion as it grows,
     each piece once; text that could still turn out to begin a stop string (or, for BPE, a partly generated
     character) is held back until it cannot.
     """
-    num_samples, skip_unknown, stop = options.num_samples, options.skip_unknown, options.stop
+    num_samples, stop = options.num_samples, options.stop
     if on_text is not None and (num_samples != 1 or len(prompts) != 1):
         raise ValueError("on_text streams a single sample")
     vocab = loaded.vocab
     seeds = list(range(len(prompts))) if seeds is None else seeds
+    read = prepare(vocab, prompts, options)
+    streams = [TextStream(vocab, read.reads[j // num_samples], read.tokens[j // num_samples], stop)
+               for j in range(len(prompts) * num_samples)]  # fmt: skip
+    if on_text is not None:
+        on_text(read.reads[0])
+    for _ in generate(
+        loaded.backend,
+        read.ids,
+        vocab.eor_id,
+        options,
+        rngs=[np.random.default_rng(s) for s in seeds],
+        banned=banned_ids(vocab),
+        first_allowed=read.first_allowed,
+        stop=lambda j, tok: streams[j].add(tok),
+    ):
+        if on_text is not None:
+            piece = streams[0].piece()
+            if piece:
+                on_text(piece)
+    out: list[list[Sample]] = [[] for _ in prompts]
+    for j, s in enumerate(streams):
+        text, completion = s.result()
+        p = j // num_samples
+        out[p].append(Sample(prompts[p], text, completion, len(s.tokens), s.reason, seeds[p]))
+    if on_text is not None:
+        rest = streams[0].rest()
+        if rest:
+            on_text(rest)
+    return out
+
+
+@dataclass
+class Prompts:
+    """Prompts as decoding reads them (`prepare`)."""
+
+    ids: list[list[int]]  # per prompt: the token ids to read (a BPE prompt without its healed last token)
+    reads: list[str]  # per prompt: its text as read (without characters skip_unknown dropped)
+    tokens: list[list[str]]  # per prompt: its tokens as text, matching ids
+    first_allowed: np.ndarray | None  # (N, V) bool, N = len(ids) * num_samples: BPE healing's first tokens
+
+
+def prepare(vocab: Vocab, prompts: list[str], options: SampleOptions) -> Prompts:
+    """Encode prompts for decoding with options.num_samples samples each. Unknown words become <unk>;
+    unknown chars raise unless skip_unknown.
+
+    BPE prompts are token-healed: the prompt's last token is dropped and the first generated token must
+    begin with its bytes, so "Hey, " continues as " what" rather than as a lone space token the model
+    rarely saw in training."""
+    skip_unknown = options.skip_unknown
     prompt_ids = [vocab.encode(p, skip_unknown=skip_unknown, where="the prompt") for p in prompts]
     # What each prompt reads as (without skipped characters), and its tokens as text.
     reads = [vocab.known(p) if skip_unknown else p for p in prompts]
     prompt_tokens = [vocab.tokenize(r) for r in reads]
     first_allowed = None
     if vocab.kind == "bpe":
-        prompt_ids, prompt_tokens, first_allowed = _heal(vocab, prompt_ids, prompt_tokens, num_samples)
-    streams: list[list[int]] = [[] for _ in range(len(prompts) * num_samples)]
-    reasons = ["max_tokens"] * len(streams)
+        prompt_ids, prompt_tokens, first_allowed = _heal(vocab, prompt_ids, prompt_tokens, options.num_samples)
+    return Prompts(prompt_ids, reads, prompt_tokens, first_allowed)
 
-    def text_of(j: int) -> tuple[str, str]:
-        """(prompt + completion, completion) of stream j; a word model re-spaces the prompt it read."""
-        read, generated = reads[j // num_samples], [vocab.itos[i] for i in streams[j]]
+
+def banned_ids(vocab: Vocab) -> tuple[int, ...]:
+    """Tokens decoding never produces: <unk>, never what users want."""
+    return () if vocab.unk_id is None else (vocab.unk_id,)
+
+
+class TextStream:
+    """One sample's text as its tokens come: where it ends (an end-of-record, a stop string, a loop) and
+    the pieces to stream. Fed one token per step with `add`; decoding stops feeding it once `add` says so.
+
+    reason: "max_tokens" while it may go on, then "eor", "stop" (a stop string) or "loop" (repeating itself).
+    """
+
+    def __init__(self, vocab: Vocab, read: str, prompt_tokens: list[str], stop: tuple[str, ...] = ()):
+        self.vocab, self.read, self.prompt_tokens, self.stop = vocab, read, prompt_tokens, stop
+        self.tokens: list[int] = []  # generated ids, <eor> not included
+        self.reason = "max_tokens"
+        self.streamed = 0  # characters of the completion handed out by piece()/rest()
+        self.hold = max(map(len, stop), default=1) - 1  # text that could still begin a stop string
+        self._text: tuple[int, str, str] = (0, read, "")  # text() as of that many tokens
+
+    def text(self) -> tuple[str, str]:
+        """(prompt + completion, completion) so far; a word model re-spaces the prompt it read. Computed
+        once per token; a char model's only from its new characters (a server streams many long texts)."""
+        vocab, (done, text, completion) = self.vocab, self._text
+        if done == len(self.tokens):
+            return text, completion
         if vocab.kind == "char":
-            text = read + "".join(generated)
+            completion += "".join([vocab.itos[i] for i in self.tokens[done:]])
+            text = self.read + completion
         else:
-            text = vocab.detokenize(prompt_tokens[j // num_samples] + generated)
-        return text, text[len(read) :] if text.startswith(read) else vocab.detokenize(generated)
+            generated = [vocab.itos[i] for i in self.tokens]
+            text = vocab.detokenize(self.prompt_tokens + generated)
+            completion = text[len(self.read) :] if text.startswith(self.read) else vocab.detokenize(generated)
+        self._text = (len(self.tokens), text, completion)
+        return text, completion
 
-    def ends(j: int, tok: int) -> bool:
+    def add(self, tok: int) -> bool:
+        """Take the next token; True when it ends the sample at a stop string or a loop (this token is its
+        last). <eor> sets reason "eor" and returns False: the decoding loop ends a stream at <eor> itself."""
+        vocab = self.vocab
         if tok == vocab.eor_id:
-            reasons[j] = "eor"
-            return False  # generate() ends it at <eor> itself
-        streams[j].append(tok)
-        if stop:
+            self.reason = "eor"
+            return False
+        self.tokens.append(tok)
+        if self.stop:
             # The newest text, where a stop string can have just appeared: exactly the completion while it
             # is short (a healed BPE stream's first token repeats the end of the prompt, which must not match).
-            if len(streams[j]) <= 64:
-                recent = text_of(j)[1]
+            if len(self.tokens) <= 64:
+                recent = self.text()[1]
             else:
-                recent = vocab.detokenize(vocab.itos[i] for i in streams[j][-64:])
-            if any(st in recent for st in stop):
-                reasons[j] = "stop"
-        if reasons[j] == "max_tokens" and is_looping(streams[j]):
-            reasons[j] = "loop"
-        return reasons[j] != "max_tokens"
+                recent = vocab.detokenize(vocab.itos[i] for i in self.tokens[-64:])
+            if any(st in recent for st in self.stop):
+                self.reason = "stop"
+        if self.reason == "max_tokens" and is_looping(self.tokens):
+            self.reason = "loop"
+        return self.reason != "max_tokens"
 
-    streamed = 0
-    hold = max(map(len, stop), default=1) - 1
-    if on_text is not None:
-        on_text(reads[0])
-    for _ in generate(
-        loaded.backend,
-        prompt_ids,
-        vocab.eor_id,
-        options,
-        rngs=[np.random.default_rng(s) for s in seeds],
-        banned=() if vocab.unk_id is None else (vocab.unk_id,),
-        first_allowed=first_allowed,
-        stop=ends,
-    ):
-        if on_text is not None and reasons[0] == "max_tokens":  # still going: stream what is settled
-            settled = text_of(0)[1].rstrip("\ufffd")  # bpe: a character whose bytes are still coming
-            if len(settled) - hold > streamed:
-                on_text(settled[streamed : len(settled) - hold])
-                streamed = len(settled) - hold
-    out: list[list[Sample]] = [[] for _ in prompts]
-    for j, reason in enumerate(reasons):
-        text, completion = text_of(j)
-        found = [completion.find(st) for st in stop if st in completion]
-        if reason == "stop" and found:  # cut before the stop string, as API users expect
+    def piece(self) -> str:
+        """The completion's text settled since the last piece ("" if none), while the sample goes on: text
+        that could still turn out to begin a stop string (or, for BPE, a partly generated character) is held
+        back until it cannot."""
+        if self.reason != "max_tokens":
+            return ""
+        settled = self.text()[1].rstrip("\ufffd")  # bpe: a character whose bytes are still coming
+        end = len(settled) - self.hold
+        if end <= self.streamed:
+            return ""
+        piece, self.streamed = settled[self.streamed : end], end
+        return piece
+
+    def result(self) -> tuple[str, str]:
+        """(prompt + completion, completion) once the sample has ended: cut before a stop string, as API
+        users expect."""
+        text, completion = self.text()
+        found = [completion.find(st) for st in self.stop if st in completion]
+        if self.reason == "stop" and found:
             cut = min(found)
             text, completion = text[: len(text) - len(completion) + cut], completion[:cut]
-        p = j // num_samples
-        out[p].append(Sample(prompts[p], text, completion, len(streams[j]), reason, seeds[p]))
-    if on_text is not None and len(out[0][0].completion) > streamed:
-        on_text(out[0][0].completion[streamed:])
-    return out
+        return text, completion
+
+    def rest(self) -> str:
+        """Once the sample has ended: the completion's text that piece() has not handed out."""
+        completion = self.result()[1]
+        piece, self.streamed = completion[self.streamed :], max(self.streamed, len(completion))
+        return piece
 
 
 def _heal(vocab: Vocab, prompt_ids: list[list[int]], prompt_tokens: list[list[str]], num_samples: int):

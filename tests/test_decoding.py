@@ -50,3 +50,32 @@ def test_extreme_temperatures_give_greedy_or_uniform_never_nan():
     assert np.isfinite(huge[0, [0, 1, 3]]).all() and np.isneginf(huge[0, 2])
     for scaled in (tiny, huge):
         assert draw(np.exp(scaled), np.random.default_rng(0)).tolist()[0] in (0, 1, 3)
+
+    # per row: a subnormal temperature in one row leaves the other row's sampling as it was
+    rows = filter_logits(np.repeat(logits, 2, axis=0), temperature=[5e-324, 1.0])
+    assert rows[0].tolist() == tiny[0].tolist()
+    np.testing.assert_allclose(rows[1], filter_logits(logits)[0])
+
+
+def test_loop_detection_agrees_with_its_definition_on_random_tails():
+    """is_looping only examines the periods where the newest token repeats; the definition checks them all."""
+
+    def by_definition(ids, min_span=16, max_period=40):
+        n = len(ids)
+        for period in range(1, max_period + 1):
+            span = max(3 * period, min_span)
+            if span <= n and all(ids[n - k] == ids[n - k - period] for k in range(1, span - period + 1)):
+                return True
+        return False
+
+    rng = np.random.default_rng(0)
+    looping = 0
+    for _ in range(3000):
+        ids = rng.integers(0, int(rng.choice([2, 3, 61])), int(rng.integers(0, 130))).tolist()
+        if ids and rng.random() < 0.5:  # end in a block repeated a few times, sometimes broken at the end
+            block = rng.integers(0, 5, int(rng.integers(1, 45))).tolist()
+            ids += block * int(rng.integers(1, 6)) + ([7] if rng.random() < 0.3 else [])
+        assert is_looping(ids) == by_definition(ids), ids
+        assert is_looping(ids, 4, 10) == by_definition(ids, 4, 10), ids
+        looping += by_definition(ids)
+    assert 300 < looping < 2700  # both answers were exercised

@@ -15,7 +15,7 @@ from typer.core import TyperCommand
 
 from .. import __version__
 from ..errors import LstmgenError, UsageError
-from . import configs, entries, evaluate, export, output, prepare, sample, train
+from . import configs, entries, evaluate, export, output, prepare, sample, serve, train
 from .output import EXIT_ERROR, EXIT_USAGE, err, error, out, problems, silence_stdout
 
 app = typer.Typer(
@@ -100,7 +100,8 @@ def root(
 for name, command in (("prepare", prepare.prepare), ("train", train.train), ("sample", sample.sample),
                       ("eval", evaluate.eval_), ("list", entries.list_), ("show", entries.show),
                       ("rm", entries.rm), ("default", entries.default), ("export", export.export),
-                      ("configs", configs.configs)):  # fmt: skip
+                      ("configs", configs.configs),
+                      ("serve", serve.serve)):  # fmt: skip
     app.command(name, cls=Command)(user_errors(command))
 
 

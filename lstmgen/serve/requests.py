@@ -1,0 +1,184 @@
+"""What the server accepts: its caps, OpenAI's error shape, and the completion request checked field by field.
+
+Only known fields with invalid values are refused (400, naming the field and what to send instead); fields
+real clients send that lstmgen does not use (`user`, `logit_bias`, `logprobs`, `presence_penalty`, ...)
+are accepted and ignored. Model names are registry names, checked as such: no request can name a path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .. import registry
+from ..errors import LstmgenError, UsageError
+from ..sample import SampleOptions
+from .options import Limits
+
+
+class ApiError(Exception):
+    """A request the server refuses: an HTTP status and OpenAI's error JSON."""
+
+    TYPES = {401: "authentication_error", 429: "rate_limit_error"}
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def body(self) -> dict:
+        kind = self.TYPES.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A checked POST /v1/completions request."""
+
+    model: str
+    prompts: list[str]
+    listed: bool  # the prompt came as a list
+    options: SampleOptions  # num_samples: n
+    seed: int | None  # None: a random one
+    stream: bool
+    include_usage: bool  # stream_options.include_usage: a last chunk with the token counts
+    echo: bool  # the prompt before each completion
+
+
+DEFAULTS = SampleOptions()  # `lstmgen sample`'s defaults: the same request gives the same text
+
+
+def parse_completion(body, limits: Limits) -> Completion:
+    """The request body (parsed JSON) -> Completion, or ApiError(400) naming the first bad field."""
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the body must be a JSON object, not {_kind(body)}")
+    model = _field(body, "model", str, None)
+    if model is None:
+        raise ApiError(400, "model is required: a model name from GET /v1/models", "model")
+    try:
+        registry.check_name(model, "model name")
+    except LstmgenError as e:
+        raise ApiError(400, str(e), "model", "model_not_found") from None
+    prompt = body.get("prompt")
+    listed = isinstance(prompt, list)
+    if prompt is None:
+        prompts = [""]  # like OpenAI's <|endoftext|>: text from the start of a record
+    elif isinstance(prompt, str):
+        prompts = [prompt]
+    elif listed and prompt and all(isinstance(p, str) for p in prompt):
+        prompts = prompt
+    else:
+        raise ApiError(
+            400, "prompt must be a string or a non-empty list of strings (lstmgen reads text, not token ids)", "prompt"
+        )
+    for i, p in enumerate(prompts):
+        if len(p) > limits.prompt_chars:
+            where = f"prompt[{i}]" if listed else "prompt"
+            raise ApiError(
+                400,
+                f"{where} has {len(p):,} characters; the server's cap is {limits.prompt_chars:,} "
+                "(--limit-prompt-chars)",
+                "prompt",
+                "prompt_too_long",
+            )
+    n = _int(body, "n", 1, 1)
+    if n * len(prompts) > limits.n:
+        raise ApiError(
+            400,
+            f"n x prompts asks for {n * len(prompts)} completions; the server's cap is {limits.n} per request "
+            "(--limit-n): send fewer prompts or a smaller n",
+            "n",
+        )
+    default_tokens = min(DEFAULTS.max_tokens, limits.max_tokens)
+    max_tokens = _int(body, "max_tokens", default_tokens, 1)
+    if max_tokens > limits.max_tokens:
+        raise ApiError(
+            400,
+            f"max_tokens is {max_tokens:,}; the server's cap is {limits.max_tokens:,} (--limit-max-tokens)",
+            "max_tokens",
+        )
+    temperature = _number(body, "temperature", DEFAULTS.temperature)
+    if temperature < 0:
+        raise ApiError(400, f"temperature must be 0 (greedy) or more (got {temperature})", "temperature")
+    top_p = _number(body, "top_p", None)
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ApiError(400, f"top_p must be in (0, 1] (got {top_p}); use temperature 0 for greedy decoding", "top_p")
+    top_k = _int(body, "top_k", None, 0) or None  # 0: off, as in llama.cpp
+    penalty = _number(body, "repetition_penalty", 1.0)
+    if penalty <= 0:
+        raise ApiError(400, f"repetition_penalty must be more than 0, 1 for none (got {penalty})", "repetition_penalty")
+    no_repeat = _int(body, "no_repeat_ngram", 0, 0)
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop if stop is not None else []
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+        raise ApiError(400, "stop must be a non-empty string or a list of them", "stop")
+    if len(stops) > limits.stop:
+        raise ApiError(400, f"stop has {len(stops)} strings; the cap is {limits.stop}", "stop")
+    seed = _int(body, "seed", None, 0)
+    if seed is not None and seed >= 2**63:
+        raise ApiError(400, f"seed must be between 0 and 2^63 - 1 (got {seed})", "seed")
+    stream = _field(body, "stream", bool, False)
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise ApiError(400, f"stream_options must be an object, not {_kind(stream_options)}", "stream_options")
+    include_usage = _field(stream_options or {}, "include_usage", bool, False, "stream_options.include_usage")
+    skip_unknown = _field(body, "skip_unknown", bool, False)
+    echo = _field(body, "echo", bool, False)
+    try:  # `lstmgen sample`'s options, under the server's caps: the same request gives the same text
+        options = SampleOptions(
+            max_tokens=max_tokens,
+            temperature=temperature or DEFAULTS.temperature,
+            top_k=top_k,
+            top_p=top_p,
+            greedy=temperature == 0,
+            num_samples=n,
+            skip_unknown=skip_unknown,
+            stop=tuple(stops),
+            no_repeat_ngram=no_repeat,
+            repetition_penalty=penalty,
+            limit_prompt_chars=limits.prompt_chars,
+            limit_max_tokens=limits.max_tokens,
+            limit_num_samples=limits.n,
+        )
+    except UsageError as e:  # a value the checks above let through and `lstmgen sample` refuses too
+        raise ApiError(400, str(e)) from None
+    return Completion(model, prompts, listed, options, seed, stream, stream and include_usage, echo)
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _field(body: dict, name: str, kind: type, default, shown: str | None = None):
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        what = {str: "a string", bool: "true or false"}[kind]
+        raise ApiError(400, f"{shown or name} must be {what}, not {_kind(value)}", shown or name)
+    return value
+
+
+def _int(body: dict, name: str, default, least: int):
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 5.0 from a client that has only one number type
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError(400, f"{name} must be an integer, not {_kind(value)}", name)
+    if value < least:
+        raise ApiError(400, f"{name} must be at least {least} (got {value})", name)
+    return value
+
+
+def _number(body: dict, name: str, default):
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ApiError(
+            400, f"{name} must be a finite number, not {_kind(value) if not isinstance(value, float) else value}", name
+        )
+    return float(value)
