@@ -119,7 +119,10 @@ def test_tab_completion_offers_commands_and_registry_names(trained):
     assert complete("lstmgen sa") == ["sample"]
     assert complete("lstmgen sample -m ") == ["tiny"]
     assert complete("lstmgen show t") == ["tiny", "toy"]  # corpora and models
-    shown = subprocess.run([script, "--show-completion", "bash"], capture_output=True, text=True)
+    # Typer finds the user's shell from the process tree, which a test run need not have (a detached job's
+    # has no shell: "Shell  not supported"); with detection off, --show-completion takes the shell named.
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    shown = subprocess.run([script, "--show-completion", "bash"], capture_output=True, text=True, env=env)
     assert "complete -o default -F _lstmgen_completion lstmgen" in shown.stdout
 
 
