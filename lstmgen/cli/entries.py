@@ -137,6 +137,8 @@ def show(
         shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
         if key == "epochs" and isinstance(shown, (int, float)):
             shown = f"{shown:.1f}"
+        if key == "lineage":
+            shown = _lineage(value)
         out(f"  {key}: {round(shown, 4) if isinstance(shown, float) else shown}")
     if k == "model":
         out("  config:")
@@ -204,6 +206,13 @@ def default(
         if chosen is None:
             raise LstmgenError("no models yet: train one with `lstmgen prepare jokes && lstmgen train --config char`")
         out(chosen)
+
+
+def _lineage(lineage: dict) -> str:
+    """A --from model's origin: from char at step 1,200; corpora jokes -> more-jokes (3 new symbols)."""
+    new = lineage.get("new_symbols")
+    return (f"from {lineage.get('parent')} at step {_fmt(lineage.get('parent_step'), ',')}; corpora "
+            f"{' -> '.join(map(str, lineage.get('corpora') or []))}" + (f" ({new:,} new symbols)" if new else ""))  # fmt: skip
 
 
 def _flatten(d: dict, prefix: str = "") -> list[str]:
