@@ -211,8 +211,9 @@ def default(
 def _lineage(lineage: dict) -> str:
     """A --from model's origin: from char at step 1,200; corpora jokes -> more-jokes (3 new symbols)."""
     new = lineage.get("new_symbols")
-    return (f"from {lineage.get('parent')} at step {_fmt(lineage.get('parent_step'), ',')}; corpora "
-            f"{' -> '.join(map(str, lineage.get('corpora') or []))}" + (f" ({new:,} new symbols)" if new else ""))  # fmt: skip
+    corpora = " -> ".join(map(str, lineage.get("corpora") or []))
+    added = f" ({new:,} new symbols)" if isinstance(new, int) and new else ""
+    return f"from {lineage.get('parent')} at step {_fmt(lineage.get('parent_step'), ',')}; corpora {corpora}{added}"
 
 
 def _flatten(d: dict, prefix: str = "") -> list[str]:
