@@ -46,6 +46,8 @@ class Checkpoint:
     corpus: dict  # the corpus it trained on: name, source, sha256, tokenizer, chars, records, tokens
     heldout: dict  # {"val": ids, "test": ids}, 1-D integer tensors
     train_state: dict | None = None  # last.pt only: RESUMED counters, optimizer, RNG, hidden, world_size
+    # A `train --from` model's: parent, parent_step, parents and corpora (oldest first), new_symbols (lineage.py)
+    lineage: dict | None = None
     path: Path | None = field(default=None, compare=False)  # where it was loaded from
 
     # -- views -------------------------------------------------------------------------------------------
@@ -90,7 +92,7 @@ class Checkpoint:
             "created": self.created,
             "updated": updated,
             "model": self.config["model"],
-        }
+        } | ({"lineage": self.lineage} if self.lineage else {})
 
     def bits_per_char(self, val_loss: float | None) -> float | None:
         """A validation loss (nats per token) as bits per character of the validation split, comparable
@@ -104,10 +106,12 @@ class Checkpoint:
     # -- the file ----------------------------------------------------------------------------------------
 
     def to_payload(self) -> dict:
-        payload = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("path", "train_state")}
+        payload = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("path", "train_state", "lineage")}
         payload["format_version"] = MODEL_FORMAT
         if self.train_state is not None:
             payload["train_state"] = self.train_state
+        if self.lineage is not None:  # only a --from model's: the others' files stay as they were
+            payload["lineage"] = self.lineage
         return payload
 
     def save(self, path: Path, before_replace=None) -> None:
@@ -160,6 +164,8 @@ def _check_parts(payload: dict, path: Path) -> None:
     counts = [payload["corpus"].get(k) for k in ("chars", "tokens")]
     if not all(isinstance(c, dict) and all(isinstance(c.get(s), int) for s in ("val", "test")) for c in counts):
         damaged("its corpus summary lacks held-out token and character counts")
+    if not isinstance(payload.get("lineage"), (dict, type(None))):
+        damaged("its lineage is not a dict")
     numbers = (int, float, type(None))
     for h in payload["history"]:
         if not (isinstance(h, dict) and isinstance(h.get("step"), int)

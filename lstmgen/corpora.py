@@ -3,6 +3,7 @@ one back, checked."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from . import registry
 from .corpus import CORPUS_FORMAT, SPLITS, PrepareOptions, build_corpus
-from .errors import LstmgenError
+from .errors import LstmgenError, UsageError
+from .lineage import VocabFrom
 from .sources import MAX_LINE_CHARS, Source, read_records, read_source
 from .tokenize import Vocab
 
@@ -48,22 +50,43 @@ class Prepared:
 
 
 def prepare(
-    name: str | None, text: TextInput | Sequence[TextInput], options: PrepareOptions, overwrite: bool = False
+    name: str | None,
+    text: TextInput | Sequence[TextInput],
+    options: PrepareOptions,
+    overwrite: bool = False,
+    vocab_from: str | None = None,
+    extend_vocab: bool = False,
 ) -> Prepared:
     """Tokenize `text` into corpus `name` (default: the first file's stem) in the registry. Several inputs
     make one corpus: their records one after another, as if they were one file (see read_inputs).
 
     Two prepares of one name never interleave (the entry's lock). The token ids go through a scratch
     directory in the registry (on the disk the corpus goes to; /tmp may be RAM), removed however this ends.
+
+    `vocab_from`: encode with that model's vocabulary and tokenizer, so that `train --from` can continue it on
+    this text (`extend_vocab`: a char vocabulary grows by the text's new characters; see lineage.fit_vocab).
     """
     inputs = [text] if isinstance(text, TextInput) else list(text)
     name = registry.check_name(name if name is not None else inputs[0].default_name(), "corpus name")
+    base = None
+    if vocab_from is not None:
+        default = PrepareOptions()
+        if (options.min_freq, options.max_vocab, options.vocab_size) != (default.min_freq, None, None):
+            raise UsageError(
+                f"--vocab-from encodes with model {vocab_from!r}'s vocabulary; --min-freq, --max-vocab and "
+                "--vocab-size shape a new one: drop them"
+            )
+        base = VocabFrom.load(registry.check_name(vocab_from, "model name"), extend_vocab)
+        options = dataclasses.replace(options, tokenizer=base.vocab.kind)
+    elif extend_vocab:
+        raise UsageError("--extend-vocab grows the vocabulary of --vocab-from MODEL; name the model")
     with registry.lock("corpus", name, "preparing it"), registry.scratch("corpus", name) as work_dir:
         if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
             raise LstmgenError(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")
         source, texts, column = read_inputs(inputs, work_dir)
         stream = inputs[0].records == "file" and not source.is_csv
-        corpus = build_corpus(source, texts, options, stream=stream, column=column, work_dir=work_dir)
+        corpus = build_corpus(source, texts, options, stream=stream, column=column, work_dir=work_dir,
+                              vocab_from=base)  # fmt: skip
         if isinstance(source, Joined):  # each file, for `list`, `show` and the hint to prepare it again
             corpus["meta"]["sources"] = source.paths()
             corpus["meta"]["source"] = ", ".join(source.paths())

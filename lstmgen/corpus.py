@@ -13,6 +13,7 @@ from itertools import chain
 from pathlib import Path
 
 from .errors import LstmgenError, UsageError
+from .lineage import VocabFrom, fit_vocab
 from .sources import Source, write_failed
 from .tokenize import KINDS, Vocab, build_vocab, check_bpe_vocab_size, code_points
 
@@ -144,6 +145,7 @@ def build_corpus(
     stream: bool = False,
     column: str | None = None,
     work_dir: Path | None = None,
+    vocab_from: VocabFrom | None = None,
 ) -> dict:
     """The corpus payload saved in the registry: vocab, one id tensor per split, and metadata.
 
@@ -152,7 +154,8 @@ def build_corpus(
     one encodes, each over chunks of a few MB. The ids go to temporary files in `work_dir` (the registry's
     scratch directory; default: the system's) and come back memory-mapped, so saving copies disk to disk.
     `stream`: the text is one stream, cut into contiguous train/val/test pieces at line ends (nanoGPT style)
-    instead of split by record.
+    instead of split by record. `vocab_from`: encode with that model's vocabulary (lineage.fit_vocab says how
+    a char text's new characters are met) instead of building one.
     """
 
     o = options
@@ -187,7 +190,11 @@ def build_corpus(
         texts = (p for split, group, _ in pieces() if split == "train" for t in group for p in cut_at_spaces(t))
         if tokenizer == "bpe":
             texts = _first_chars(texts, BPE_TRAIN_CHARS)
-    vocab = build_vocab(tokenizer, texts, min_freq=o.min_freq, max_vocab=o.max_vocab, vocab_size=o.vocab_size)
+    if vocab_from is not None and vocab_from.vocab.kind != "char":
+        vocab = vocab_from.vocab  # word: new words become <unk> (meta's unk_rate); bpe: encodes any text
+    else:
+        vocab = build_vocab(tokenizer, texts, min_freq=o.min_freq, max_vocab=o.max_vocab, vocab_size=o.vocab_size)
+        vocab = fit_vocab(vocab_from, vocab) if vocab_from is not None else vocab
     encoded = _encode_pieces(vocab, pieces(), work_dir)
     for split, frac in (("val", val_frac), ("test", test_frac)):
         if frac > 0 and not encoded[split]["records"]:
@@ -212,6 +219,8 @@ def build_corpus(
         "chars": {k: encoded[k]["chars"] for k in SPLITS},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if vocab_from is not None:
+        meta["vocab_from"] = vocab_from.meta(vocab)
     if vocab.unk_id is not None:  # counted while encoding: a large split is not read again
         meta["unk_rate"] = {k: round(encoded[k]["unk"] / max(1, meta["tokens"][k]), 4) for k in SPLITS}
     return {"format_version": CORPUS_FORMAT, "vocab": vocab.to_dict(), "splits": splits, "meta": meta}

@@ -607,10 +607,10 @@ INFO_FIELDS = {
     "corpus": {"source": _TEXT, "sha256": _TEXT, "column": (_TEXT, None), "tokenizer": _TEXT, "stream": bool,
                "seed": _INT, "val_frac": _NUMBER, "test_frac": _NUMBER, "min_freq": (_INT, None),
                "vocab_size": _INT, "records": _SPLITS, "tokens": _SPLITS, "chars": _SPLITS, "unk_rate": _SPLITS,
-               "created": _TEXT},
+               "created": _TEXT, "vocab_from": dict},
     "model": {"corpus": _TEXT, "tokenizer": _TEXT, "vocab_size": _INT, "parameters": _INT, "steps": _INT,
               "epochs": _NUMBER, "best_val_loss": (_NUMBER, None), "status": _TEXT, "created": _TEXT,
-              "updated": _TEXT, "model": dict},
+              "updated": _TEXT, "model": dict, "lineage": dict},
 }  # fmt: skip
 REQUIRED = {
     "corpus": ("tokenizer", "vocab_size", "records", "tokens", "created"),

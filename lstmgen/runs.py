@@ -4,6 +4,7 @@ point `fit`."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from .config import Config, load_config
 from .corpora import load_corpus
 from .distributed import Group
 from .errors import LstmgenError, UsageError
+from .lineage import SHAPE_KEYS, check_shape, load_parent, start_from
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class TrainRequest:
     name: str | None = None  # --name: which model --resume continues (it is among the overrides too)
     resume: bool = False
     overwrite: bool = False
+    parent: str | None = None  # --from: a new model starting from this one's best weights
 
     def __post_init__(self):
         if self.resume and self.overwrite:
@@ -38,6 +41,10 @@ class TrainRequest:
         return f"name={json.dumps(self.name)}" if self.name is not None else None
 
     def model_name(self) -> str:
+        if self.parent is not None and not self.resume:
+            named = self.config is not None or any(o.split("=")[0].strip() == "name" for o in self.overrides)
+            if not named:  # the default name would be the parent's, or "char": never what was meant
+                raise UsageError(f"--from {self.parent} starts a new model: name it with --name")
         if not self.resume:
             return registry.check_name(load_config(self.config, self.overrides).name, "model name")
         name = self.name or (load_config(self.config).name if self.config else None)
@@ -51,6 +58,7 @@ class Plan:
     cfg: Config
     resume: Checkpoint | None  # last.pt to continue from; None: from step 0
     note: str | None = None  # shown even with --quiet: a job script that says --resume should know it started over
+    parent: Checkpoint | None = None  # --from: the best.pt whose weights a new model starts from
 
 
 def plan(request: TrainRequest) -> Plan:
@@ -61,12 +69,12 @@ def plan(request: TrainRequest) -> Plan:
     --config it starts from step 0 (so a job script can always say --resume), without one it fails.
     """
     if not request.resume:
-        return Plan(load_config(request.config, request.overrides), None)
+        return plan_from(request) if request.parent else Plan(load_config(request.config, request.overrides), None)
     name = request.model_name()
     try:
         last = load(name, "last")
     except registry.NotFound:
-        if request.config is None:
+        if request.config is None and request.parent is None:
             raise LstmgenError(f"model {name!r} has no checkpoint to resume from; start it with --config") from None
         if not died_before_first_checkpoint(name):
             raise LstmgenError(
@@ -74,12 +82,34 @@ def plan(request: TrainRequest) -> Plan:
                 "start it again with --overwrite"
             ) from None
         note = f"model {name!r} has no checkpoint to resume from yet; starting it from step 0"
+        if request.parent:
+            return dataclasses.replace(plan_from(request), note=note)
         return Plan(load_config(request.config, request.overrides), None, note)
     if last.train_state is None:
         raise LstmgenError(f"model {name!r} has no resumable checkpoint (its last.pt lacks the training state)")
+    if request.parent and (last.lineage or {}).get("parent") != request.parent:
+        was = f"started from {last.lineage['parent']!r}" if last.lineage else "not started with --from"
+        raise LstmgenError(f"model {name!r} was {was}, not from {request.parent!r}; drop --from to resume it")
     cfg = load_config(None, request.overrides, base=last.config)
     check_same_layout(last, cfg)
     return Plan(cfg, last)
+
+
+def plan_from(request: TrainRequest) -> Plan:
+    """A --from run: the training keys of the --config (without one: the parent's), the overrides on top,
+    and the parent's model shape, which its weights fix (a --set that changes it is refused)."""
+    name = request.model_name()
+    parent = load_parent(request.parent, name)
+    shape_sets = [o for o in request.overrides if o.split("=")[0].strip().split(".")[0] == "model"]
+    others = [o for o in request.overrides if o not in shape_sets]
+    base = load_config(request.config, others, base=None if request.config else parent.config).to_dict()
+    note = None
+    if request.config and {k: base["model"][k] for k in SHAPE_KEYS} != {k: parent.config["model"].get(k)
+                                                                         for k in SHAPE_KEYS}:  # fmt: skip
+        note = f"the model's shape is {request.parent!r}'s (its weights fix it); the config's model section is unused"
+    cfg = load_config(None, shape_sets, base=base | {"model": parent.config["model"]})
+    check_shape(request.parent, parent.config["model"], cfg.to_dict()["model"], cfg.name)
+    return Plan(cfg, None, note, parent)
 
 
 def refuse_existing(model_name: str) -> None:
@@ -104,7 +134,7 @@ def check_before_launch(request: TrainRequest, nproc: int) -> None:
         check_world_size(last, cfg, nproc)
         require_own_corpus(last, cfg)
     else:
-        cfg = load_config(request.config, request.overrides)
+        cfg = plan_from(request).cfg if request.parent else load_config(request.config, request.overrides)
         registry.require("corpus", cfg.corpus)
         if not request.overwrite:
             refuse_existing(model_name)
@@ -145,8 +175,9 @@ def fit(
         corpus = load_corpus(run.cfg.corpus)
         if not request.resume and not request.overwrite:
             refuse_existing(run.cfg.name)
+        start = start_from(run.parent, run.cfg.corpus, corpus) if run.parent is not None else None
         return train(run.cfg, corpus, resume=run.resume, on_event=on_event, should_stop=should_stop, group=group,
-                     started=started)  # fmt: skip
+                     started=started, start=start)  # fmt: skip
 
 
 def require_own_corpus(last: Checkpoint, cfg: Config) -> None:

@@ -22,6 +22,7 @@ from .config import Config
 from .device import autocast, pick_precision
 from .distributed import Group
 from .errors import LstmgenError
+from .lineage import Start
 from .model import LSTMLM, adaptive_cutoffs
 from .tokenize import Vocab
 from .validation import evaluate
@@ -110,7 +111,8 @@ class LoopState:
 class Trainer:
     """One training run of cfg.name on `corpus` (a loaded registry corpus), writing checkpoints to the registry.
 
-    `resume` is the model's last.pt. `should_stop()` is polled once per step (the CLI sets it on
+    `resume` is the model's last.pt; `start`, a --from run's parent weights and lineage (lineage.Start).
+    `should_stop()` is polled once per step (the CLI sets it on
     Ctrl-C/SIGTERM); the loop then saves a checkpoint and ends with stop_reason "interrupted". `group` is the
     torch.distributed group under torchrun: each rank trains on its share of the lanes, DDP averages the
     gradients, rank 0 alone reports and writes checkpoints. The group must be started (Group.start).
@@ -119,7 +121,7 @@ class Trainer:
     def __init__(self, cfg: Config, corpus: dict, *, resume: Checkpoint | None = None,
                  on_event: OnEvent | None = None, should_stop: Callable[[], bool] | None = None,
                  group: Group | None = None, device: torch.device | None = None,
-                 started: float | None = None):  # fmt: skip
+                 started: float | None = None, start: Start | None = None):  # fmt: skip
         # The run's wall clock starts at `started` (a time.perf_counter() reading; the CLI takes it as the
         # command starts): start-up counts towards max_time and the reported elapsed time.
         self.started = time.perf_counter() if started is None else started
@@ -143,6 +145,9 @@ class Trainer:
         check_head(cfg, self.vocab)
         torch.manual_seed(t.seed)  # the same initial weights on every rank
         self.model = LSTMLM(len(self.vocab), cfg.model).to(self.device)
+        if start is not None:  # train --from: the parent's weights, a fresh optimizer and schedule
+            self.model.load_state_dict(start.state_dict)
+        self.lineage = start.lineage if start is not None else resume.lineage if resume is not None else None
         self.net = self.group.wrap(self.model)  # what the step calls: DDP under torchrun, else the model itself
         if self.group.active:
             torch.manual_seed(t.seed + self.group.rank)  # but each rank's own dropout masks
@@ -436,6 +441,7 @@ class Trainer:
             | {k: meta[k] for k in PREPARED_WITH if k in meta}
             | {"name": self.cfg.corpus},
             heldout={k: self.corpus["splits"][k] for k in ("val", "test")},  # `eval` works after the corpus goes
+            lineage=self.lineage,
         )
         if ranks is not None:
             hidden_all = None  # (h, c) of all lanes, (n_layer, B, H) each: the ranks' slices in rank order
@@ -527,7 +533,7 @@ class Trainer:
 
 def train(cfg: Config, corpus: dict, *, resume: Checkpoint | None = None, on_event: OnEvent | None = None,
           should_stop: Callable[[], bool] | None = None, group: Group | None = None,
-          started: float | None = None) -> dict:  # fmt: skip
+          started: float | None = None, start: Start | None = None) -> dict:  # fmt: skip
     """Train cfg.name on `corpus` (see Trainer), inside the process group when there is one; the summary.
     `started`: the time.perf_counter() reading the run's wall clock counts from (default: now)."""
     started = time.perf_counter() if started is None else started
@@ -538,7 +544,7 @@ def train(cfg: Config, corpus: dict, *, resume: Checkpoint | None = None, on_eve
         # No name holds the Trainer: its DDP wrapper must be freed before group.close() (see there), which
         # happens when run() returns, or, on an error, when the traceback's frames are cleared below.
         return Trainer(cfg, corpus, resume=resume, on_event=on_event, should_stop=should_stop, group=group,
-                       device=device, started=started).run()  # fmt: skip
+                       device=device, started=started, start=start).run()  # fmt: skip
     except BaseException as e:
         traceback.clear_frames(e.__traceback__)
         raise

@@ -137,6 +137,8 @@ def show(
         shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
         if key == "epochs" and isinstance(shown, (int, float)):
             shown = f"{shown:.1f}"
+        if key == "lineage":
+            shown = _lineage(value)
         out(f"  {key}: {round(shown, 4) if isinstance(shown, float) else shown}")
     if k == "model":
         out("  config:")
@@ -204,6 +206,14 @@ def default(
         if chosen is None:
             raise LstmgenError("no models yet: train one with `lstmgen prepare jokes && lstmgen train --config char`")
         out(chosen)
+
+
+def _lineage(lineage: dict) -> str:
+    """A --from model's origin: from char at step 1,200; corpora jokes -> more-jokes (3 new symbols)."""
+    new = lineage.get("new_symbols")
+    corpora = " -> ".join(map(str, lineage.get("corpora") or []))
+    added = f" ({new:,} new symbols)" if isinstance(new, int) and new else ""
+    return f"from {lineage.get('parent')} at step {_fmt(lineage.get('parent_step'), ',')}; corpora {corpora}{added}"
 
 
 def _flatten(d: dict, prefix: str = "") -> list[str]:

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from .options import Format, JsonOut, Quiet, Records, Tokenizer
+from ..errors import UsageError
+from .options import MODEL_NAMES, Format, JsonOut, Quiet, Records, Tokenizer
 from .output import err, out_json, quiet
 from .signals import exit_on_sigterm
 
@@ -26,8 +27,10 @@ def prepare(
         Optional[str], typer.Option(help="Corpus name in the registry [default: the first file's stem].")
     ] = None,
     tokenizer: Annotated[
-        Tokenizer, typer.Option(help="Split text into characters, words, or byte-level BPE subwords.")
-    ] = Tokenizer.char,
+        Optional[Tokenizer],
+        typer.Option(help="Split text into characters, words, or byte-level BPE subwords [default: char].",
+                     show_default=False),
+    ] = None,
     column: Annotated[
         Optional[str], typer.Option(help="CSV column with the text [default: Joke/text, or the only text column].")
     ] = None,
@@ -52,6 +55,14 @@ def prepare(
     vocab_size: Annotated[
         Optional[int], typer.Option(help="BPE tokenizer: tokens to learn, <eor> included [default: 1024].")
     ] = None,
+    vocab_from: Annotated[
+        Optional[str],
+        typer.Option(help="Encode with this model's vocabulary and tokenizer, to continue it: train --from MODEL.",
+                     autocompletion=MODEL_NAMES),
+    ] = None,
+    extend_vocab: Annotated[
+        bool, typer.Option("--extend-vocab", help="With --vocab-from, a char model: add the text's new characters.")
+    ] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing corpus of the same name.")
     ] = False,
@@ -80,16 +91,21 @@ def prepare(
       lstmgen prepare jokes.csv more-jokes.csv --name all-jokes
 
       cat lines.txt | lstmgen prepare - --name mylines --overwrite
+
+      lstmgen prepare more-jokes.csv --vocab-from char --extend-vocab
     """
     quiet(quiet_)
+    if vocab_from is not None and tokenizer is not None:
+        raise UsageError("--vocab-from encodes with that model's own tokenizer; drop --tokenizer")
     from ..corpora import TextInput, model_name_for
     from ..corpora import prepare as prepare_corpus
     from ..corpus import PrepareOptions
 
-    options = PrepareOptions(tokenizer.value, val_frac, test_frac, seed, min_freq, max_vocab, vocab_size)
+    kind = tokenizer.value if tokenizer else "char"  # with --vocab-from: the model's
+    options = PrepareOptions(kind, val_frac, test_frac, seed, min_freq, max_vocab, vocab_size)
     texts = [TextInput(path, format.value, encoding, column, records.value, max_line_chars) for path in inputs]
     with exit_on_sigterm():
-        done = prepare_corpus(name, texts, options, overwrite)
+        done = prepare_corpus(name, texts, options, overwrite, vocab_from, extend_vocab)
     meta = done.meta
     if json_out:
         out_json({"name": done.name, "path": str(done.path), **meta})
@@ -102,8 +118,17 @@ def prepare(
         f"{rec['train']:,}/{rec['val']:,}/{rec['test']:,}; tokens {tok['train']:,}/{tok['val']:,}/{tok['test']:,}"
         + (f"; <unk> in val {meta['unk_rate']['val']:.1%}" if "unk_rate" in meta else "")
     )
+    start = f"--config {meta['tokenizer']}"
+    if "vocab_from" in meta:
+        vf = meta["vocab_from"]
+        added = f"; added {vf['new_symbols']:,} character(s): {escape(' '.join(map(repr, vf['added'])))}" + (
+            " ..." if vf["new_symbols"] > len(vf["added"]) else "") if vf["new_symbols"] else ""  # fmt: skip
+        unk = meta.get("unk_rate")
+        unk = f"; new words become <unk>: {unk['train']:.1%} of train tokens, {unk['val']:.1%} of val" if unk else ""
+        err.print(f"  vocabulary of model {escape(vf['model'])} (step {vf['step']:,}){added}{unk}")
+        start = f"--from {vf['model']}"
     err.print(
-        f"  saved to {escape(str(done.path))}; next: lstmgen train --config {meta['tokenizer']} "
+        f"  saved to {escape(str(done.path))}; next: lstmgen train {start} "
         f"--corpus {done.name} --name {model_name_for(done.name, meta['tokenizer'])}"
     )
     for line in done.notes:

@@ -51,6 +51,11 @@ def train(
     device: Annotated[
         Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (overrides train.device).")
     ] = None,
+    from_: Annotated[
+        Optional[str],
+        typer.Option("--from", help="Start a new model (its own --name) from this model's best weights, on a corpus "
+                     "prepared with --vocab-from it.", autocompletion=MODEL_NAMES),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the model from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model of the same name.")] = False,
     nproc: Annotated[
@@ -85,6 +90,8 @@ def train(
 
       lstmgen train --name char --resume --epochs 60
 
+      lstmgen train --from char --corpus more-jokes --name char-more --max-steps 500
+
       lstmgen train --config char --name char2 --nproc 2
 
       torchrun --nproc-per-node 4 -m lstmgen train --config char
@@ -103,7 +110,7 @@ def train(
               "train.max_time": parse_duration(time_) if time_ is not None else None}  # fmt: skip
     flags = {"corpus": corpus, "name": name, "train.device": device, **limits}
     overrides = (*(set_ or ()), *(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None))
-    request = TrainRequest(config, overrides, name, resume, overwrite)
+    request = TrainRequest(config, overrides, name, resume, overwrite, from_)
     if nproc > 1:
         if group.active:
             raise UsageError("--nproc starts torchrun itself; under torchrun, set the number of processes there")

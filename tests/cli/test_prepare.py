@@ -72,3 +72,17 @@ def test_several_inputs_make_one_corpus(jokes_csv, tmp_path):
     assert "in one column" in err and "'Joke'" in err and "'text'" in err and len(err.strip().splitlines()) == 1
     assert "stdin (-) can be read only once" in bad("prepare", "-", "-", input="x\n")
     assert sorted(registry.home().rglob("*")) == before
+
+
+def test_vocab_from_a_word_model_reports_the_unk_rate_and_hints_train_from(jokes_csv, tmp_path):
+    ok("prepare", jokes_csv, "--name", "w", "--tokenizer", "word", "--min-freq", "1")
+    ok("train", "-c", "word", "--corpus", "w", "--name", "wm", "-q", *TINY)
+    new = write_csv(tmp_path / "new.csv", "Joke", [f"Why did zebra {i} juggle? Nobody knows." for i in range(20)])
+    r = ok("prepare", new, "--name", "w2", "--vocab-from", "wm", "--json")
+    meta = json.loads(r.stdout)
+    assert meta["tokenizer"] == "word" and meta["vocab_from"]["model"] == "wm"
+    assert meta["unk_rate"]["train"] > 0.2  # zebra, juggle, Nobody, knows and the numbers are new words
+    assert f"new words become <unk>: {meta['unk_rate']['train']:.1%} of train tokens" in r.stderr
+    assert "next: lstmgen train --from wm --corpus w2" in r.stderr
+    assert "drop --tokenizer" in bad("prepare", new, "--vocab-from", "wm", "--tokenizer", "word", code=2)
+    assert "grows a char vocabulary" in bad("prepare", new, "--vocab-from", "wm", "--extend-vocab", code=2)

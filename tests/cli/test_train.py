@@ -184,3 +184,32 @@ def test_the_run_clock_starts_with_the_process():
     code = "import time; time.sleep(1.5); from lstmgen.cli.output import process_age; print(process_age())"
     age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 1.5 <= age < 30
+
+
+def test_train_from_makes_a_new_model_that_show_traces_to_its_parent(trained, tmp_path):
+    b = tmp_path / "b.txt"
+    b.write_text("".join(f"Why did the dog sit on the mat {i}? It was warm.\n" for i in range(30)))
+    assert "character(s) that the vocabulary of model 'tiny' lacks" in bad("prepare", b, "--vocab-from", "tiny")
+    ok("prepare", b, "--name", "b", "--vocab-from", "tiny", "--extend-vocab")
+    before = sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*"))
+    ok("prepare", b, "--name", "own")  # a vocabulary of its own
+    err = bad("train", "--from", "tiny", "--corpus", "own", "--name", "child", *TINY)
+    assert "corpus 'own'" in err and "model 'tiny'" in err and "--vocab-from tiny" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "starts a new model" in bad("train", "--from", "tiny", "--corpus", "b", "--name", "tiny", code=2)
+    assert "fix its shape (model.hidden=16)" in bad("train", "--from", "tiny", "--corpus", "b", "--name", "child",
+                                                    "--set", "model.hidden=32", code=2)  # fmt: skip
+    ok("rm", "own")
+    assert sorted(p.relative_to(registry.home()) for p in registry.home().rglob("*")) == before
+    ok("train", "--from", "tiny", "--corpus", "b", "--name", "child", "-q", "--max-steps", "4")
+    shown = json.loads(ok("show", "child", "--json").stdout)
+    assert shown["lineage"] | {"new_symbols": None} == {"parent": "tiny", "parent_step": 8, "parents": ["tiny"],
+                                                        "corpora": ["toy", "b"], "new_symbols": None}  # fmt: skip
+    assert shown["lineage"]["new_symbols"] > 0  # the digits
+    assert "lineage: from tiny at step 8; corpora toy -> b" in ok("show", "child").stdout
+    # The first command with --resume appended resumes the child; another parent is refused.
+    first = ("train", "--from", "tiny", "--corpus", "b", "--name", "child")
+    r = ok(*first, "--max-steps", "6", "--resume", "--json", "-q")
+    assert json.loads(r.stdout)["steps"] == 6
+    assert "was started from 'tiny', not from 'child'" in bad("train", "--from", "child", "--name", "child",
+                                                              "--resume")  # fmt: skip
