@@ -90,7 +90,7 @@ class Checkpoint:
             "created": self.created,
             "updated": updated,
             "model": self.config["model"],
-        }
+        } | ({"labels": self.corpus["labels"]} if self.corpus.get("labels") else {})
 
     def bits_per_char(self, val_loss: float | None) -> float | None:
         """A validation loss (nats per token) as bits per character of the validation split, comparable
