@@ -92,7 +92,9 @@ class Checkpoint:
             "created": self.created,
             "updated": updated,
             "model": self.config["model"],
-        } | ({"lineage": self.lineage} if self.lineage else {})
+        } | ({"lineage": self.lineage} if self.lineage else {}) | (
+            {"labels": self.corpus["labels"]} if self.corpus.get("labels") else {}
+        )
 
     def bits_per_char(self, val_loss: float | None) -> float | None:
         """A validation loss (nats per token) as bits per character of the validation split, comparable

@@ -13,7 +13,7 @@ from . import registry
 from .corpus import CORPUS_FORMAT, SPLITS, PrepareOptions, build_corpus
 from .errors import LstmgenError, UsageError
 from .lineage import VocabFrom
-from .sources import MAX_LINE_CHARS, Source, read_records, read_source
+from .sources import MAX_LINE_CHARS, Source, read_labelled, read_records, read_source
 from .tokenize import Vocab
 
 
@@ -27,6 +27,7 @@ class TextInput:
     column: str | None = None  # CSV: the text column [default: Joke/text, or the only text column]
     records: str = "line"  # text: one record per line, or the whole file as one stream ("file")
     max_line_chars: int = MAX_LINE_CHARS  # a longer line is refused, not cut into several records
+    label_column: str | None = None  # CSV: each record's label (labels.py)
 
     def open(self, spool_dir: Path | None = None) -> Source:
         return read_source(self.path, self.format, self.encoding, spool_dir, self.max_line_chars)
@@ -34,6 +35,10 @@ class TextInput:
     def read(self, source: Source) -> tuple[list[str], str | None]:
         """The records, and the CSV column they came from."""
         return read_records(source, self.column, self.records)
+
+    def read_labelled(self, source: Source) -> tuple[list[str], list[str], str]:
+        """The records, their labels (from label_column), and the CSV column the text came from."""
+        return read_labelled(source, self.column, self.label_column)
 
     def default_name(self) -> str:
         return "stdin" if self.path == "-" else registry.name_from(Path(self.path).stem)
@@ -76,28 +81,40 @@ def prepare(
                 f"--vocab-from encodes with model {vocab_from!r}'s vocabulary; --min-freq, --max-vocab and "
                 "--vocab-size shape a new one: drop them"
             )
+        if inputs[0].label_column is not None:
+            raise UsageError(
+                "--label-column cannot be combined with --vocab-from yet: a model's label tokens are its own; "
+                "prepare the labelled file without --vocab-from and train a new model on it"
+            )
         base = VocabFrom.load(registry.check_name(vocab_from, "model name"), extend_vocab)
+        if extend_vocab and base.vocab.labels:
+            raise UsageError(
+                f"--extend-vocab cannot grow model {vocab_from!r}'s vocabulary: it has label tokens after its "
+                "characters; remove the new characters from the text instead"
+            )
         options = dataclasses.replace(options, tokenizer=base.vocab.kind)
     elif extend_vocab:
         raise UsageError("--extend-vocab grows the vocabulary of --vocab-from MODEL; name the model")
     with registry.lock("corpus", name, "preparing it"), registry.scratch("corpus", name) as work_dir:
         if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
             raise LstmgenError(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")
-        source, texts, column = read_inputs(inputs, work_dir)
+        source, texts, column, labels = read_inputs(inputs, work_dir)
         stream = inputs[0].records == "file" and not source.is_csv
         corpus = build_corpus(source, texts, options, stream=stream, column=column, work_dir=work_dir,
-                              vocab_from=base)  # fmt: skip
+                              vocab_from=base, labels=labels, label_column=inputs[0].label_column)  # fmt: skip
         if isinstance(source, Joined):  # each file, for `list`, `show` and the hint to prepare it again
             corpus["meta"]["sources"] = source.paths()
             corpus["meta"]["source"] = ", ".join(source.paths())
         path = registry.save_corpus(name, corpus)
-    return Prepared(name, path, source.name, column, corpus["meta"], _skew_notes(corpus["meta"], options))
+    notes = _skew_notes(corpus["meta"], options) + _label_notes(corpus["meta"])
+    return Prepared(name, path, source.name, column, corpus["meta"], notes)
 
 
 def read_inputs(
     inputs: Sequence[TextInput], work_dir: Path | None = None
-) -> tuple[Source, list[str] | None, str | None]:
-    """The source build_corpus reads, the records when they are read whole, and the CSV column they came from.
+) -> tuple[Source, list[str] | None, str | None, list[str] | None]:
+    """The source build_corpus reads, the records when they are read whole, the CSV column they came from,
+    and each record's label when the inputs have a label_column.
 
     A CSV is parsed whole by pandas; a text file streams through in chunks, in bounded memory. Several inputs
     must be of one format (all CSV with the same text column, or all text): their records are concatenated
@@ -113,11 +130,15 @@ def read_inputs(
             "of them, or prepare them as two corpora"
         )
     first = inputs[0]
-    if not (sources[0].is_csv or first.column):
-        return (sources[0] if len(sources) == 1 else Joined(sources)), None, None
-    texts, columns = [], []
+    if not (sources[0].is_csv or first.column or first.label_column):
+        return (sources[0] if len(sources) == 1 else Joined(sources)), None, None, None
+    texts, columns, labels = [], [], []
     for t, source in zip(inputs, sources, strict=True):
-        records, column = t.read(source)
+        if t.label_column is not None:
+            records, tags, column = t.read_labelled(source)
+            labels += tags
+        else:
+            records, column = t.read(source)
         texts += records
         columns.append((source.name, column))
     differ = [(n, c) for n, c in columns if c != columns[0][1]]
@@ -126,7 +147,9 @@ def read_inputs(
             f"the inputs of one corpus must have their text in one column, and {columns[0][0]} has it in "
             f"{columns[0][1]!r} while {differ[0][0]} has it in {differ[0][1]!r}; rename one column"
         )
-    return (sources[0] if len(sources) == 1 else Joined(sources)), texts, columns[0][1]
+    return (sources[0] if len(sources) == 1 else Joined(sources)), texts, columns[0][1], (
+        labels if first.label_column is not None else None
+    )
 
 
 class Joined(Source):
@@ -178,6 +201,15 @@ def _skew_notes(meta: dict, options: PrepareOptions) -> list[str]:
         return []
     return [f"records differ a lot in length ({', '.join(skewed)}); consider --records file, or splitting the long "
             "records"]  # fmt: skip
+
+
+def _label_notes(meta: dict) -> list[str]:
+    """A note on records whose label cell was empty: they train under <none>."""
+    n = meta.get("unlabelled", 0)
+    if not n:
+        return []
+    total = sum(meta["records"].values())
+    return [f"{n:,} of {total:,} records have an empty {meta['label_column']!r} cell; they are labelled <none>"]
 
 
 def load_corpus(name: str) -> dict:

@@ -13,6 +13,7 @@ from itertools import chain
 from pathlib import Path
 
 from .errors import LstmgenError, UsageError
+from .labels import MAX_LABELS, NONE_LABEL, check_max_labels, count_labels
 from .lineage import VocabFrom, fit_vocab
 from .sources import Source, write_failed
 from .tokenize import KINDS, Vocab, build_vocab, check_bpe_vocab_size, code_points
@@ -57,7 +58,8 @@ def split_labels(n: int, val_frac: float, test_frac: float, seed: int):
 
 TRAIN, VAL, TEST = range(3)  # split labels, in SPLITS order
 BATCH = 4096  # in-memory records handled per piece
-Piece = tuple[str, list[str], bool]  # (split, texts, whether each text ends a record)
+# (split, texts, whether each text ends a record, each text's label index into vocab.labels or None)
+Piece = tuple[str, list[str], bool, "list[int] | None"]
 
 
 def ids_dtype(vocab_size: int):
@@ -104,6 +106,7 @@ class PrepareOptions:
     min_freq: int = 2  # word: rarer words become <unk>
     max_vocab: int | None = None  # word: keep at most this many tokens
     vocab_size: int | None = None  # bpe: tokens to learn, <eor> included [default BPE_VOCAB_SIZE]
+    max_labels: int = MAX_LABELS  # --label-column: refuse a column with more distinct labels
 
     def __post_init__(self):
         if self.tokenizer not in KINDS:
@@ -135,6 +138,7 @@ class PrepareOptions:
             )
         if self.vocab_size is not None:
             check_bpe_vocab_size(self.vocab_size)
+        check_max_labels(self.max_labels)
 
 
 def build_corpus(
@@ -146,6 +150,8 @@ def build_corpus(
     column: str | None = None,
     work_dir: Path | None = None,
     vocab_from: VocabFrom | None = None,
+    labels: list[str] | None = None,
+    label_column: str | None = None,
 ) -> dict:
     """The corpus payload saved in the registry: vocab, one id tensor per split, and metadata.
 
@@ -156,10 +162,19 @@ def build_corpus(
     `stream`: the text is one stream, cut into contiguous train/val/test pieces at line ends (nanoGPT style)
     instead of split by record. `vocab_from`: encode with that model's vocabulary (lineage.fit_vocab says how
     a char text's new characters are met) instead of building one.
+    `labels`: each record's label (sources.read_labelled), from CSV column `label_column`: each becomes a
+    token (labels.py) that starts its record, before the text.
     """
 
     o = options
     tokenizer, val_frac, test_frac, seed = o.tokenizer, o.val_frac, o.test_frac, o.seed
+    label_counts, label_of = {}, None
+    if labels is not None:
+        if records is None or len(labels) != len(records):
+            raise ValueError("labels come one per record, with the records")
+        label_counts = count_labels(labels, str(label_column), source.name, o.max_labels)
+        index = {name: k for k, name in enumerate(label_counts)}
+        label_of = [index[name] for name in labels]
     # Each pass reads the input again: the records in batches (in memory: slices of the list), or one
     # stream's text in fragments.
     def record_batches() -> Iterator[list[str]]:
@@ -177,17 +192,17 @@ def build_corpus(
         def pieces() -> Iterator[Piece]:
             return _stream_pieces(fragments(), extent, val_frac, test_frac)
     else:
-        labels = split_labels(sum(map(len, record_batches())), val_frac, test_frac, seed)
+        splits = split_labels(sum(map(len, record_batches())), val_frac, test_frac, seed)
 
         def pieces() -> Iterator[Piece]:
-            return _labelled(record_batches(), labels)
+            return _labelled(record_batches(), splits, label_of)
 
     # The vocabulary: chars of every split (an alphabet is no held-out secret; a piece's texts are joined,
     # as only which chars occur matters); words and BPE merges from the training split only.
     if tokenizer == "char":
-        texts = ("".join(group) for _, group, _ in pieces())
+        texts = ("".join(group) for _, group, _, _ in pieces())
     else:
-        texts = (p for split, group, _ in pieces() if split == "train" for t in group for p in cut_at_spaces(t))
+        texts = (p for split, group, *_ in pieces() if split == "train" for t in group for p in cut_at_spaces(t))
         if tokenizer == "bpe":
             texts = _first_chars(texts, BPE_TRAIN_CHARS)
     if vocab_from is not None and vocab_from.vocab.kind != "char":
@@ -195,6 +210,8 @@ def build_corpus(
     else:
         vocab = build_vocab(tokenizer, texts, min_freq=o.min_freq, max_vocab=o.max_vocab, vocab_size=o.vocab_size)
         vocab = fit_vocab(vocab_from, vocab) if vocab_from is not None else vocab
+    if label_counts:  # never with vocab_from (corpora.prepare refuses it)
+        vocab = vocab.with_labels(list(label_counts))
     encoded = _encode_pieces(vocab, pieces(), work_dir)
     for split, frac in (("val", val_frac), ("test", test_frac)):
         if frac > 0 and not encoded[split]["records"]:
@@ -221,6 +238,10 @@ def build_corpus(
     }
     if vocab_from is not None:
         meta["vocab_from"] = vocab_from.meta(vocab)
+    if label_counts:
+        meta["label_column"] = label_column
+        meta["labels"] = label_counts  # {label: records}, most frequent first
+        meta["unlabelled"] = label_counts.get(NONE_LABEL, 0)  # records with an empty label cell
     if vocab.unk_id is not None:  # counted while encoding: a large split is not read again
         meta["unk_rate"] = {k: round(encoded[k]["unk"] / max(1, meta["tokens"][k]), 4) for k in SPLITS}
     return {"format_version": CORPUS_FORMAT, "vocab": vocab.to_dict(), "splits": splits, "meta": meta}
@@ -231,16 +252,18 @@ def _line_records(chunk: str) -> list[str]:
     return [line for line in map(str.strip, chunk.split("\n")) if line]
 
 
-def _labelled(batches: Iterator[list[str]], labels) -> Iterator[Piece]:
-    """Batches of records -> each batch's records grouped by split, every one ending a record."""
+def _labelled(batches: Iterator[list[str]], splits, label_of: list[int] | None = None) -> Iterator[Piece]:
+    """Batches of records -> each batch's records grouped by split, every one ending a record, with their
+    label indices when `label_of` (one per record) is given."""
     first = 0
     for batch in batches:
-        mine = labels[first : first + len(batch)]
-        first += len(batch)
+        mine = splits[first : first + len(batch)]
         for label, split in enumerate(SPLITS):
             rows = (mine == label).nonzero()[0].tolist()
             if rows:
-                yield split, list(map(batch.__getitem__, rows)), True  # a C loop: millions of records
+                tags = [label_of[first + r] for r in rows] if label_of is not None else None
+                yield split, list(map(batch.__getitem__, rows)), True, tags  # a C loop: millions of records
+        first += len(batch)
 
 
 def _extent(fragments: Iterator[str]) -> tuple[int, int]:
@@ -277,7 +300,7 @@ def _stream_pieces(fragments: Iterator[str], extent, val_frac: float, test_frac:
             text = text.lstrip("\n")
         body = text.rstrip("\n")
         if body:  # newlines at a fragment's end are held back: they may end the piece
-            yield SPLITS[part], [held + body], False
+            yield SPLITS[part], [held + body], False, None
             held, started = text[len(body) :], True
         else:
             held += text if started else ""
@@ -290,20 +313,21 @@ def _stream_pieces(fragments: Iterator[str], extent, val_frac: float, test_frac:
             end = next((i + 1 for sep in ("\n", " ") if (i := fragment.find(sep, at, near)) >= 0), at)
             yield from piece(fragment[:end])
             if started:
-                yield SPLITS[part], [""], True  # the piece's <eor>
+                yield SPLITS[part], [""], True, None  # the piece's <eor>
             fragment, pos = fragment[end:], pos + end
             part, held, started = part + 1, "", False
             targets = [max(t, pos) for t in targets]
         yield from piece(fragment)
         pos += len(fragment)
     if started:
-        yield SPLITS[part], [""], True
+        yield SPLITS[part], [""], True, None
 
 
 def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None) -> dict[str, dict]:
     """Encode pieces into one compact id stream per split, each text followed by <eor> when it ends a
-    record. Returns {split: {"ids": (N,) tensor, "records": n, "chars": n}}; chars count each <eor> as one
-    (a newline), since bits/char divide by them."""
+    record, and preceded by its label's token when the piece has labels. Returns {split: {"ids": (N,) tensor,
+    "records": n, "chars": n}}; chars count each <eor> as one (a newline), since bits/char divide by them,
+    and a label token as none (it is no text)."""
     import numpy as np
     import torch
 
@@ -319,15 +343,22 @@ def _encode_pieces(vocab: Vocab, pieces: Iterator[Piece], work_dir: Path | None)
                 out[split]["file"] = os.fdopen(fd, "wb")
         except OSError as e:
             raise write_failed(e, work_dir) from None
-        for split, texts, ends in pieces:
+        for split, texts, ends, tags in pieces:
             o = out[split]
+            first_ids = None if tags is None else [vocab.n_text + k for k in tags]  # each text's label token
             if table is not None:  # chars: one vectorised lookup for the whole piece
                 ids = table[code_points("".join(texts))]
                 if ends:  # <eor> after each text
-                    ids = np.insert(ids, np.cumsum([len(t) for t in texts]), vocab.eor_id)
+                    lengths = np.array([len(t) for t in texts], dtype=np.int64)
+                    where, values = np.cumsum(lengths), [vocab.eor_id] * len(texts)
+                    if first_ids is not None:  # and its label before it: where one text ends, the next starts
+                        where = np.concatenate([where, where - lengths])  # ends first: a stable insert puts
+                        values = values + first_ids  # a text's <eor> before the next one's label
+                    ids = np.insert(ids, where, values)
                 parts = [ids]
             else:  # in bounded calls: a 20 MB line is many small texts to the tokenizer
-                parts = (np.fromiter(chain.from_iterable(b), dtype=np.int64) for b in _encoded(vocab, texts, ends))
+                parts = (np.fromiter(chain.from_iterable(b), dtype=np.int64)
+                         for b in _encoded(vocab, texts, ends, first_ids))  # fmt: skip
             for ids in parts:
                 try:
                     o["file"].write(ids.astype(np_dtype).tobytes())
@@ -387,14 +418,17 @@ def _first_chars(texts: Iterator[str], limit: int) -> Iterator[str]:
         yield text
 
 
-def _encoded(vocab: Vocab, texts: list[str], ends: bool) -> Iterator[list[list[int]]]:
+def _encoded(
+    vocab: Vocab, texts: list[str], ends: bool, first_ids: list[int] | None = None
+) -> Iterator[list[list[int]]]:
     """encode_many over `texts` cut at spaces, in calls of about ENCODE_BATCH_CHARS: lists of id lists, in
-    order, with <eor> after each text's last piece when `ends`."""
+    order, with <eor> after each text's last piece when `ends`, and first_ids[t] (a label) before text t."""
     batch, size = [], 0
-    for text in texts:
+    for t, text in enumerate(texts):
         pieces = list(cut_at_spaces(text)) if len(text) > TOKENIZE_CHARS else [text]
         for i, piece in enumerate(pieces):
-            batch.append((piece, ends and i == len(pieces) - 1))
+            first = first_ids[t] if first_ids is not None and i == 0 else None
+            batch.append((piece, ends and i == len(pieces) - 1, first))
             size += len(piece)
             if size >= ENCODE_BATCH_CHARS:
                 yield _encode_batch(vocab, batch)
@@ -403,16 +437,19 @@ def _encoded(vocab: Vocab, texts: list[str], ends: bool) -> Iterator[list[list[i
         yield _encode_batch(vocab, batch)
 
 
-def _encode_batch(vocab: Vocab, batch: list[tuple[str, bool]]) -> list[list[int]]:
-    encoded = vocab.encode_many([piece for piece, _ in batch])
-    return [[*e, vocab.eor_id] if eor else e for e, (_, eor) in zip(encoded, batch, strict=True)]
+def _encode_batch(vocab: Vocab, batch: list[tuple[str, bool, int | None]]) -> list[list[int]]:
+    encoded = vocab.encode_many([piece for piece, _, _ in batch])
+    return [
+        ([] if first is None else [first]) + e + ([vocab.eor_id] if eor else [])
+        for e, (_, eor, first) in zip(encoded, batch, strict=True)
+    ]
 
 
 def _char_table(vocab: Vocab, dtype):
     """code point -> id, as a numpy array of `dtype` (every char of the text is in the vocab)."""
     import numpy as np
 
-    chars = vocab.itos[1:]  # after <eor>: single characters
+    chars = vocab.itos[1 : vocab.n_text]  # after <eor>, before any labels: single characters
     table = np.zeros(max([255, *map(ord, chars)]) + 1, dtype=dtype)
     table[[ord(c) for c in chars]] = np.arange(1, len(chars) + 1)
     return table

@@ -96,12 +96,14 @@ def stream_nll(
 
 
 def record_nll(
-    backend: Backend, records: list[list[int]], eor_id: int, batch_size: int = 64, on_progress: Progress | None = None
+    backend: Backend, records: list[list[int]], eor_id: int, batch_size: int = 64, on_progress: Progress | None = None,
+    given: int = 0,
 ) -> list[float]:
     """Summed NLL (nats) of each record's tokens and its closing <eor>, each record read on its own from the
     zero state after an <eor> (as a record starts in training), so its score does not depend on its
     neighbours. Records are batched by length, padded with IGNORE targets. `on_progress(tokens scored,
-    tokens in all)` hears of each batch."""
+    tokens in all)` hears of each batch. The first `given` tokens of each record are read but not scored
+    (a record's label: the text is scored given it)."""
     sums = [0.0] * len(records)
     total, done = sum(len(r) + 1 for r in records), 0
     order = sorted(range(len(records)), key=lambda i: len(records[i]))
@@ -113,6 +115,7 @@ def record_nll(
         for r, i in enumerate(rows):
             ids = records[i]
             x[r, 1 : len(ids) + 1], y[r, : len(ids)], y[r, len(ids)] = ids, ids, eor_id
+            y[r, : min(given, len(ids))] = IGNORE
         for r, nll in zip(rows, lane_nll(backend, x, y).sum(axis=1).tolist(), strict=True):
             sums[r] = nll
         done += sum(len(records[i]) + 1 for i in rows)
@@ -135,15 +138,27 @@ def metrics(nll: float, n_tokens: int, n_chars: int) -> dict:
 
 def evaluate_model(
     name: str, split: str = "test", text: TextInput | None = None, *, skip_unknown: bool = False,
-    device: str = "cpu", per_record: bool = False, on_note=None, on_progress: Progress | None = None,
+    device: str = "cpu", per_record: bool = False, per_label: bool = False, on_note=None,
+    on_progress: Progress | None = None,
 ) -> dict | list[dict]:  # fmt: skip
     """Model `name` on its corpus's held-out `split`, or on `text`: one dict of metrics (model, on, loss,
     perplexity, bits_per_char, tokens, chars, and unk_rate for word models), or with `per_record` one dict
     per record, in input order (index, text, log_likelihood and the same metrics). `on_note` hears of a
-    decoding graph built for an older model; `on_progress(tokens scored, tokens in all)` of the scoring."""
+    decoding graph built for an older model; `on_progress(tokens scored, tokens in all)` of the scoring.
+    `per_label`: one dict per label of the split's records (label, records and the same metrics), each
+    record's text scored given its label, so the label's own token counts for nothing."""
     # Scoring runs long sequences, where a thread per core pays (unlike single decoding steps).
+    if per_label and (text is not None or per_record):
+        raise LstmgenError(
+            "--per-label scores the held-out split, whose records carry their labels; drop --file and --per-record"
+        )
     loaded = load_for_inference(name, device=device, on_note=on_note, threads=_cores())
     vocab = loaded.vocab
+    if per_label and not vocab.labels:
+        raise LstmgenError(
+            f"model {name!r} was trained without labels, so --per-label has nothing to group by; prepare its "
+            "corpus with --label-column COLUMN and train on it"
+        )
     if text is not None:
         source = text.open()
         texts, _ = text.read(source)
@@ -158,6 +173,8 @@ def evaluate_model(
                 f"model {name!r} has an empty {split} split; evaluate with --file, or prepare with a larger "
                 f"--{split}-frac"
             )
+    if per_label:
+        return _per_label(loaded, stream, on_progress)
     if per_record:
         ids = records_of(stream, vocab.eor_id)
         if text is None:  # the split's records, read back from their ids
@@ -173,3 +190,23 @@ def evaluate_model(
     if vocab.unk_id is not None:
         result["unk_rate"] = unk_rate(stream, vocab)
     return result
+
+
+def _per_label(loaded, stream: np.ndarray, on_progress: Progress | None) -> list[dict]:
+    """Metrics per label over a split's records (each starts with its label's token), in the vocab's label
+    order (most frequent in the corpus first); labels without records in the split are left out."""
+    vocab = loaded.vocab
+    ids = records_of(stream, vocab.eor_id)
+    nlls = record_nll(loaded.backend, ids, vocab.eor_id, on_progress=on_progress, given=1)
+    groups: dict[int, list[int]] = {}  # label id -> indices of its records
+    for i, r in enumerate(ids):
+        groups.setdefault(r[0] if r and r[0] >= vocab.n_text else -1, []).append(i)
+    out = []
+    for k in sorted(groups, key=lambda k: (k < 0, k)):
+        rows = groups[k]
+        nll = sum(nlls[i] for i in rows)
+        tokens = sum(len(ids[i]) for i in rows)  # the text's tokens and the <eor>, not the label
+        chars = sum(len(vocab.decode(ids[i])) + 1 for i in rows)
+        label = vocab.labels[k - vocab.n_text] if k >= 0 else None
+        out.append({"model": loaded.name, "label": label, "records": len(rows), **metrics(nll, tokens, chars)})
+    return out

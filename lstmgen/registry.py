@@ -602,15 +602,15 @@ def resolve_model(name: str | None) -> str:
 # What lstmgen writes in each kind's info.json, and the type `list`, `show` and default_model() rely on.
 # A field with another type (hand-edited, damaged) is dropped at the read and its entry marked damaged;
 # REQUIRED fields must be there. Fields not named here are kept as they are (the file is capped).
-_INT, _NUMBER, _TEXT, _SPLITS = "int", "number", "text", "splits"
+_INT, _NUMBER, _TEXT, _SPLITS, _LABELS = "int", "number", "text", "splits", "labels"
 INFO_FIELDS = {
     "corpus": {"source": _TEXT, "sha256": _TEXT, "column": (_TEXT, None), "tokenizer": _TEXT, "stream": bool,
                "seed": _INT, "val_frac": _NUMBER, "test_frac": _NUMBER, "min_freq": (_INT, None),
                "vocab_size": _INT, "records": _SPLITS, "tokens": _SPLITS, "chars": _SPLITS, "unk_rate": _SPLITS,
-               "created": _TEXT, "vocab_from": dict},
+               "created": _TEXT, "vocab_from": dict, "label_column": _TEXT, "labels": _LABELS, "unlabelled": _INT},
     "model": {"corpus": _TEXT, "tokenizer": _TEXT, "vocab_size": _INT, "parameters": _INT, "steps": _INT,
               "epochs": _NUMBER, "best_val_loss": (_NUMBER, None), "status": _TEXT, "created": _TEXT,
-              "updated": _TEXT, "model": dict, "lineage": dict},
+              "updated": _TEXT, "model": dict, "lineage": dict, "labels": _LABELS},
 }  # fmt: skip
 REQUIRED = {
     "corpus": ("tokenizer", "vocab_size", "records", "tokens", "created"),
@@ -638,6 +638,8 @@ def _typed(value, kind) -> bool:
             and set(value) == {"train", "val", "test"}
             and all(_typed(v, _NUMBER) for v in value.values())
         )
+    if kind == _LABELS:  # {label: records}, as labels.count_labels makes it
+        return isinstance(value, dict) and all(_typed(v, _INT) for v in value.values())
     return isinstance(value, kind)
 
 

@@ -200,6 +200,7 @@ def prepare_again(ckpt: Checkpoint) -> str:
     from .tokenize import BPE_VOCAB_SIZE
 
     c, default = ckpt.corpus, PrepareOptions()
+    n_labels = len(c.get("labels") or {})  # each label is a token of vocab_size, not one BPE learns
     sources = c.get("sources") if isinstance(c.get("sources"), list) else [c.get("source") or "FILE"]
     tokenizer = c.get("tokenizer") or ckpt.vocab.get("kind") or "char"
     words = ["lstmgen", "prepare", *map(str, sources), "--name", str(c.get("name")), "--tokenizer", tokenizer]
@@ -210,7 +211,10 @@ def prepare_again(ckpt: Checkpoint) -> str:
         "--test-frac": c.get("test_frac") if c.get("test_frac") != default.test_frac else None,
         "--seed": c.get("seed") or None,
         "--min-freq": c.get("min_freq") if tokenizer == "word" and c.get("min_freq") != default.min_freq else None,
-        "--vocab-size": c.get("vocab_size") if tokenizer == "bpe" and c.get("vocab_size") != BPE_VOCAB_SIZE else None,
+        "--vocab-size": (c.get("vocab_size") - n_labels if tokenizer == "bpe" and isinstance(c.get("vocab_size"), int)
+                         and c.get("vocab_size") - n_labels != BPE_VOCAB_SIZE else None),  # fmt: skip
+        "--label-column": c.get("label_column"),
+        "--max-labels": n_labels if n_labels > default.max_labels else None,
     }
     words += [str(w) for option, value in options.items() if value is not None for w in (option, value)]
     return shlex.join(words)

@@ -13,6 +13,7 @@ import numpy as np
 from .decoding import generate, is_looping
 from .errors import LstmgenError, UsageError
 from .inference import Loaded
+from .labels import label_id, parse_labelled
 from .tokenize import Vocab, check_utf8
 
 
@@ -89,6 +90,7 @@ class Sample:
     tokens: int  # generated tokens, <eor> not counted
     stop_reason: str  # "eor", "max_tokens", "stop" (a --stop string) or "loop" (repeating itself)
     seed: int
+    label: str | None = None  # the record label generation started after (labels.py)
 
 
 def sample(
@@ -110,8 +112,11 @@ def sample_many(
     *,
     seeds: list[int] | None = None,
     on_text: Callable[[str], None] | None = None,
+    labels: list[str | None] | None = None,
 ) -> list[list[Sample]]:
     """Complete each prompt num_samples times, all prompts in one batch; a list of samples per prompt.
+    `labels[p]` (a label of the model's, or None) is read before prompt p, as each record starts with its
+    label in training: generation follows that label's records.
 
     Prompt p draws from its own generator seeded with seeds[p] (default p), so its samples are the ones
     sample(loaded, prompts[p], seed=seeds[p]) gives, whatever else is in the batch (up to float rounding of
@@ -129,7 +134,9 @@ def sample_many(
         raise ValueError("on_text streams a single sample")
     vocab = loaded.vocab
     seeds = list(range(len(prompts))) if seeds is None else seeds
-    read = prepare(vocab, prompts, options)
+    labels = [None] * len(prompts) if labels is None else labels
+    label_ids = [None if n is None else label_id(vocab, n, loaded.name) for n in labels]
+    read = prepare(vocab, prompts, options, label_ids)
     streams = [TextStream(vocab, read.reads[j // num_samples], read.tokens[j // num_samples], stop)
                for j in range(len(prompts) * num_samples)]  # fmt: skip
     if on_text is not None:
@@ -152,7 +159,7 @@ def sample_many(
     for j, s in enumerate(streams):
         text, completion = s.result()
         p = j // num_samples
-        out[p].append(Sample(prompts[p], text, completion, len(s.tokens), s.reason, seeds[p]))
+        out[p].append(Sample(prompts[p], text, completion, len(s.tokens), s.reason, seeds[p], labels[p]))
     if on_text is not None:
         rest = streams[0].rest()
         if rest:
@@ -170,9 +177,12 @@ class Prompts:
     first_allowed: np.ndarray | None  # (N, V) bool, N = len(ids) * num_samples: BPE healing's first tokens
 
 
-def prepare(vocab: Vocab, prompts: list[str], options: SampleOptions) -> Prompts:
+def prepare(
+    vocab: Vocab, prompts: list[str], options: SampleOptions, label_ids: list[int | None] | None = None
+) -> Prompts:
     """Encode prompts for decoding with options.num_samples samples each. Unknown words become <unk>;
-    unknown chars raise unless skip_unknown.
+    unknown chars raise unless skip_unknown. `label_ids[p]`, when not None, is read before prompt p (a
+    label's token: labels.label_id); it is no text, so it is in ids but not in reads or tokens.
 
     BPE prompts are token-healed: the prompt's last token is dropped and the first generated token must
     begin with its bytes, so "Hey, " continues as " what" rather than as a lone space token the model
@@ -185,12 +195,15 @@ def prepare(vocab: Vocab, prompts: list[str], options: SampleOptions) -> Prompts
     first_allowed = None
     if vocab.kind == "bpe":
         prompt_ids, prompt_tokens, first_allowed = _heal(vocab, prompt_ids, prompt_tokens, options.num_samples)
+    if label_ids is not None:  # after healing, which drops a prompt's last text token, never the label
+        prompt_ids = [ids if k is None else [k, *ids] for ids, k in zip(prompt_ids, label_ids, strict=True)]
     return Prompts(prompt_ids, reads, prompt_tokens, first_allowed)
 
 
 def banned_ids(vocab: Vocab) -> tuple[int, ...]:
-    """Tokens decoding never produces: <unk>, never what users want."""
-    return () if vocab.unk_id is None else (vocab.unk_id,)
+    """Tokens decoding never produces: <unk>, never what users want, and labels (no text: a record's label
+    is read before it, never generated within it)."""
+    return (() if vocab.unk_id is None else (vocab.unk_id,)) + tuple(vocab.label_ids)
 
 
 class TextStream:
@@ -285,7 +298,8 @@ def _heal(vocab: Vocab, prompt_ids: list[list[int]], prompt_tokens: list[list[st
         if ids:
             if ids[-1] not in masks:
                 last = vocab.itos[ids[-1]]
-                masks[ids[-1]] = np.array([i != vocab.eor_id and t.startswith(last) for i, t in enumerate(vocab.itos)])
+                masks[ids[-1]] = np.array([i != vocab.eor_id and i < vocab.n_text and t.startswith(last)
+                                           for i, t in enumerate(vocab.itos)])  # fmt: skip
             allowed[p * num_samples : (p + 1) * num_samples] = masks[ids[-1]]
     healed_ids, healed_tokens = [ids[:-1] for ids in prompt_ids], [tokens[:-1] for tokens in prompt_tokens]
     return healed_ids, healed_tokens, allowed if masks else None
@@ -341,38 +355,69 @@ def answer(
     where: Callable[[int], str] = lambda i: "the prompt",
     on_text: Callable[[str], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    labels: tuple[str, ...] | str = (),
 ) -> Iterator[Sample]:
     """Every sample for every prompt of `batches`, in input order, each batch decoded together.
 
-    Prompt i (counted over all batches) draws from seed + i, so its samples are reproducible from the seed
-    whatever the batching. A prompt the model cannot read (a char model and an unknown character) raises
+    `labels`: each prompt is answered once per label, in their order (`sample --label a --label b`); or "-":
+    each prompt is a JSON line {"label": L, "prompt": P} (`--label -`, labels.parse_labelled). Either way a
+    line is one input, as without labels.
+
+    Prompt i (counted over all batches, one per label) draws from seed + i, so its samples are reproducible
+    from the seed whatever the batching. A prompt the model cannot read (a char model and an unknown character) raises
     its error once the prompts before it are answered; `where(i)` names prompt i in that error. `on_note`
     hears of prompt words read as <unk> or characters dropped by skip_unknown; `on_text` streams (one
     prompt per batch, one sample).
     """
     if not 0 <= seed < 2**63:
         raise UsageError(f"--seed must be between 0 and 2^63 - 1 (got {seed})")
-    vocab, done = loaded.vocab, 0
-    for prompts in batches:
-        unreadable = None
-        for k, p in enumerate(prompts):
+    vocab, done, lines_done = loaded.vocab, 0, 0
+    fixed: list[str | None] = list(labels) if labels != "-" else []
+    for name in fixed:
+        label_id(vocab, name, loaded.name)  # an unknown label fails before any prompt is read
+    for lines in batches:
+        unreadable, prompts, tags = None, [], []
+        for k, line in enumerate(lines):
+            w = where(lines_done + k)
             try:
-                options.check_prompt(p, where(done + k))
-                check_utf8(p, where(done + k))  # bytes that are not UTF-8 (argv, stdin), named with their offset
-                vocab.encode(p, skip_unknown=options.skip_unknown, where=where(done + k))
+                p, names = (line, fixed or [None]) if labels != "-" else _labelled_line(line, w, options, loaded)
+                options.check_prompt(p, w)
+                check_utf8(p, w)  # bytes that are not UTF-8 (argv, stdin), named with their offset
+                vocab.encode(p, skip_unknown=options.skip_unknown, where=w)
             except LstmgenError as e:
-                unreadable, prompts = e, prompts[:k]
+                unreadable = e
                 break
             note = _unknown_note(loaded, p, options.skip_unknown)
             if note and on_note:
                 on_note(note)
+            prompts += [p] * len(names)
+            tags += names
         if prompts:
             seeds = [(seed + done + i) % 2**63 for i in range(len(prompts))]
-            for samples in sample_many(loaded, prompts, options, seeds=seeds, on_text=on_text):
+            for samples in sample_many(loaded, prompts, options, seeds=seeds, on_text=on_text, labels=tags):
                 yield from samples
         done += len(prompts)
+        lines_done += len(lines)
         if unreadable is not None:
             raise unreadable
+
+
+def _labelled_line(line: str, where: str, options: SampleOptions, loaded: Loaded) -> tuple[str, list[str | None]]:
+    """A `--label -` line -> (prompt, [label]), the label checked against the model's."""
+    if len(line) > options.limit_prompt_chars + LABEL_LINE_EXTRA:
+        options.check_prompt(line, where)  # cut by bounded_lines: say it is too long, not that it is bad JSON
+    prompt, name = parse_labelled(line, where)
+    if name is not None:
+        try:
+            label_id(loaded.vocab, name, loaded.name)
+        except LstmgenError as e:
+            raise LstmgenError(f"{where}: {e}") from None
+    return prompt, [name]
+
+
+# `--label -` reads JSON lines: each may be this much longer than --limit-prompt-chars (the label, the keys
+# and escapes), so bounded_lines reads up to that many characters of a line.
+LABEL_LINE_EXTRA = 4096
 
 
 def _unknown_note(loaded: Loaded, prompt: str, skip_unknown: bool) -> str | None:

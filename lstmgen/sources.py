@@ -201,7 +201,7 @@ def read_records(source: Source, column: str | None = None, records: str = "line
     Text: one record per non-empty line (`records="line"`), or the whole text as one stream ("file").
     """
     if source.is_csv:
-        return _read_csv(source, column)
+        return _read_csv(source, column)[:2]
     if column is not None:
         raise LstmgenError(f"--column only applies to CSV input; {source.name} is read as text (pass --format csv)")
     if records == "file":
@@ -210,7 +210,20 @@ def read_records(source: Source, column: str | None = None, records: str = "line
     return [line.strip() for line in text.split("\n") if line.strip()], None
 
 
-def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
+def read_labelled(source: Source, column: str | None, label_column: str) -> tuple[list[str], list[str], str]:
+    """A CSV's records, each one's label (the `label_column` cell, stripped; labels.NONE_LABEL where empty),
+    and the text column, as read_records picks it."""
+    if not source.is_csv:
+        raise LstmgenError(
+            f"--label-column reads a CSV column; {source.name} is read as text (pass --format csv for a CSV)"
+        )
+    records, column, labels = _read_csv(source, column, label_column)
+    return records, labels, column
+
+
+def _read_csv(
+    source: Source, column: str | None, label_column: str | None = None
+) -> tuple[list[str], str, list[str] | None]:
     import pandas as pd  # deferred: keeps `lstmgen --help` fast
 
     try:
@@ -256,10 +269,28 @@ def _read_csv(source: Source, column: str | None) -> tuple[list[str], str]:
                 f"{source.name}: cannot tell which column holds the text{hint}; columns: {cols}; pass --column NAME"
             )
     _check_unique(source, list(df.columns), column)
-    records = [str(v).strip() for v in df[column].tolist() if v is not None and str(v).strip()]
+    texts = [str(v).strip() if v is not None else "" for v in df[column].tolist()]
+    records = [t for t in texts if t]
     if not records:
         raise LstmgenError(f"{source.name}: column {_shown(column, quote=True)} has no text")
-    return records, str(column)
+    labels = None
+    if label_column is not None:
+        from .labels import NONE_LABEL
+
+        if label_column not in df.columns:
+            raise LstmgenError(
+                f"{source.name} has no label column {_shown(label_column, quote=True)}; its columns are: "
+                f"{_columns(df.columns)}"
+            )
+        if label_column == column:
+            raise LstmgenError(
+                f"{source.name}: --label-column {_shown(label_column, quote=True)} is the text column; pick the "
+                "column that holds each record's category"
+            )
+        _check_unique(source, list(df.columns), label_column)
+        cells = [str(v).strip() if v is not None else "" for v in df[label_column].tolist()]
+        labels = [label or NONE_LABEL for label, t in zip(cells, texts, strict=True) if t]  # the records' rows
+    return records, str(column), labels
 
 
 def _check_unique(source: Source, columns: list, column) -> None:

@@ -77,6 +77,9 @@ class Vocab:
     kind: str  # "char", "word" or "bpe"
     itos: list[str]  # id -> token; specials first. bpe: <eor>, then the tokenizer's byte-level tokens
     bpe: str | None = None  # bpe only: the HuggingFace `tokenizers` JSON, so sampling never needs the data
+    # Record labels (labels.py), in id order: their tokens end itos, after every text token, so the text
+    # tokens keep their ids (a BPE id is still its tokenizer's id + 1).
+    labels: list[str] = field(default_factory=list)
     stoi: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -100,6 +103,21 @@ class Vocab:
 
     def __len__(self) -> int:
         return len(self.itos)
+
+    @property
+    def n_text(self) -> int:
+        """How many tokens are text (all but the label tokens at the end)."""
+        return len(self.itos) - len(self.labels)
+
+    @property
+    def label_ids(self) -> list[int]:
+        return list(range(self.n_text, len(self.itos)))
+
+    def with_labels(self, labels: list[str]) -> Vocab:
+        """This vocab with a token for each label appended."""
+        from .labels import label_token
+
+        return Vocab(self.kind, [*self.itos[: self.n_text], *map(label_token, labels)], self.bpe, list(labels))
 
     def tokenize(self, text: str) -> list[str]:
         if self.kind == "bpe":
@@ -141,16 +159,18 @@ class Vocab:
         return [self.encode(t, skip_unknown=skip_unknown, where=where) for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of `ids`, stopping at the first end-of-record."""
-        tokens = []
+        """Text of `ids`, stopping at the first end-of-record; label tokens are not text."""
+        tokens, n_text = [], self.n_text
         for i in ids:
             if i == self.eor_id:
                 break
-            tokens.append(self.itos[i])
+            if i < n_text:
+                tokens.append(self.itos[i])
         return self.detokenize(tokens)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "itos": list(self.itos)} | ({"bpe": self.bpe} if self.kind == "bpe" else {})
+        d = {"kind": self.kind, "itos": list(self.itos)} | ({"bpe": self.bpe} if self.kind == "bpe" else {})
+        return d | ({"labels": list(self.labels)} if self.labels else {})
 
     @classmethod
     def from_dict(cls, d: dict) -> Vocab:
@@ -165,7 +185,12 @@ class Vocab:
             or itos[:1] != [EOR]
         ):
             raise LstmgenError(DAMAGED)
-        vocab = cls(kind=d["kind"], itos=list(itos), bpe=d.get("bpe"))
+        labels = d.get("labels", [])
+        if not isinstance(labels, list) or not all(isinstance(n, str) for n in labels) or len(labels) >= len(itos):
+            raise LstmgenError(DAMAGED)
+        vocab = cls(kind=d["kind"], itos=list(itos), bpe=d.get("bpe"), labels=list(labels))
+        if labels and vocab.with_labels(labels).itos != vocab.itos:  # each label's token, in order, at the end
+            raise LstmgenError(DAMAGED)
         if vocab.kind == "bpe":
             _check_bpe(vocab)
         return vocab
@@ -203,8 +228,8 @@ def _check_bpe(vocab: Vocab) -> None:
             and spec["normalizer"] is None
             and spec["post_processor"] is None
             and not spec["added_tokens"]
-            and hf.get_vocab_size() == len(vocab.itos) - 1
-            and all(hf.id_to_token(i) == t for i, t in enumerate(vocab.itos[1:]))
+            and hf.get_vocab_size() == vocab.n_text - 1
+            and all(hf.id_to_token(i) == t for i, t in enumerate(vocab.itos[1 : vocab.n_text]))
         )
     except Exception:  # noqa: BLE001 - bad JSON, missing keys, and the Rust parser's errors alike
         agrees = False

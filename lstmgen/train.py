@@ -29,7 +29,8 @@ from .validation import evaluate
 
 OnEvent = Callable[[str, dict], None]
 # The corpus's preparation a checkpoint keeps beside its summary: its input files and prepare's options.
-PREPARED_WITH = ("sources", "column", "stream", "seed", "val_frac", "test_frac", "min_freq", "vocab_size")
+PREPARED_WITH = ("sources", "column", "stream", "seed", "val_frac", "test_frac", "min_freq", "vocab_size",
+                 "label_column", "labels")  # fmt: skip
 
 
 # -- schedule ------------------------------------------------------------------------------------------

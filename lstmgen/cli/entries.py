@@ -14,7 +14,9 @@ from rich.markup import escape
 from .. import registry
 from ..errors import LstmgenError, UsageError
 from .options import ALL_NAMES, MODEL_NAMES, Kind, Quiet
-from .output import err, out, out_json, quiet
+from .output import err, labels_line, out, out_json, quiet
+
+LISTED_LABELS, SHOWN_LABELS = 3, 64  # labels named in a row of `list`, and in `show` (then how many more)
 
 
 def _fmt(v, spec: str = "") -> str:
@@ -49,7 +51,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
     # Off a terminal there is no width to fit: keep each row on one line rather than wrap at 80 columns.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     corpora = Table(title=f"corpora in {entries['home']}", title_justify="left")
-    for col in ("name", "tokenizer", "vocab", "records", "train tokens", "source", "created"):
+    for col in ("name", "tokenizer", "vocab", "records", "train tokens", "labels", "source", "created"):
         corpora.add_column(col)
     for c in entries["corpora"]:
         corpora.add_row(
@@ -58,6 +60,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
             _fmt(c.get("vocab_size"), ","),
             _fmt(sum((c.get("records") or {}).values()) or None, ","),
             _fmt((c.get("tokens") or {}).get("train"), ","),
+            escape(labels_line(c["labels"], LISTED_LABELS)) if c.get("labels") else "-",
             _source(c),
             _when(c.get("created")),
         )
@@ -135,6 +138,8 @@ def show(
         if key in ("name", "kind", "path", "history", "config"):
             continue
         shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        if key == "labels" and isinstance(value, dict):
+            shown = labels_line(value, SHOWN_LABELS)
         if key == "epochs" and isinstance(shown, (int, float)):
             shown = f"{shown:.1f}"
         if key == "lineage":

@@ -30,6 +30,10 @@ def eval_(
         bool,
         typer.Option("--per-record", help="One line per record (bits/char, then the text; JSON with --json)."),
     ] = False,
+    per_label: Annotated[
+        bool,
+        typer.Option("--per-label", help="Bits/char of the split's records per label (a model trained with labels)."),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
 ):
     """Measure a model on held-out text: cross-entropy (nats/token), perplexity and bits per character.
@@ -46,6 +50,8 @@ def eval_(
       lstmgen eval --model char --file more_jokes.csv
 
       lstmgen eval --file texts.txt --per-record --json | jq -s 'sort_by(.bits_per_char)[0].text'
+
+      lstmgen eval --model reviews-char --per-label
     """
     from .. import registry
     from ..corpora import TextInput
@@ -55,8 +61,14 @@ def eval_(
     text = TextInput(file, format.value, encoding, column, records.value) if file is not None else None
     with Meter(f"scoring {name}") as meter:  # a long text shows its progress on a terminal
         result = evaluate_model(name, split.value, text, skip_unknown=skip_unknown, device=device,
-                                per_record=per_record, on_note=note, on_progress=meter)  # fmt: skip
-    if per_record:
+                                per_record=per_record, per_label=per_label, on_note=note,
+                                on_progress=meter)  # fmt: skip
+    if per_label:
+        for r in result:
+            out_json(r) if json_out else out(
+                f"{r['bits_per_char']:.4f} bits/char  {r['records']:>6,} records  {r['label']}"
+            )
+    elif per_record:
         for r in result:
             out_json(r) if json_out else out(f"{r['bits_per_char']:.4f}\t{r['text']}")
     elif json_out:

@@ -116,3 +116,11 @@ class Meter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def labels_line(labels: dict, shown: int = 8) -> str:
+    """{label: records} as one line for `prepare`, `list` and `show`: the most frequent first, then how many
+    more labels."""
+    items = list(labels.items())
+    more = f", ... and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(f"{name} {count:,}" for name, count in items[:shown]) + more

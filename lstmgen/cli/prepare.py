@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from ..errors import UsageError
 from .options import MODEL_NAMES, Format, JsonOut, Quiet, Records, Tokenizer
-from .output import err, out_json, quiet
+from .output import err, labels_line, out_json, quiet
 from .signals import exit_on_sigterm
 
 
@@ -34,6 +34,13 @@ def prepare(
     column: Annotated[
         Optional[str], typer.Option(help="CSV column with the text [default: Joke/text, or the only text column].")
     ] = None,
+    label_column: Annotated[
+        Optional[str],
+        typer.Option(help="CSV column whose value labels each record: `sample --label` then picks one."),
+    ] = None,
+    max_labels: Annotated[
+        int, typer.Option(help="Refuse a --label-column with more distinct values (each is a token; at most 512).")
+    ] = 256,
     records: Annotated[
         Records, typer.Option(help="Text input: one record per line, or the whole file as one stream.")
     ] = Records.line,
@@ -86,6 +93,8 @@ def prepare(
 
       lstmgen prepare my-posts.csv --column body
 
+      lstmgen prepare reviews.csv --column text --label-column rating
+
       lstmgen prepare shakespeare.txt --records file
 
       lstmgen prepare jokes.csv more-jokes.csv --name all-jokes
@@ -102,8 +111,9 @@ def prepare(
     from ..corpus import PrepareOptions
 
     kind = tokenizer.value if tokenizer else "char"  # with --vocab-from: the model's
-    options = PrepareOptions(kind, val_frac, test_frac, seed, min_freq, max_vocab, vocab_size)
-    texts = [TextInput(path, format.value, encoding, column, records.value, max_line_chars) for path in inputs]
+    options = PrepareOptions(kind, val_frac, test_frac, seed, min_freq, max_vocab, vocab_size, max_labels)
+    texts = [TextInput(path, format.value, encoding, column, records.value, max_line_chars, label_column)
+             for path in inputs]  # fmt: skip
     with exit_on_sigterm():
         done = prepare_corpus(name, texts, options, overwrite, vocab_from, extend_vocab)
     meta = done.meta
@@ -118,6 +128,8 @@ def prepare(
         f"{rec['train']:,}/{rec['val']:,}/{rec['test']:,}; tokens {tok['train']:,}/{tok['val']:,}/{tok['test']:,}"
         + (f"; <unk> in val {meta['unk_rate']['val']:.1%}" if "unk_rate" in meta else "")
     )
+    if meta.get("labels"):
+        err.print(f"  labels (column {escape(meta['label_column'])}): {escape(labels_line(meta['labels']))}")
     start = f"--config {meta['tokenizer']}"
     if "vocab_from" in meta:
         vf = meta["vocab_from"]

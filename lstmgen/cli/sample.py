@@ -47,6 +47,14 @@ def sample(
     repetition_penalty: Annotated[
         float, typer.Option(help="Above 1: make tokens already used less likely (1: off; 1.2 is mild).")
     ] = 1.0,
+    label: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--label",
+            help="Generate records of this label (repeatable: samples for each); - reads JSON lines "
+            '{"label": L, "prompt": P} on stdin.',
+        ),
+    ] = None,
     stream: Annotated[
         bool, typer.Option("--stream", help="Print the text as it is generated (one sample per prompt).")
     ] = False,
@@ -73,30 +81,53 @@ def sample(
       lstmgen sample "Why did" --greedy --no-repeat-ngram 3 --stop "?"
 
       printf 'Why\\nWhat do you call\\n' | lstmgen sample - --json
+
+      lstmgen sample --model reviews-char --label 5 --label 1 -n 3
+
+      echo '{"label": "5", "prompt": "The"}' | lstmgen sample --label - --json
     """
     quiet(quiet_)
     from .. import registry
     from ..inference import load_for_inference
-    from ..sample import SampleOptions, answer, bounded_lines, prompt_batches, prompts_per_batch, random_seed
+    from ..sample import (
+        LABEL_LINE_EXTRA,
+        SampleOptions,
+        answer,
+        bounded_lines,
+        prompt_batches,
+        prompts_per_batch,
+        random_seed,
+    )
 
     options = SampleOptions(max_tokens, temperature, top_k, top_p, greedy, num_samples, skip_unknown,
                             tuple(stop or ()), no_repeat_ngram, repetition_penalty, limit_prompt_chars,
                             limit_max_tokens, limit_num_samples)  # fmt: skip
     if stream and (json_out or num_samples > 1):
         raise UsageError("--stream prints one sample as text as it grows; drop --json and --num-samples")
+    labels = tuple(label or ())
+    from_json = "-" in labels
+    if from_json and (len(labels) > 1 or prompt not in (None, "-")):
+        raise UsageError(
+            '--label - reads each prompt with its label from stdin, as JSON lines {"label": L, "prompt": P}; '
+            "drop PROMPT and the other --label options"
+        )
+    if stream and len(labels) > 1:
+        raise UsageError("--stream prints one sample as it grows; give one --label")
     if prompt == "":
         raise UsageError("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
     seed = random_seed() if seed is None else seed
     name = registry.resolve_model(model)
     # Loaded before stdin is read: the first prompt is answered as soon as it comes.
     loaded = load_for_inference(name, device=device, on_note=note)
-    from_stdin = prompt == "-" or (prompt is None and not sys.stdin.isatty())
-    per_batch = prompts_per_batch(options, stream)
-    lines = bounded_lines(sys.stdin, options.limit_prompt_chars)
+    from_stdin = from_json or prompt == "-" or (prompt is None and not sys.stdin.isatty())
+    per_batch = max(1, prompts_per_batch(options, stream) // max(1, len(labels)))  # streams: prompts x labels
+    lines = bounded_lines(sys.stdin, options.limit_prompt_chars + (LABEL_LINE_EXTRA if from_json else 0))
     batches = prompt_batches(lines, per_batch, _input_waiting) if from_stdin else iter([[prompt or ""]])
     with _waiting_note(prompt is None and from_stdin):
         first = next(batches, None)
     if first is None:
+        if from_json:
+            raise UsageError('no prompts on stdin (--label -): pipe JSON lines {"label": L, "prompt": P}')
         if prompt == "-":
             raise UsageError(
                 "no prompts on stdin (PROMPT is -): pipe one prompt per line, or give PROMPT as an argument"
@@ -106,13 +137,16 @@ def sample(
         loaded, chain([first], batches), options, seed,
         where=(lambda i: f"line {i + 1} of stdin") if from_stdin else (lambda i: "the prompt"),
         on_text=functools.partial(out, end="") if stream else None,
-        on_note=note,
+        on_note=note, labels="-" if from_json else labels,
     )  # fmt: skip
     for s in samples:
         if stream:
             out()  # the streamed completion's line end
         elif json_out:
-            out_json({"model": name, **asdict(s)})
+            fields = asdict(s)
+            if s.label is None:  # a model without labels answers as it always did
+                del fields["label"]
+            out_json({"model": name, **fields})
         else:
             out(s.text)
 
