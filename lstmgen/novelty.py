@@ -30,7 +30,7 @@ from . import registry
 from .errors import LstmgenError, UsageError
 
 INDEX_DIR = "novelty"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: with prefix.npy
 # The build sorts suffixes by prefix doubling in numpy: at its peak (the first rounds, when every suffix is
 # still tied with another) it holds about 34 bytes per character (the text, the suffix array and ranks as
 # int32, and an int64 key and argsort order per tied suffix): 3.4 GB for 100 M characters. Train splits longer
@@ -65,10 +65,33 @@ class Index:
     records: np.ndarray  # (R,) int64: each train record's number among the corpus's records
     alphabet: str  # code i + 1 is alphabet[i]
     source: dict  # {"sha256", "train_tokens"} of the corpus it was built from
+    prefix: np.ndarray | None = None  # (B**k + 1,) int64: where suffixes beginning with each k codes start in sa
 
     def __post_init__(self):
         self._codes = {ch: i + 1 for i, ch in enumerate(self.alphabet)}
         self._absent = len(self.alphabet) + 1  # a character training never had: matches nothing
+        if self.prefix is None:
+            self.prefix = prefix_table(self.text, self.sa, len(self.alphabet))
+
+    def _ranges(self, q: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each search may start, [lo, hi) of sa: the suffixes sharing q[at:]'s first k codes (they hold
+        its longest match if any suffix shares those k), else all of sa. Saves log2(B**k) steps of each search."""
+        n, base = self.text.size, len(self.alphabet) + 1
+        k = _prefix_len(base)
+        lo, hi = np.zeros(at.size, np.int64), np.full(at.size, n, np.int64)
+        if k == 0 or q.size < k:
+            return lo, hi
+        heads = np.lib.stride_tricks.sliding_window_view(q, k)  # (m - k + 1, k)
+        usable = at <= q.size - k
+        rows = heads[at[usable]]
+        ok = (rows < base).all(1)
+        key = (rows * base ** np.arange(k - 1, -1, -1)).sum(1)
+        key = np.where(ok, key, 0)
+        a, b = self.prefix[key], self.prefix[key + 1]
+        narrow = ok & (a < b)
+        idx = np.flatnonzero(usable)[narrow]
+        lo[idx], hi[idx] = a[narrow], b[narrow]
+        return lo, hi
 
     def encode(self, text: str) -> np.ndarray:
         """(len(text),) int64 codes; characters absent from training get a code found nowhere in the index."""
@@ -82,34 +105,36 @@ class Index:
             return Copy(0, None, 0, False)
         best_len, best_at, best_pos = 0, 0, 0
         for first in range(0, q.size, QUERY_BLOCK):
-            lengths, pos = _matching(self.text, self.sa, q, np.arange(first, min(q.size, first + QUERY_BLOCK)))
+            at = np.arange(first, min(q.size, first + QUERY_BLOCK))
+            lengths, pos = _matching(self.text, self.sa, q, at, *self._ranges(q, at))
             i = int(np.argmax(lengths))
             if lengths[i] > best_len:
                 best_len, best_at, best_pos = int(lengths[i]), first + i, int(pos[i])
         if best_len == 0:
             return Copy(0, None, 0, False)
         k = int(np.searchsorted(self.starts, best_pos, side="right")) - 1  # the record holding that occurrence
-        return Copy(best_len, int(self.records[k]), best_at, self._whole(q))
+        return Copy(best_len, int(self.records[k]), best_at, best_len == q.size and self._whole(q))
 
     def _whole(self, q: np.ndarray) -> bool:
         """Whether 0 q 0 occurs in T: the text is exactly one training record."""
         framed = np.concatenate([[0], q, [0]])
-        lengths, _ = _matching(self.text, self.sa, framed, np.array([0]))
+        lengths, _ = _matching(self.text, self.sa, framed, np.array([0]), *self._ranges(framed, np.array([0])))
         return int(lengths[0]) == framed.size
 
 
-def _matching(t: np.ndarray, sa: np.ndarray, q: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _matching(
+    t: np.ndarray, sa: np.ndarray, q: np.ndarray, at: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """For each start in `at`: the length of the longest prefix of q[start:] found in t, and one place in t
-    where it occurs ((k,) int64 each).
+    where it occurs ((k,) int64 each). [lo, hi): where in sa each search starts (Index._ranges).
 
     All starts are searched at once, WINDOW characters at a time. Each keeps the range [lo, hi) of suffixes
     that share its first `d` characters; a binary search over that range on the next window finds where its
     query would sit. When a suffix there shares the whole window, the range narrows to those suffixes and d
     grows by WINDOW; otherwise the longest match is with one of the two suffixes beside that place.
     """
-    n, m = t.size, q.size
-    k = at.size
-    lo, hi, d = np.zeros(k, np.int64), np.full(k, n, np.int64), np.zeros(k, np.int64)
+    m, k = q.size, at.size
+    lo, hi, d = lo.copy(), hi.copy(), np.zeros(k, np.int64)
     length, where = np.zeros(k, np.int64), np.zeros(k, np.int64)
     live = np.arange(k)
     steps = np.arange(WINDOW)
@@ -173,6 +198,29 @@ def _compare(win: np.ndarray, qwin: np.ndarray, valid: np.ndarray) -> tuple[np.n
     first = np.where(diff.any(1), diff.argmax(1), nvalid)
     row, col = np.arange(win.shape[0]), np.minimum(first, WINDOW - 1)
     return (first < nvalid) & (win[row, col] < qwin[row, col]), first
+
+
+PREFIX_ENTRIES = 1 << 20  # the prefix table's size at most: 8 MB, built in one pass over sa
+
+
+def _prefix_len(base: int) -> int:
+    """k: the most codes a prefix table of at most PREFIX_ENTRIES entries keys on (3 for a 65-char alphabet)."""
+    k = 0
+    while base ** (k + 1) <= PREFIX_ENTRIES:
+        k += 1
+    return k
+
+
+def prefix_table(t: np.ndarray, sa: np.ndarray, n_alphabet: int) -> np.ndarray:
+    """(B**k + 1,) int64, B = n_alphabet + 1: entry key is the first place in sa whose suffix's first k codes,
+    read as a base-B number (past the text's end: 0), are key or more. Non-decreasing along sa, as sa is sorted."""
+    base, n = n_alphabet + 1, t.size
+    k = _prefix_len(base)
+    key = np.zeros(n, np.int64)
+    for j in range(k):
+        p = sa.astype(np.int64) + j
+        key = key * base + np.where(p < n, t[np.minimum(p, n - 1)].astype(np.int64), 0)
+    return np.searchsorted(key, np.arange(base**k + 1), side="left").astype(np.int64)
 
 
 # -- building -------------------------------------------------------------------------------------------
@@ -293,7 +341,7 @@ def save_index(corpus_dir: Path, index: Index) -> None:
     final = corpus_dir / INDEX_DIR
     try:
         staged.mkdir()
-        for name in ("text", "sa", "starts", "records"):
+        for name in ("text", "sa", "starts", "records", "prefix"):
             np.save(staged / f"{name}.npy", getattr(index, name))
         info = {"format": INDEX_FORMAT, "alphabet": index.alphabet, **index.source}
         (staged / "info.json").write_text(json.dumps(info))
@@ -311,7 +359,9 @@ def load_index(corpus_dir: Path) -> Index | None:
         info = json.loads((d / "info.json").read_text())
         if info.get("format") != INDEX_FORMAT:
             return None
-        arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r") for n in ("text", "sa", "starts", "records")}
+        # Plain ndarray views of the mapped files: np.memmap's own indexing cost a third of a lookup.
+        arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r").view(np.ndarray) for n in ("text", "sa", "starts",
+                  "records", "prefix")}  # fmt: skip
     except (OSError, ValueError):
         return None
     return Index(**arrays, alphabet=info["alphabet"],
@@ -369,7 +419,7 @@ def _build_lazily(name: str, d: Path, on_note: Callable[[str], None] | None) -> 
 # text shares shorter spans with its training split by chance (common phrases, names, stock lines):
 # benchmarks/novelty.py measures the longest span each held-out record of tinyshakespeare and of
 # reddit-cleanjokes shares with training, and this is above the 99th percentile of both (BENCHMARKS.md).
-MAX_COPY = 40
+MAX_COPY = 60
 MAX_REDRAWS = 5  # --novel's default number of redraws per sample
 LIMIT_REDRAWS = 100  # the most --max-redraws accepts: each redraw costs a whole sample's decoding
 
