@@ -32,8 +32,8 @@ from .errors import LstmgenError, UsageError
 INDEX_DIR = "novelty"
 INDEX_FORMAT = 2  # 2: with prefix.npy
 # The build sorts suffixes by prefix doubling in numpy: at its peak (the first rounds, when every suffix is
-# still tied with another) it holds about 34 bytes per character (the text, the suffix array and ranks as
-# int32, and an int64 key and argsort order per tied suffix): 3.4 GB for 100 M characters. Train splits longer
+# still tied with another) it held 47.5 bytes per character on tinyshakespeare (benchmarks/novelty.py; the text, sa and ranks as
+# int32, and an int64 key and argsort order per tied suffix): ~4.8 GB for 100 M characters. Train splits longer
 # than this get no index (`--novel` says so), rather than a build that may exhaust memory.
 MAX_INDEX_CHARS = 128 << 20
 WINDOW = 32  # characters compared per step of a lookup: most spans a sample shares with its corpus are shorter
@@ -292,7 +292,7 @@ def build_index(corpus: dict) -> Index:
     if chars > MAX_INDEX_CHARS:
         raise NoIndex(
             f"the train split of corpus {meta.get('source')!r} has {chars:,} characters, over the novelty index's "
-            f"limit of {MAX_INDEX_CHARS:,} (lstmgen.novelty.MAX_INDEX_CHARS: its build holds ~34 bytes per character)"
+            f"limit of {MAX_INDEX_CHARS:,} (lstmgen.novelty.MAX_INDEX_CHARS: its build holds ~48 bytes per character)"
         )
     vocab = Vocab.from_dict(corpus["vocab"])
     ids = corpus["splits"]["train"].numpy()
