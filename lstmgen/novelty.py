@@ -31,10 +31,10 @@ from .errors import LstmgenError, UsageError
 
 INDEX_DIR = "novelty"
 INDEX_FORMAT = 2  # 2: with prefix.npy
-# The build sorts suffixes by prefix doubling in numpy: at its peak (the first rounds, when every suffix is
-# still tied with another) it held 47.5 bytes per character on tinyshakespeare (benchmarks/novelty.py; the text, sa and ranks as
-# int32, and an int64 key and argsort order per tied suffix): ~4.8 GB for 100 M characters. Train splits longer
-# than this get no index (`--novel` says so), rather than a build that may exhaust memory.
+# The build sorts suffixes by prefix doubling in numpy. At its peak (the first rounds, when every suffix is
+# still tied with another: the text, sa and ranks as int32, an int64 key and argsort order per tied suffix) it
+# held 47.5 bytes per character on tinyshakespeare (benchmarks/novelty.py): ~4.8 GB for 100 M characters.
+# Train splits longer than this get no index (`--novel` says so), rather than a build that may exhaust memory.
 MAX_INDEX_CHARS = 128 << 20
 WINDOW = 32  # characters compared per step of a lookup: most spans a sample shares with its corpus are shorter
 QUERY_BLOCK = 4096  # sample positions looked up together: (QUERY_BLOCK, WINDOW) int64 windows, 1 MB
