@@ -136,8 +136,10 @@ def main():
             bindex.longest(text)
             look.append(time.perf_counter() - t0)
         lk = statistics.median(look)
-        print(f"the same samples looked up in the {args.big_mb} MB index: {lk * 1e3:.2f} ms = {lk / g:.1%} of "
-              "generating one")
+        print(
+            f"the same samples looked up in the {args.big_mb} MB index: {lk * 1e3:.2f} ms = {lk / g:.1%} of "
+            "generating one"
+        )
 
 
 if __name__ == "__main__":
