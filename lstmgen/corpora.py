@@ -106,8 +106,21 @@ def prepare(
             corpus["meta"]["sources"] = source.paths()
             corpus["meta"]["source"] = ", ".join(source.paths())
         path = registry.save_corpus(name, corpus)
-    notes = _skew_notes(corpus["meta"], options) + _label_notes(corpus["meta"])
+        notes = _skew_notes(corpus["meta"], options) + _label_notes(corpus["meta"]) + _novelty_index(path, corpus)
     return Prepared(name, path, source.name, column, corpus["meta"], notes)
+
+
+def _novelty_index(path: Path, corpus: dict) -> list[str]:
+    """Build the corpus's novelty index (lstmgen.novelty) into its directory; a note when it cannot be."""
+    from . import novelty
+
+    try:
+        novelty.save_index(path, novelty.build_index(corpus))
+    except novelty.NoIndex as e:
+        return [f"no novelty index: {e}; `sample --novel` cannot check this corpus's models"]
+    except OSError as e:
+        return [f"could not save the novelty index ({e.strerror or e}); `sample --json` builds it when first asked"]
+    return []
 
 
 def read_inputs(

@@ -100,9 +100,10 @@ def sample(
     *,
     seed: int = 0,
     on_text: Callable[[str], None] | None = None,
+    label: str | None = None,
 ) -> list[Sample]:
-    """Complete `prompt` options.num_samples times: sample_many() for one prompt."""
-    return sample_many(loaded, [prompt], options, seeds=[seed], on_text=on_text)[0]
+    """Complete `prompt` options.num_samples times (after `label`'s token): sample_many() for one prompt."""
+    return sample_many(loaded, [prompt], options, seeds=[seed], on_text=on_text, labels=[label])[0]
 
 
 def sample_many(

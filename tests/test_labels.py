@@ -202,3 +202,15 @@ def test_cli_labels(ab_model, tiny_model, tmp_path):
     err = bad("prepare", tmp_path / "new.txt", "--vocab-from", "ab", "--extend-vocab", code=2)
     assert err.count("\n") == 1 and "it has label tokens after its characters" in err
     assert snapshot() == before
+
+
+def test_novelty_reads_labelled_records_as_their_text_and_redraws_keep_the_label(ab_model):
+    from lstmgen.novelty import build_index
+
+    index = build_index(load_corpus("ab"))
+    assert set(index.alphabet) <= VOWELS | CONSONANTS  # no label token's text ("<label:a>") in the records
+    r = ok("sample", "--model", "ab", "--label", "a", "--novel", "--max-copy", "3", "-n", "3", "--seed", "1",
+           "--json", "--max-tokens", "12")  # fmt: skip
+    samples = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [s["label"] for s in samples] == ["a"] * 3 and sum(s["redrawn"] for s in samples) > 0
+    assert set("".join(s["completion"] for s in samples)) <= VOWELS  # redrawn under the same label

@@ -63,7 +63,16 @@ def sample(
     limit_max_tokens: Annotated[int, typer.Option(help="The largest --max-tokens accepted.")] = 100_000,
     limit_num_samples: Annotated[int, typer.Option(help="The largest --num-samples accepted.")] = 1_024,
     quiet_: Quiet = False,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per sample on stdout.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON object per sample on stdout, with its longest copy of training.")
+    ] = False,
+    novel: Annotated[
+        bool, typer.Option("--novel", help="Draw again samples that copy more than --max-copy training characters.")
+    ] = False,
+    max_copy: Annotated[
+        Optional[int], typer.Option(help="--novel: the longest span of a training record a sample may repeat.")
+    ] = None,
+    max_redraws: Annotated[int, typer.Option(help="--novel: draws per sample beyond the first, at most.")] = 5,
 ):
     """Generate text from a trained model, continuing PROMPT until an end-of-record token or --max-tokens.
 
@@ -85,6 +94,8 @@ def sample(
       lstmgen sample --model reviews-char --label 5 --label 1 -n 3
 
       echo '{"label": "5", "prompt": "The"}' | lstmgen sample --label - --json
+
+      lstmgen sample -n 5 --novel --max-copy 30 --seed 1
     """
     quiet(quiet_)
     from .. import registry
@@ -102,8 +113,10 @@ def sample(
     options = SampleOptions(max_tokens, temperature, top_k, top_p, greedy, num_samples, skip_unknown,
                             tuple(stop or ()), no_repeat_ngram, repetition_penalty, limit_prompt_chars,
                             limit_max_tokens, limit_num_samples)  # fmt: skip
-    if stream and (json_out or num_samples > 1):
-        raise UsageError("--stream prints one sample as text as it grows; drop --json and --num-samples")
+    if stream and (json_out or num_samples > 1 or novel):
+        raise UsageError("--stream prints one sample as text as it grows; drop --json, --num-samples and --novel")
+    if max_copy is not None and not novel:
+        raise UsageError("--max-copy sets what --novel redraws; add --novel")
     labels = tuple(label or ())
     from_json = "-" in labels
     if from_json and (len(labels) > 1 or prompt not in (None, "-")):
@@ -119,6 +132,14 @@ def sample(
     name = registry.resolve_model(model)
     # Loaded before stdin is read: the first prompt is answered as soon as it comes.
     loaded = load_for_inference(name, device=device, on_note=note)
+    checker = None
+    if json_out or novel:  # before any prompt is read: a --novel without training records is refused at once
+        from ..novelty import MAX_COPY, Checker
+
+        checker = Checker(loaded, options, (MAX_COPY if max_copy is None else max_copy) if novel else None,
+                          max_redraws, on_note=note)  # fmt: skip
+        if checker.missing:
+            note(f"longest_copy is null: {checker.missing}")
     from_stdin = from_json or prompt == "-" or (prompt is None and not sys.stdin.isatty())
     per_batch = max(1, prompts_per_batch(options, stream) // max(1, len(labels)))  # streams: prompts x labels
     lines = bounded_lines(sys.stdin, options.limit_prompt_chars + (LABEL_LINE_EXTRA if from_json else 0))
@@ -139,16 +160,23 @@ def sample(
         on_text=functools.partial(out, end="") if stream else None,
         on_note=note, labels="-" if from_json else labels,
     )  # fmt: skip
-    for s in samples:
+    from ..novelty import Judged
+
+    count = 0
+    for j in checker.check(samples) if checker else (Judged(s, None, 0) for s in samples):
+        s, count = j.sample, count + 1
         if stream:
             out()  # the streamed completion's line end
         elif json_out:
             fields = asdict(s)
             if s.label is None:  # a model without labels answers as it always did
                 del fields["label"]
-            out_json({"model": name, **fields})
+            novelty = {"longest_copy": j.copy and j.copy.to_json(), "copied": j.copy and j.copy.copied}
+            out_json({"model": name, **fields, **novelty, **({"redrawn": j.redrawn} if novel else {})})
         else:
             out(s.text)
+    if novel:
+        note(checker.summary(count))
 
 
 STDIN_NOTE_AFTER_S = 2.0

@@ -1,7 +1,9 @@
 """`lstmgen sample` from the command line: prompts, stdin, seeds, options, streaming."""
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 
 from lstmgen.inference import load_for_inference
@@ -175,3 +177,48 @@ def test_waiting_on_a_silent_stdin_pipe_says_so_once(trained, registry_home):
     assert waited >= 2 and "waiting" not in err
     prompt_at_once = subprocess.run(cmd, input="Why\n", capture_output=True, text=True, env=env, timeout=120)
     assert prompt_at_once.stdout.startswith("Why") and prompt_at_once.stderr == ""  # nothing to wait for
+
+
+MEMO = ["the owl sings at noon", "a red fox naps", "my cat eats pie"]
+MEMORISE = ["--set", "model.embed=16", "--set", "model.hidden=48", "--set", "model.n_layer=1", "--set",
+            "model.dropout=0", "--set", "train.batch_size=8", "--set", "train.seq_len=32", "--set",
+            "train.max_steps=120", "--set", "train.max_epochs=null", "--set", "train.eval_every=60", "--set",
+            "train.checkpoint_every=60", "--set", "train.lr=0.02", "--set", "train.max_time=null"]  # fmt: skip
+
+
+def _files(home):
+    return sorted((str(p), p.stat().st_size) for p in home.rglob("*"))
+
+
+def test_novelty_flags_a_memorised_corpus_and_redraws_copies(tmp_path, registry_home):
+    memo = tmp_path / "memo.txt"
+    memo.write_text("\n".join(MEMO * 20) + "\n")
+    ok("prepare", memo, "--name", "memo")
+    ok("train", "-c", "char", "--corpus", "memo", "--name", "memo", "--quiet", *MEMORISE)
+    four = ("sample", "-n", "4", "--seed", "1", "--json", "--temperature", "0.3")
+    rows = [json.loads(line) for line in ok(*four).stdout.splitlines()]
+    assert all(r["copied"] and r["longest_copy"]["chars"] == len(r["text"]) for r in rows)
+    assert all(MEMO[r["longest_copy"]["record"] % 3] == r["text"] for r in rows)  # its number in the input
+    # A random string over the same characters shares only short spans.
+    noise = "".join(np.random.default_rng(0).choice(list("".join(MEMO)), 40))
+    row = json.loads(ok("sample", noise, "--max-tokens", "1", "--json").stdout)
+    assert not row["copied"] and row["longest_copy"]["chars"] < 8
+    # --novel: every draw copies a whole record, so each is drawn again --max-redraws times, reproducibly.
+    args = ("sample", "-n", "2", "--seed", "3", "--temperature", "0.3", "--json", "--novel", "--max-copy", "10",
+            "--max-redraws", "2")  # fmt: skip
+    r = ok(*args)
+    assert [json.loads(line)["redrawn"] for line in r.stdout.splitlines()] == [2, 2]
+    assert "redrew 2 of 2 sample(s)" in r.stderr and "2 still did after 2 tries" in r.stderr
+    assert ok(*args).stdout == r.stdout
+    # The records gone: the index removed is built again (a note); the corpus removed refuses --novel in one line.
+    shutil.rmtree(registry_home / "corpora" / "memo" / "novelty")
+    again = ok(*four)
+    assert "building the novelty index" in again.stderr and [json.loads(x) for x in again.stdout.splitlines()] == rows
+    ok("rm", "memo", "--kind", "corpus")
+    before = _files(registry_home)
+    err = bad("sample", "--novel")
+    assert "training records of model 'memo' are gone" in err and len(err.strip().splitlines()) == 1
+    assert _files(registry_home) == before
+    r = ok("sample", "--json", "--seed", "1")
+    assert json.loads(r.stdout)["longest_copy"] is None and "are gone" in r.stderr
+    assert "add --novel" in bad("sample", "--max-copy", "5", code=2)
