@@ -184,3 +184,14 @@ def test_the_run_clock_starts_with_the_process():
     code = "import time; time.sleep(1.5); from lstmgen.cli.output import process_age; print(process_age())"
     age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 1.5 <= age < 30
+
+
+def test_the_end_of_a_run_shows_bits_per_char_beside_the_unigram_and_the_previous_run(trained):
+    before = registry.info("model", "tiny")["best_val_bits_per_char"]
+    r = ok("train", "-c", "char", "--corpus", "toy", "--name", "tiny", "--overwrite", "--json", *TINY)
+    summary = json.loads(r.stdout)
+    line = next(x for x in r.stderr.splitlines() if "bits/char" in x)
+    assert line.strip() == (f"val {summary['val_bits_per_char']:.3f} bits/char; unigram "
+                            f"{summary['unigram_bits_per_char']:.3f}; previous run "
+                            f"{summary['previous_val_bits_per_char']:.3f}")  # fmt: skip
+    assert summary["previous_val_bits_per_char"] == before
