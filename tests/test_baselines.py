@@ -16,8 +16,9 @@ def test_unigram_baseline_is_the_add_one_smoothed_training_frequencies_per_char(
     train_ids = torch.tensor([1, 1, 1, 2], dtype=torch.uint8)  # counts + 1 over V=4: [1, 4, 2, 1] of 8
     heldout = torch.tensor([1, 2, 3], dtype=torch.int16)  # id 3 never seen in training: still finite
     nats = -(math.log(4 / 8) + math.log(2 / 8) + math.log(1 / 8))
-    assert unigram_bits_per_char(train_ids, heldout, 4, heldout_chars=6) == pytest.approx(nats / 6 / math.log(2),
-                                                                                          abs=1e-4)
+    assert unigram_bits_per_char(train_ids, heldout, 4, heldout_chars=6) == pytest.approx(
+        nats / 6 / math.log(2), abs=1e-4
+    )
     assert unigram_bits_per_char(train_ids, heldout[:0], 4, heldout_chars=0) is None
 
 
