@@ -195,3 +195,24 @@ def test_the_end_of_a_run_shows_bits_per_char_beside_the_unigram_and_the_previou
                             f"{summary['unigram_bits_per_char']:.3f}; previous run "
                             f"{summary['previous_val_bits_per_char']:.3f}")  # fmt: skip
     assert summary["previous_val_bits_per_char"] == before
+
+
+def test_time_without_a_config_sizes_the_run_and_dry_run_trains_nothing(jokes_csv):
+    ok("prepare", jokes_csv, "--name", "toy", "--val-frac", "0.1", "--test-frac", "0.1")
+    small = ["--set", "model.hidden=16", "--set", "train.max_steps=4"]  # the user's keys win over the recipe's
+    r = ok("train", "--corpus", "toy", "--name", "sized", "--time", "40s", "--json", *small)
+    why = r.stderr.strip().splitlines()[:2]
+    assert why[0].startswith("recipe: ") and why[1].startswith("  because: ")
+    assert "yours: model.hidden, train.max_steps" in why[0]
+    assert json.loads(r.stdout)["steps"] == 4
+    trained = checkpoint.load("sized", "last").config
+    # A dry run shows the plan from the same (cached) measurements, and trains and writes nothing.
+    before = {p.relative_to(registry.home()): p.stat().st_mtime_ns for p in registry.home().rglob("*")}
+    r = ok("train", "--corpus", "toy", "--name", "other", "--time", "40s", "--dry-run", *small)
+    assert {p.relative_to(registry.home()): p.stat().st_mtime_ns for p in registry.home().rglob("*")} == before
+    assert r.stderr.strip().splitlines() == why
+    import yaml
+
+    planned = yaml.safe_load(r.stdout)  # the config, as a --config file takes it
+    assert planned["model"] == trained["model"] and planned["train"] == trained["train"]
+    assert planned["model"]["hidden"] == 16 and planned["train"]["max_time"] == 40
