@@ -107,6 +107,7 @@ class Speeds:
         self.key = f"{_machine()}|{device}|{precision}"
         self.cache = registry.read_json(self.path)
         self.measured: dict[str, float] = {}
+        self.spent = 0.0  # seconds this plan spent probing: they come out of the run's budget
 
     def shape_key(self, n_layer, hidden, embed, vocab, batch, seq) -> str:
         return f"{n_layer}x{hidden} e{embed} v{vocab} b{batch}x{seq}"
@@ -120,7 +121,9 @@ class Speeds:
         known = self.get(n_layer, hidden, embed, vocab, batch, seq)
         if known is not None:
             return known
+        started = time.perf_counter()
         tps = probe(n_layer, hidden, embed, vocab, batch, seq, self.device, self.precision)
+        self.spent += time.perf_counter() - started
         key = self.shape_key(n_layer, hidden, embed, vocab, batch, seq)
         self.measured[key] = tps
         if self.save:
@@ -226,7 +229,8 @@ def plan_recipe(overrides=(), *, save_speeds: bool = True) -> Recipe:
     batch = pick("train.batch_size", min(max(BATCHES[0], min(by_steps, by_data, BATCHES[-1])), max(1, by_data)))
     if batch != batch0:
         tps = speeds.measure(*shape, vocab, batch, seq)
-        tokens = tps * steps_s
+    # The run's clock started with the command: the probes' seconds (none when cached) are not the steps'.
+    tokens = tps * max(1.0, steps_s - speeds.spent)
     steps = max(1, int(tokens / (batch * seq)))
     epochs = tokens / max(n_train, 1)
 
