@@ -32,6 +32,16 @@ RESUMED = ("step", "epoch", "window", "elapsed", "tokens", "best_val", "bad_eval
 RESUMED_IF_SAVED = {"loss_sum": 0.0, "loss_steps": 0}
 
 
+def bits_per_char(val_loss: float | None, corpus: dict) -> float | None:
+    """A validation loss (nats per token) as bits per character of the validation split of `corpus` (a
+    corpus's meta, or a checkpoint's copy of it), each record's end counting as one character (as in `lstmgen
+    eval`). None without the split's counts."""
+    tokens, chars = ((corpus.get(k) or {}).get("val") for k in ("tokens", "chars"))
+    if val_loss is None or not isinstance(tokens, int) or not isinstance(chars, int) or chars <= 0:
+        return None
+    return round(val_loss * tokens / chars / math.log(2), 4)
+
+
 @dataclass
 class Checkpoint:
     name: str
@@ -81,6 +91,7 @@ class Checkpoint:
             "kind": "model",
             "name": self.name,
             "corpus": self.corpus.get("name"),
+            "corpus_sha256": self.corpus.get("sha256"),  # whose validation split a later run's figure may meet
             "tokenizer": self.vocab.get("kind"),
             "vocab_size": len(self.vocab.get("itos", ())),
             "parameters": parameters,
@@ -100,10 +111,7 @@ class Checkpoint:
         """A validation loss (nats per token) as bits per character of the validation split, comparable
         across tokenizers: loss * tokens / chars / ln 2, each record's end counting as one character (as in
         `lstmgen eval`). None without the split's counts."""
-        tokens, chars = ((self.corpus.get(k) or {}).get("val") for k in ("tokens", "chars"))
-        if val_loss is None or not isinstance(tokens, int) or not isinstance(chars, int) or chars <= 0:
-            return None
-        return round(val_loss * tokens / chars / math.log(2), 4)
+        return bits_per_char(val_loss, self.corpus)
 
     # -- the file ----------------------------------------------------------------------------------------
 

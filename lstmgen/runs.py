@@ -59,9 +59,10 @@ class Plan:
     resume: Checkpoint | None  # last.pt to continue from; None: from step 0
     note: str | None = None  # shown even with --quiet: a job script that says --resume should know it started over
     parent: Checkpoint | None = None  # --from: the best.pt whose weights a new model starts from
+    why: list[str] | None = None  # a self-sized run (recipe.py): what it picked and why, in two lines
 
 
-def plan(request: TrainRequest) -> Plan:
+def plan(request: TrainRequest, dry_run: bool = False) -> Plan:
     """The config to train with and the checkpoint to continue from.
 
     To resume, the model's saved config with the overrides on top; check_resumable then refuses only values
@@ -69,7 +70,14 @@ def plan(request: TrainRequest) -> Plan:
     --config it starts from step 0 (so a job script can always say --resume), without one it fails.
     """
     if not request.resume:
-        return plan_from(request) if request.parent else Plan(load_config(request.config, request.overrides), None)
+        if request.parent:
+            return plan_from(request)
+        from .recipe import plan_recipe, uses_recipe
+
+        if uses_recipe(request.config, request.resume, request.overrides):
+            recipe = plan_recipe(request.overrides, save_speeds=not dry_run)
+            return Plan(recipe.cfg, None, why=recipe.why)
+        return Plan(load_config(request.config, request.overrides), None)
     name = request.model_name()
     try:
         last = load(name, "last")
@@ -110,6 +118,13 @@ def plan_from(request: TrainRequest) -> Plan:
     cfg = load_config(None, shape_sets, base=base | {"model": parent.config["model"]})
     check_shape(request.parent, parent.config["model"], cfg.to_dict()["model"], cfg.name)
     return Plan(cfg, None, note, parent)
+
+
+def dry_run(request: TrainRequest) -> dict:
+    """What `lstmgen train --dry-run` shows: the config the run would train with and, for a self-sized run,
+    why. Trains nothing and writes nothing (not even the recipe's speed cache)."""
+    run = plan(request, dry_run=True)
+    return {"config": run.cfg.to_dict(), "why": run.why or [], "resume_step": run.resume.step if run.resume else None}
 
 
 def refuse_existing(model_name: str) -> None:
@@ -170,6 +185,8 @@ def fit(
         run = plan(request)
         if run.note and on_note and group.main:
             on_note(run.note)
+        if run.why and on_event and group.main:
+            on_event("plan", {"why": run.why})
         if run.resume is not None:
             require_own_corpus(run.resume, run.cfg)
         corpus = load_corpus(run.cfg.corpus)

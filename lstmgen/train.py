@@ -17,7 +17,7 @@ import torch
 
 from . import registry
 from .batches import batchify, check_window, get_batch, num_windows
-from .checkpoint import RESUMED, RESUMED_IF_SAVED, Checkpoint, check_resumable, check_world_size
+from .checkpoint import RESUMED, RESUMED_IF_SAVED, Checkpoint, bits_per_char, check_resumable, check_world_size
 from .config import Config
 from .device import autocast, pick_precision
 from .distributed import Group
@@ -158,6 +158,7 @@ class Trainer:
         self.n_windows = num_windows(self.lanes, t.seq_len)
         # A fresh run replaces what was there, but only at its first save: a run that fails before that
         # (bad settings, early divergence) leaves an earlier model of this name untouched.
+        self.references = self._references()  # read before a fresh run replaces the earlier info.json
         old = [*self.model_dir.glob("*.pt"), *self.model_dir.glob("*.onnx"), self.model_dir / "heldout.npz"]
         self.stale = [*old, self.model_dir / "info.json"] if resume is None else []
         self.state = LoopState()
@@ -227,6 +228,8 @@ class Trainer:
             "elapsed_s": round(s.elapsed, 2),
             "tokens_per_s": round(self.run_tokens / self.step_time) if self.step_time else 0,
             "best_val_loss": s.best_val,
+            "val_bits_per_char": self.bits_per_char(s.best_val),  # the best, on the validation split
+            **self.references,
             "stop_reason": stop_reason,
             "device": str(self.device),
             "precision": self.precision,
@@ -234,6 +237,23 @@ class Trainer:
         }
         self.emit("end", summary)
         return summary
+
+    def _references(self) -> dict:
+        """What the run's held-out bits/char is shown beside (see baselines.py): a unigram model of the training
+        split, and the best an earlier run of this model name reached on this corpus (None where none did)."""
+        from .baselines import previous_bits_per_char, unigram_bits_per_char
+
+        meta, splits = self.corpus["meta"], self.corpus["splits"]
+        val_chars = (meta.get("chars") or {}).get("val") or 0
+        earlier = registry.read_json(self.model_dir / "info.json")
+        return {
+            "unigram_bits_per_char": unigram_bits_per_char(splits["train"], splits["val"], len(self.vocab), val_chars),
+            "previous_val_bits_per_char": previous_bits_per_char(earlier, self.cfg.corpus, meta.get("sha256")),
+        }
+
+    def bits_per_char(self, val_loss: float | None) -> float | None:
+        """A validation loss (nats per token) as bits per character of the validation split (Checkpoint's rule)."""
+        return bits_per_char(val_loss, self.corpus["meta"])
 
     def _tick(self) -> None:
         """state.elapsed: wall seconds since the run started, plus those of the runs it resumes."""
@@ -483,6 +503,7 @@ class Trainer:
                 save_graph(ckpt)
             self.saved[which] = self.state.step
             info = ckpt.summary(status, self.model.num_params(), _now("microseconds"), epochs=self.epochs_done())
+            info["unigram_bits_per_char"] = self.references["unigram_bits_per_char"]  # the same split
             registry.write_json(self.model_dir / "info.json", info)
         except registry.SaveFailed as e:
             fix = "free some space" if e.reason == "no space left on device" else "fix that"

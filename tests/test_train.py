@@ -6,6 +6,7 @@ import torch
 import lstmgen.train as train_mod
 from lstmgen import checkpoint, registry
 from lstmgen.corpora import load_corpus
+from lstmgen.device import cpu_bf16_lstm_works
 from lstmgen.errors import LstmgenError
 from lstmgen.train import lr_at, train
 
@@ -30,12 +31,16 @@ def test_training_lowers_the_loss_and_writes_both_checkpoints(toy_corpus):
     assert registry.info("model", "tiny")["steps"] == 40
 
 
-def test_interrupted_then_resumed_run_is_bit_identical(toy_corpus):
-    """Model, optimizer, schedule, RNG, data position and carried hidden state are all restored."""
-    train(tiny_config(max_steps=13), toy_corpus)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_interrupted_then_resumed_run_is_bit_identical(toy_corpus, precision):
+    """Model, optimizer, schedule, RNG, data position and carried hidden state are all restored; under bf16
+    autocast too, as its master weights and optimizer state are fp32."""
+    if precision == "bf16" and not cpu_bf16_lstm_works():
+        pytest.skip("this CPU's oneDNN LSTM refuses bf16 (no avx512_bf16/AMX)")
+    train(tiny_config(max_steps=13, precision=precision), toy_corpus)
     straight = weights("tiny")
 
-    cfg = tiny_config(max_steps=13)
+    cfg = tiny_config(max_steps=13, precision=precision)
     cfg.name = "split"
     calls = iter(range(100))
     # Polled before each step and each validation window (one, at step 4): the 8th poll is before step 7.

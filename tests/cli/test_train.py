@@ -213,3 +213,37 @@ def test_train_from_makes_a_new_model_that_show_traces_to_its_parent(trained, tm
     assert json.loads(r.stdout)["steps"] == 6
     assert "was started from 'tiny', not from 'child'" in bad("train", "--from", "child", "--name", "child",
                                                               "--resume")  # fmt: skip
+
+
+def test_the_end_of_a_run_shows_bits_per_char_beside_the_unigram_and_the_previous_run(trained):
+    before = registry.info("model", "tiny")["best_val_bits_per_char"]
+    r = ok("train", "-c", "char", "--corpus", "toy", "--name", "tiny", "--overwrite", "--json", *TINY)
+    summary = json.loads(r.stdout)
+    line = next(x for x in r.stderr.splitlines() if "bits/char" in x)
+    assert line.strip() == (f"val {summary['val_bits_per_char']:.3f} bits/char; unigram "
+                            f"{summary['unigram_bits_per_char']:.3f}; previous run "
+                            f"{summary['previous_val_bits_per_char']:.3f}")  # fmt: skip
+    assert summary["previous_val_bits_per_char"] == before
+
+
+def test_time_without_a_config_sizes_the_run_and_dry_run_trains_nothing(jokes_csv):
+    ok("prepare", jokes_csv, "--name", "toy", "--val-frac", "0.1", "--test-frac", "0.1")
+    small = ["--set", "model.hidden=16", "--set", "train.max_steps=4"]  # the user's keys win over the recipe's
+    r = ok("train", "--corpus", "toy", "--name", "sized", "--time", "40s", "--json", *small)
+    why = r.stderr.strip().splitlines()[:2]
+    assert why[0].startswith("recipe: ") and why[1].startswith("  because: ")
+    assert "yours: model.hidden, train.max_steps" in why[0]
+    assert json.loads(r.stdout)["steps"] == 4
+    trained = checkpoint.load("sized", "last").config
+    # A dry run shows the plan from the same (cached) measurements, and trains and writes nothing.
+    before = {p.relative_to(registry.home()): p.stat().st_mtime_ns for p in registry.home().rglob("*")}
+    r = ok("train", "--corpus", "toy", "--name", "other", "--time", "40s", "--dry-run", *small)
+    assert {p.relative_to(registry.home()): p.stat().st_mtime_ns for p in registry.home().rglob("*")} == before
+    # Its first line is the run's; the second's token count differs by the seconds the run spent probing.
+    assert r.stderr.strip().splitlines()[0] == why[0]
+    import yaml
+
+    planned = yaml.safe_load(r.stdout)  # the config, as a --config file takes it
+    assert planned["model"] == trained["model"]
+    assert all(planned["train"][k] == trained["train"][k] for k in ("batch_size", "seq_len", "lr", "max_steps"))
+    assert planned["model"]["hidden"] == 16 and planned["train"]["max_time"] == 40
