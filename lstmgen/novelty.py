@@ -369,11 +369,13 @@ def load_index(corpus_dir: Path) -> Index | None:
                  source={"sha256": info.get("sha256"), "train_tokens": info.get("train_tokens")})  # fmt: skip
 
 
-def index_for(model: str, corpus: dict, on_note: Callable[[str], None] | None = None) -> Index:
+def index_for(model: str, corpus: dict, on_note: Callable[[str], None] | None = None, build: bool = True) -> Index:
     """The novelty index of the corpus model `model` trained on (`corpus`: the checkpoint's summary of it).
 
-    Built and saved once for a corpus prepared before indexes existed (that reads corpus.pt with torch);
-    NoIndex when the records are gone: the corpus removed, prepared again from other text, or too large."""
+    With `build`, built and saved once for a corpus prepared before indexes existed (that reads corpus.pt
+    with torch, and holds ~48 bytes per train character while it runs: only --novel asks for it); NoIndex
+    when the records are gone (the corpus removed, prepared again from other text, or too large), or when
+    the index is not built and `build` is off."""
     name = corpus.get("name")
     again = f"prepare it again from {corpus['source']}" if corpus.get("source") else "prepare it again"
     if not name:
@@ -386,6 +388,9 @@ def index_for(model: str, corpus: dict, on_note: Callable[[str], None] | None = 
             f"{again} (as --name {name}) to check its samples"
         )
     index = load_index(d)
+    if index is None and not build:
+        raise NoIndex(f"corpus {name!r} was prepared before lstmgen indexed training records; `lstmgen sample "
+                      "--novel` builds its index once")  # fmt: skip
     if index is None:
         index = _build_lazily(name, d, on_note)
     want = {"sha256": corpus.get("sha256"), "train_tokens": (corpus.get("tokens") or {}).get("train")}
@@ -452,7 +457,7 @@ class Checker:
         self.one = replace(options, num_samples=1)
         self.missing: str | None = None  # why novelty is unknown (without --novel: reported, not refused)
         try:
-            self.index: Index | None = index_for(loaded.name, loaded.corpus, on_note)
+            self.index: Index | None = index_for(loaded.name, loaded.corpus, on_note, build=max_copy is not None)
         except NoIndex as e:
             if max_copy is not None:
                 raise

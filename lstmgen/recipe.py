@@ -270,5 +270,7 @@ def _clock(seconds: float) -> str:
 
 
 def uses_recipe(config: str | None, resume: bool, overrides=()) -> bool:
-    """A fresh run given no --config but a time budget (--time, or --set train.max_time) sizes itself."""
-    return config is None and not resume and "train.max_time" in user_keys(overrides)
+    """A fresh run given no --config but a time budget (--time, or --set train.max_time, not null) sizes itself."""
+    if config is not None or resume or "train.max_time" not in user_keys(overrides):
+        return False
+    return load_config(None, overrides).train.max_time is not None

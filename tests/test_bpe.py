@@ -61,7 +61,10 @@ def test_prepare_train_sample_eval_with_bpe(bpe_model, tmp_path):
         r = ok("sample", prompt, "-m", "bpe", "--seed", "1", "-n", "3", "--max-tokens", "30", "--json")
         samples = [json.loads(line) for line in r.stdout.splitlines()]
         assert len(samples) == 3 and all(s["text"] == prompt + s["completion"] for s in samples)
-    assert "note:" not in r.stderr  # nothing was unknown
+    # nothing was unknown; the one note says novelty cannot be checked without the corpus
+    assert [line for line in r.stderr.splitlines() if line.startswith("note:")] == [
+        line for line in r.stderr.splitlines() if line.startswith("note: longest_copy is null")
+    ]
     texts = tmp_path / "texts.txt"
     texts.write_text("Why did the cat sit?\nA caf\u00e9 \U0001f600 joke.\n")
     m = json.loads(ok("eval", "-m", "bpe", "--file", texts, "--json").stdout)

@@ -57,11 +57,12 @@ def test_progress_on_an_80_column_terminal_is_one_line_and_leaves_no_debris(toy)
     bars = [r for r in rows if "━" in r]
     assert len(bars) == 1, rows  # one progress line, redrawn in place: no stale copies above it
     assert bars[0].startswith("step 300/300 ep") and bars[0].endswith("0:00:00"), rows  # whole, unwrapped
-    assert rows[-2].startswith("done: 300 steps") and rows[-3] == bars[0]
+    assert rows[-3].startswith("done: 300 steps") and rows[-4] == bars[0]
+    assert "bits/char; unigram" in rows[-1]  # the held-out figure beside its baseline
     assert rows[0].startswith("training t: ") and rows[1].endswith(" steps/epoch, 300 steps")  # a row each
     samples = [r for r in rows if r.startswith("sample at step")]
     assert [s.split(":")[0] for s in samples] == [f"sample at step {s}" for s in (100, 200, 300)], rows
-    assert len(rows) == 3 + 3 + 2  # start (2 rows), a row per sample (a long one is cut with "…"), bar, done (2)
+    assert len(rows) == 3 + 3 + 3  # start (2), a row per sample (a long one is cut with "…"), bar, done (3)
     assert "\x1b[2J" not in raw  # never clears the screen (no flicker)
 
 

@@ -80,10 +80,10 @@ def train(
 ):
     """Train an LSTM language model on a prepared corpus, with validation, early stopping and checkpoints.
 
-    Config precedence: built-in defaults, then the YAML file, then --set, then the other options. Given no
-    --config but a --time, the run sizes itself to the corpus, the budget and this machine (the recipe),
-    and --set still wins where it sets a key. The run
-    stops at the first limit reached (--epochs, --max-steps, --time) or when validation stops improving.
+    Config precedence: built-in defaults, then the YAML file, then --set, then the other options. With a
+    --time and no config file, the run sizes itself to the corpus, the budget and this machine (the
+    recipe), and --set still wins where it sets a key. The run stops at the first limit reached (--epochs,
+    --max-steps, --time) or when validation stops improving.
     Ctrl-C or SIGTERM saves a checkpoint first; continue later with --resume.
 
     Examples:

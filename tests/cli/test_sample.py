@@ -210,10 +210,16 @@ def test_novelty_flags_a_memorised_corpus_and_redraws_copies(tmp_path, registry_
     assert [json.loads(line)["redrawn"] for line in r.stdout.splitlines()] == [2, 2]
     assert "redrew 2 of 2 sample(s)" in r.stderr and "2 still did after 2 tries" in r.stderr
     assert ok(*args).stdout == r.stdout
-    # The records gone: the index removed is built again (a note); the corpus removed refuses --novel in one line.
+    # The index gone (as for a corpus prepared before indexes): --json alone says so and does not build it (that
+    # takes torch and memory), --novel builds it once (a note); the corpus removed refuses --novel in one line.
     shutil.rmtree(registry_home / "corpora" / "memo" / "novelty")
-    again = ok(*four)
-    assert "building the novelty index" in again.stderr and [json.loads(x) for x in again.stdout.splitlines()] == rows
+    unknown = ok(*four)
+    assert "`lstmgen sample --novel` builds its index once" in unknown.stderr
+    assert all(json.loads(x)["longest_copy"] is None for x in unknown.stdout.splitlines())
+    again = ok(*four, "--novel", "--max-copy", "1000")
+    assert "building the novelty index" in again.stderr
+    assert [json.loads(x) | {"redrawn": None} for x in again.stdout.splitlines()] == [r | {"redrawn": None} for r in rows]
+    assert [json.loads(x) for x in ok(*four).stdout.splitlines()] == rows  # built: --json reports it again
     ok("rm", "memo", "--kind", "corpus")
     before = _files(registry_home)
     err = bad("sample", "--novel")
