@@ -218,7 +218,7 @@ def test_novelty_flags_a_memorised_corpus_and_redraws_copies(tmp_path, registry_
     assert all(json.loads(x)["longest_copy"] is None for x in unknown.stdout.splitlines())
     again = ok(*four, "--novel", "--max-copy", "1000")
     assert "building the novelty index" in again.stderr
-    assert [json.loads(x) | {"redrawn": None} for x in again.stdout.splitlines()] == [r | {"redrawn": None} for r in rows]
+    assert [json.loads(x) | {"redrawn": 0} for x in again.stdout.splitlines()] == [r | {"redrawn": 0} for r in rows]
     assert [json.loads(x) for x in ok(*four).stdout.splitlines()] == rows  # built: --json reports it again
     ok("rm", "memo", "--kind", "corpus")
     before = _files(registry_home)
