@@ -32,7 +32,7 @@ def corpus_of(path: Path, work: Path) -> dict:
     from lstmgen.corpora import TextInput, read_inputs
     from lstmgen.corpus import PrepareOptions, build_corpus
 
-    source, texts, column = read_inputs([TextInput(str(path))], work)
+    source, texts, column, _ = read_inputs([TextInput(str(path))], work)
     return build_corpus(source, texts, PrepareOptions(), column=column, work_dir=work)
 
 
