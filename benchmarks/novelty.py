@@ -112,7 +112,23 @@ def main():
         chars = statistics.median(map(len, texts))
         print(f"one sample (--max-tokens {args.tokens}, median of {args.samples}, {chars:.0f} chars): generate "  # noqa: E501
               f"{g * 1e3:.1f} ms, look up in tinyshakespeare's index {lk * 1e3:.2f} ms = {lk / g:.1%} of generating")  # fmt: skip  # noqa: E501
+        # The same lookups without the packed keys (the window search alone), alternating with them.
+        from dataclasses import replace
 
+        bare = replace(index)
+        bare.keys = None
+        with_keys, without = [], []
+        for _ in range(3):
+            for target, times in ((index, with_keys), (bare, without)):
+                for text in texts:
+                    t0 = time.perf_counter()
+                    assert target.longest(text).chars >= 0
+                    times.append(time.perf_counter() - t0)
+        kw, kb = statistics.median(with_keys), statistics.median(without)
+        print(f"  lookup with packed keys {kw * 1e3:.2f} ms, without {kb * 1e3:.2f} ms: {kb / kw:.1f}x")
+
+        if not args.big_mb:
+            return
         big = work / "big.txt"
         lines = SHAKESPEARE.read_text().splitlines(keepends=True)
         rng = np.random.default_rng(0)

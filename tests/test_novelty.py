@@ -24,16 +24,22 @@ def _brute(records: list[str], s: str) -> int:
     return best
 
 
-@pytest.mark.parametrize("window, prefix_entries", [(1, 4), (3, 1 << 10), (32, 16)])
-def test_longest_copy_agrees_with_brute_force(monkeypatch, window, prefix_entries):
+@pytest.mark.parametrize(
+    "window, prefix_entries, key_chars",
+    [(1, 4, None), (3, 1 << 10, None), (32, 16, None), (1, 4, 1), (3, 16, 3), (32, 1 << 10, 8)],
+)
+def test_longest_copy_agrees_with_brute_force(monkeypatch, window, prefix_entries, key_chars):
     monkeypatch.setattr(novelty, "WINDOW", window)  # small windows: many rounds of narrowing
     monkeypatch.setattr(novelty, "PREFIX_ENTRIES", prefix_entries)
-    rng = np.random.default_rng(window)
+    monkeypatch.setattr(novelty, "KEY_CHARS", key_chars or 8)  # None: the search without packed keys
+    rng = np.random.default_rng(window + (key_chars or 0))
     for trial in range(150):
         records = ["".join(rng.choice(list("abc"), rng.integers(1, 20))) for _ in range(rng.integers(1, 6))]
         text = np.array([0] + [c for r in records for c in [*(ord(ch) - 96 for ch in r), 0]], dtype=np.uint8)
         starts = (np.flatnonzero(text == 0)[:-1] + 1).astype(np.int64)
         index = Index(text, suffix_array(text), starts, np.arange(len(records)) + 10, "abc", {})
+        if key_chars is None:
+            index.keys = None
         s = str(rng.choice(records)) if trial % 3 == 0 else "".join(rng.choice(list("abcd"), rng.integers(0, 25)))
         copy = index.longest(s)
         assert copy.chars == _brute(records, s), (records, s)
