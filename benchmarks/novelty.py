@@ -73,7 +73,7 @@ def main():
         index, took, peak = build(shakes)
         n = index.text.size
         print(f"tinyshakespeare: {n:,} chars indexed in {took:.2f} s, peak {peak / 2**20:.0f} MB "
-              f"({peak / n:.1f} B/char); on disk {(index.text.nbytes + index.sa.nbytes + index.keys.nbytes) / 2**20:.1f} MB")  # fmt: skip
+              f"({peak / n:.1f} B/char); on disk {(index.text.nbytes + index.sa.nbytes + index.keys.nbytes) / 2**20:.1f} MB")  # fmt: skip  # noqa: E501
 
         for name, path in (("tinyshakespeare", SHAKESPEARE), ("reddit-cleanjokes", JOKES)):
             c = shakes if name == "tinyshakespeare" else corpus_of(path, work)
@@ -145,7 +145,7 @@ def main():
         bindex, took, peak = build(bigc)
         n = bindex.text.size
         print(f"{args.big_mb} MB text: {n:,} chars indexed in {took:.1f} s, peak {peak / 2**20:.0f} MB "
-              f"({peak / n:.1f} B/char); on disk {(bindex.text.nbytes + bindex.sa.nbytes + bindex.keys.nbytes) / 2**20:.0f} MB")  # fmt: skip
+              f"({peak / n:.1f} B/char); on disk {(bindex.text.nbytes + bindex.sa.nbytes + bindex.keys.nbytes) / 2**20:.0f} MB")  # fmt: skip  # noqa: E501
         look = []
         for text in texts:
             t0 = time.perf_counter()
