@@ -14,7 +14,7 @@ from .config import Config, load_config
 from .corpora import load_corpus
 from .distributed import Group
 from .errors import LstmgenError, UsageError
-from .lineage import SHAPE_KEYS, check_shape, load_parent, start_from
+from .lineage import SHAPE_KEYS, check_new_name, check_shape, load_parent, start_from
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,10 @@ class TrainRequest:
             if not named:  # the default name would be the parent's, or "char": never what was meant
                 raise UsageError(f"--from {self.parent} starts a new model: name it with --name")
         if not self.resume:
-            return registry.check_name(load_config(self.config, self.overrides).name, "model name")
+            name = registry.check_name(load_config(self.config, self.overrides).name, "model name")
+            if self.parent is not None:
+                check_new_name(self.parent, name)
+            return name
         name = self.name or (load_config(self.config).name if self.config else None)
         if not name:
             raise UsageError("--resume needs the model: pass --name NAME (or the --config it was trained with)")
@@ -123,6 +126,8 @@ def plan_from(request: TrainRequest) -> Plan:
 def dry_run(request: TrainRequest) -> dict:
     """What `lstmgen train --dry-run` shows: the config the run would train with and, for a self-sized run,
     why. Trains nothing and writes nothing (not even the recipe's speed cache)."""
+    if not request.resume and not request.overwrite:
+        refuse_existing(request.model_name())  # what the run itself would refuse
     run = plan(request, dry_run=True)
     return {"config": run.cfg.to_dict(), "why": run.why or [], "resume_step": run.resume.step if run.resume else None}
 
@@ -182,6 +187,10 @@ def fit(
     model_name = request.model_name()
     holding = registry.lock("model", model_name, "training it") if group.main else contextlib.nullcontext()
     with holding:
+        # Before the plan: a self-sized run's plan probes this machine for seconds and caches the speeds in the
+        # registry, which a refused command must leave as it was.
+        if not request.resume and not request.overwrite:
+            refuse_existing(model_name)
         run = plan(request)
         if run.note and on_note and group.main:
             on_note(run.note)
@@ -190,8 +199,6 @@ def fit(
         if run.resume is not None:
             require_own_corpus(run.resume, run.cfg)
         corpus = load_corpus(run.cfg.corpus)
-        if not request.resume and not request.overwrite:
-            refuse_existing(run.cfg.name)
         start = start_from(run.parent, run.cfg.corpus, corpus) if run.parent is not None else None
         return train(run.cfg, corpus, resume=run.resume, on_event=on_event, should_stop=should_stop, group=group,
                      started=started, start=start)  # fmt: skip
