@@ -168,6 +168,10 @@ def test_label_refusals_leave_the_registry_unchanged(tmp_path, jokes_csv):
         long = tmp_path / "long.csv"
         long.write_text("kind,text\n" + "x" * 70 + ",hello\nb,there\nb,you\n" * 4)
         prepare("long", TextInput(str(long), label_column="kind"), PrepareOptions())
+    with pytest.raises(LstmgenError, match=r"label 'a\\nb' in column 'kind' holds a line break"):
+        broken = tmp_path / "broken.csv"
+        broken.write_text('kind,text\n"a\nb",hello\nb,there\nb,you\n' * 4)
+        prepare("broken", TextInput(str(broken), label_column="kind"), PrepareOptions())
     assert snapshot() == before
 
 
