@@ -46,7 +46,10 @@ class TrainRequest:
             if not named:  # the default name would be the parent's, or "char": never what was meant
                 raise UsageError(f"--from {self.parent} starts a new model: name it with --name")
         if not self.resume:
-            name = registry.check_name(load_config(self.config, self.overrides).name, "model name")
+            # Only what names the model: the other overrides are checked against the config the run resolves
+            # (a --from parent's, the recipe's), not against the defaults.
+            naming = [o for o in self.overrides if o.split("=")[0].strip() == "name"]
+            name = registry.check_name(load_config(self.config, naming).name, "model name")
             if self.parent is not None:
                 check_new_name(self.parent, name)
             return name

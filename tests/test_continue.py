@@ -118,3 +118,16 @@ def test_a_corpus_with_its_own_vocabulary_is_refused_naming_both(parent, tmp_pat
     with pytest.raises(LstmgenError, match=r"corpus 'own' \(char.*model 'tiny' \(char.*--vocab-from tiny"):
         fit(TrainRequest(None, ("corpus=own", "name=child"), "child", parent="tiny"))
     assert snapshot() == before
+
+
+def test_a_set_that_repeats_the_parents_tied_shape_is_not_checked_against_the_defaults(toy_corpus):
+    # The defaults (embed 128, hidden 256) cannot tie weights; a tied parent can, and its child keeps its shape.
+    from lstmgen.config import load_config
+    from lstmgen.runs import dry_run
+    from lstmgen.train import train
+
+    tied = [*(s for s in sets(tiny_config(max_steps=2)) if not s.startswith("model.embed")), "model.embed=16",
+            "model.tie_weights=true"]  # fmt: skip
+    train(load_config(None, ["corpus=toy", "name=tied", *tied]), toy_corpus)
+    request = TrainRequest(None, ("corpus=toy", "name=child", "model.tie_weights=true"), "child", parent="tied")
+    assert dry_run(request)["config"]["model"]["tie_weights"] is True
