@@ -230,16 +230,23 @@ def prepare_again(ckpt: Checkpoint) -> str:
     n_labels = len(c.get("labels") or {})  # each label is a token of vocab_size, not one BPE learns
     sources = c.get("sources") if isinstance(c.get("sources"), list) else [c.get("source") or "FILE"]
     tokenizer = c.get("tokenizer") or ckpt.vocab.get("kind") or "char"
-    words = ["lstmgen", "prepare", *map(str, sources), "--name", str(c.get("name")), "--tokenizer", tokenizer]
+    # A --from model's corpus was encoded with its parent's vocabulary (check_fits): prepared again on its own,
+    # it would get other ids, and the resume would be refused.
+    parent = (ckpt.lineage or {}).get("parent")
+    words = ["lstmgen", "prepare", *map(str, sources), "--name", str(c.get("name"))]
+    words += ["--vocab-from", str(parent)] if parent else ["--tokenizer", tokenizer]
+    words += ["--extend-vocab"] if parent and (ckpt.lineage or {}).get("new_symbols") else []
     options = {  # each only where it differs from prepare's default
         "--column": c.get("column"),
         "--records": "file" if c.get("stream") else None,
         "--val-frac": c.get("val_frac") if c.get("val_frac") != default.val_frac else None,
         "--test-frac": c.get("test_frac") if c.get("test_frac") != default.test_frac else None,
         "--seed": c.get("seed") or None,
-        "--min-freq": c.get("min_freq") if tokenizer == "word" and c.get("min_freq") != default.min_freq else None,
-        "--vocab-size": (c.get("vocab_size") - n_labels if tokenizer == "bpe" and isinstance(c.get("vocab_size"), int)
-                         and c.get("vocab_size") - n_labels != BPE_VOCAB_SIZE else None),  # fmt: skip
+        "--min-freq": (c.get("min_freq") if tokenizer == "word" and not parent and c.get("min_freq") != default.min_freq
+                       else None),  # fmt: skip
+        "--vocab-size": (c.get("vocab_size") - n_labels if tokenizer == "bpe" and not parent
+                         and isinstance(c.get("vocab_size"), int) and c.get("vocab_size") - n_labels != BPE_VOCAB_SIZE
+                         else None),  # fmt: skip
         "--label-column": c.get("label_column"),
         "--max-labels": n_labels if n_labels > default.max_labels else None,
     }

@@ -97,6 +97,17 @@ def test_new_characters_are_refused_by_default_and_get_new_rows_with_extend_voca
     fit(TrainRequest(None, sets(parent, "corpus=acc", "name=child", *STEPS), "child", parent="tiny"))
     child = checkpoint.load("child")
     assert child.state_dict["embed.weight"].shape[0] == len(old) + 2 and child.lineage["new_symbols"] == 2
+    # Its corpus removed, the command that prepares it again (in the resume's refusal) gives the same ids.
+    import shlex
+
+    from lstmgen.runs import prepare_again
+
+    from .cli.runner import ok
+
+    was = load_corpus("acc")
+    ok("rm", "acc", "-q")
+    ok(*shlex.split(prepare_again(checkpoint.load("child", "last")))[1:], "-q")
+    assert load_corpus("acc")["vocab"] == was["vocab"]
 
 
 def test_new_rows_start_as_the_mean_input_and_no_likelier_than_the_rarest_output():
