@@ -197,16 +197,24 @@ def _per_label(loaded, stream: np.ndarray, on_progress: Progress | None) -> list
     order (most frequent in the corpus first); labels without records in the split are left out."""
     vocab = loaded.vocab
     ids = records_of(stream, vocab.eor_id)
+    if any(not r or r[0] < vocab.n_text for r in ids):
+        # A --from child of a labelled model, trained on a corpus prepared without --label-column: its vocab has
+        # labels, its records none (and given=1 would take each one's first text token as given, unscored).
+        raise LstmgenError(
+            f"the held-out records of model {loaded.name!r} carry no labels (its corpus "
+            f"{loaded.corpus.get('name')!r} was prepared without --label-column), so --per-label has nothing to "
+            "group by; drop --per-label"
+        )
     nlls = record_nll(loaded.backend, ids, vocab.eor_id, on_progress=on_progress, given=1)
     groups: dict[int, list[int]] = {}  # label id -> indices of its records
     for i, r in enumerate(ids):
-        groups.setdefault(r[0] if r and r[0] >= vocab.n_text else -1, []).append(i)
+        groups.setdefault(r[0], []).append(i)
     out = []
-    for k in sorted(groups, key=lambda k: (k < 0, k)):
+    for k in sorted(groups):
         rows = groups[k]
         nll = sum(nlls[i] for i in rows)
         tokens = sum(len(ids[i]) for i in rows)  # the text's tokens and the <eor>, not the label
         chars = sum(len(vocab.decode(ids[i])) + 1 for i in rows)
-        label = vocab.labels[k - vocab.n_text] if k >= 0 else None
+        label = vocab.labels[k - vocab.n_text]
         out.append({"model": loaded.name, "label": label, "records": len(rows), **metrics(nll, tokens, chars)})
     return out

@@ -5,6 +5,7 @@ after a chosen one. The rules on label names, their caps and their lookups live 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 
 from .errors import LstmgenError, UsageError
@@ -32,8 +33,8 @@ def check_max_labels(max_labels: int) -> None:
 
 def count_labels(labels: list[str], column: str, source: str, max_labels: int = MAX_LABELS) -> dict[str, int]:
     """{label: records}, most frequent first, of a label column's values (empty ones already NONE_LABEL).
-    Refuses a name longer than MAX_LABEL_CHARS and more than `max_labels` distinct labels: each label is a
-    token, and a column of ids or free text would make thousands."""
+    Refuses a name longer than MAX_LABEL_CHARS, one with a line break or other control character, and more than
+    `max_labels` distinct labels: each label is a token, and a column of ids or free text would make thousands."""
     counts = Counter(labels)
     if len(counts) > max_labels:
         raise LstmgenError(
@@ -45,6 +46,12 @@ def count_labels(labels: list[str], column: str, source: str, max_labels: int = 
         raise LstmgenError(
             f"{source}: label {shown(long)} in column {column!r} is longer than {MAX_LABEL_CHARS} characters; "
             "shorten the column's values"
+        )
+    broken = next((name for name in counts if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name)), None)
+    if broken is not None:  # a quoted CSV cell may hold one; printed, it would split every one-line label listing
+        raise LstmgenError(
+            f"{source}: label {shown(broken)} in column {column!r} holds a line break or other control character; "
+            "labels are one-line categories: clean the column's values"
         )
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 

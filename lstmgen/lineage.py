@@ -156,13 +156,18 @@ def start_from(parent: Checkpoint, corpus_name: str, corpus: dict) -> Start:
     return Start(grow(parent.state_dict, n_new, bool(parent.config["model"].get("tie_weights"))), lineage)
 
 
-def load_parent(parent_name: str, name: str) -> Checkpoint:
-    """The --from model's best checkpoint; refuses the new model's own name (the parent is never written to)."""
-    from .checkpoint import load
-
+def check_new_name(parent_name: str, name: str) -> None:
+    """A --from run's model has a name of its own: the parent is never written to."""
     if parent_name == name:
         raise UsageError(
             f"--from {parent_name} starts a new model, and the parent is never written to; give the new one its own "
             "--name (or continue this one with --resume)"
         )
+
+
+def load_parent(parent_name: str, name: str) -> Checkpoint:
+    """The --from model's best checkpoint; refuses the new model's own name (the parent is never written to)."""
+    from .checkpoint import load
+
+    check_new_name(parent_name, name)
     return load(parent_name)

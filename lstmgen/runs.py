@@ -14,7 +14,7 @@ from .config import Config, load_config
 from .corpora import load_corpus
 from .distributed import Group
 from .errors import LstmgenError, UsageError
-from .lineage import SHAPE_KEYS, check_shape, load_parent, start_from
+from .lineage import SHAPE_KEYS, check_new_name, check_shape, load_parent, start_from
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,13 @@ class TrainRequest:
             if not named:  # the default name would be the parent's, or "char": never what was meant
                 raise UsageError(f"--from {self.parent} starts a new model: name it with --name")
         if not self.resume:
-            return registry.check_name(load_config(self.config, self.overrides).name, "model name")
+            # Only what names the model: the other overrides are checked against the config the run resolves
+            # (a --from parent's, the recipe's), not against the defaults.
+            naming = [o for o in self.overrides if o.split("=")[0].strip() == "name"]
+            name = registry.check_name(load_config(self.config, naming).name, "model name")
+            if self.parent is not None:
+                check_new_name(self.parent, name)
+            return name
         name = self.name or (load_config(self.config).name if self.config else None)
         if not name:
             raise UsageError("--resume needs the model: pass --name NAME (or the --config it was trained with)")
@@ -123,6 +129,8 @@ def plan_from(request: TrainRequest) -> Plan:
 def dry_run(request: TrainRequest) -> dict:
     """What `lstmgen train --dry-run` shows: the config the run would train with and, for a self-sized run,
     why. Trains nothing and writes nothing (not even the recipe's speed cache)."""
+    if not request.resume and not request.overwrite:
+        refuse_existing(request.model_name())  # what the run itself would refuse
     run = plan(request, dry_run=True)
     return {"config": run.cfg.to_dict(), "why": run.why or [], "resume_step": run.resume.step if run.resume else None}
 
@@ -182,6 +190,10 @@ def fit(
     model_name = request.model_name()
     holding = registry.lock("model", model_name, "training it") if group.main else contextlib.nullcontext()
     with holding:
+        # Before the plan: a self-sized run's plan probes this machine for seconds and caches the speeds in the
+        # registry, which a refused command must leave as it was.
+        if not request.resume and not request.overwrite:
+            refuse_existing(model_name)
         run = plan(request)
         if run.note and on_note and group.main:
             on_note(run.note)
@@ -190,8 +202,6 @@ def fit(
         if run.resume is not None:
             require_own_corpus(run.resume, run.cfg)
         corpus = load_corpus(run.cfg.corpus)
-        if not request.resume and not request.overwrite:
-            refuse_existing(run.cfg.name)
         start = start_from(run.parent, run.cfg.corpus, corpus) if run.parent is not None else None
         return train(run.cfg, corpus, resume=run.resume, on_event=on_event, should_stop=should_stop, group=group,
                      started=started, start=start)  # fmt: skip
@@ -220,16 +230,23 @@ def prepare_again(ckpt: Checkpoint) -> str:
     n_labels = len(c.get("labels") or {})  # each label is a token of vocab_size, not one BPE learns
     sources = c.get("sources") if isinstance(c.get("sources"), list) else [c.get("source") or "FILE"]
     tokenizer = c.get("tokenizer") or ckpt.vocab.get("kind") or "char"
-    words = ["lstmgen", "prepare", *map(str, sources), "--name", str(c.get("name")), "--tokenizer", tokenizer]
+    # A --from model's corpus was encoded with its parent's vocabulary (check_fits): prepared again on its own,
+    # it would get other ids, and the resume would be refused.
+    parent = (ckpt.lineage or {}).get("parent")
+    words = ["lstmgen", "prepare", *map(str, sources), "--name", str(c.get("name"))]
+    words += ["--vocab-from", str(parent)] if parent else ["--tokenizer", tokenizer]
+    words += ["--extend-vocab"] if parent and (ckpt.lineage or {}).get("new_symbols") else []
     options = {  # each only where it differs from prepare's default
         "--column": c.get("column"),
         "--records": "file" if c.get("stream") else None,
         "--val-frac": c.get("val_frac") if c.get("val_frac") != default.val_frac else None,
         "--test-frac": c.get("test_frac") if c.get("test_frac") != default.test_frac else None,
         "--seed": c.get("seed") or None,
-        "--min-freq": c.get("min_freq") if tokenizer == "word" and c.get("min_freq") != default.min_freq else None,
-        "--vocab-size": (c.get("vocab_size") - n_labels if tokenizer == "bpe" and isinstance(c.get("vocab_size"), int)
-                         and c.get("vocab_size") - n_labels != BPE_VOCAB_SIZE else None),  # fmt: skip
+        "--min-freq": (c.get("min_freq") if tokenizer == "word" and not parent and c.get("min_freq") != default.min_freq
+                       else None),  # fmt: skip
+        "--vocab-size": (c.get("vocab_size") - n_labels if tokenizer == "bpe" and not parent
+                         and isinstance(c.get("vocab_size"), int) and c.get("vocab_size") - n_labels != BPE_VOCAB_SIZE
+                         else None),  # fmt: skip
         "--label-column": c.get("label_column"),
         "--max-labels": n_labels if n_labels > default.max_labels else None,
     }

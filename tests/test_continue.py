@@ -97,6 +97,17 @@ def test_new_characters_are_refused_by_default_and_get_new_rows_with_extend_voca
     fit(TrainRequest(None, sets(parent, "corpus=acc", "name=child", *STEPS), "child", parent="tiny"))
     child = checkpoint.load("child")
     assert child.state_dict["embed.weight"].shape[0] == len(old) + 2 and child.lineage["new_symbols"] == 2
+    # Its corpus removed, the command that prepares it again (in the resume's refusal) gives the same ids.
+    import shlex
+
+    from lstmgen.runs import prepare_again
+
+    from .cli.runner import ok
+
+    was = load_corpus("acc")
+    ok("rm", "acc", "-q")
+    ok(*shlex.split(prepare_again(checkpoint.load("child", "last")))[1:], "-q")
+    assert load_corpus("acc")["vocab"] == was["vocab"]
 
 
 def test_new_rows_start_as_the_mean_input_and_no_likelier_than_the_rarest_output():
@@ -118,3 +129,16 @@ def test_a_corpus_with_its_own_vocabulary_is_refused_naming_both(parent, tmp_pat
     with pytest.raises(LstmgenError, match=r"corpus 'own' \(char.*model 'tiny' \(char.*--vocab-from tiny"):
         fit(TrainRequest(None, ("corpus=own", "name=child"), "child", parent="tiny"))
     assert snapshot() == before
+
+
+def test_a_set_that_repeats_the_parents_tied_shape_is_not_checked_against_the_defaults(toy_corpus):
+    # The defaults (embed 128, hidden 256) cannot tie weights; a tied parent can, and its child keeps its shape.
+    from lstmgen.config import load_config
+    from lstmgen.runs import dry_run
+    from lstmgen.train import train
+
+    tied = [*(s for s in sets(tiny_config(max_steps=2)) if not s.startswith("model.embed")), "model.embed=16",
+            "model.tie_weights=true"]  # fmt: skip
+    train(load_config(None, ["corpus=toy", "name=tied", *tied]), toy_corpus)
+    request = TrainRequest(None, ("corpus=toy", "name=child", "model.tie_weights=true"), "child", parent="tied")
+    assert dry_run(request)["config"]["model"]["tie_weights"] is True

@@ -124,6 +124,20 @@ def test_eval_per_label_scores_each_label_given_it(ab_model):
         assert by[label]["bits_per_char"] < 3.3, rows
 
 
+def test_eval_per_label_refuses_a_child_trained_on_records_without_labels(ab_model, tmp_path):
+    # A --from child of a labelled model on a corpus without --label-column: labels in its vocab, none on its
+    # records, whose first text token per-label scoring would otherwise take as given.
+    from lstmgen.runs import TrainRequest, fit
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("".join(f"{'aeiou'[i % 5] * 3}{'bcd'[i % 3] * 2}\n" for i in range(40)))
+    prepare("plain", TextInput(str(plain)), PrepareOptions(val_frac=0.1, test_frac=0.1), vocab_from="ab")
+    fit(TrainRequest(None, ("corpus=plain", "name=child", "train.max_steps=1", "train.eval_every=1",
+                            "train.device=cpu"), "child", parent="ab"))  # fmt: skip
+    with pytest.raises(LstmgenError, match=r"held-out records of model 'child' carry no labels .*'plain'"):
+        evaluate_model("child", "test", per_label=True)
+
+
 @pytest.mark.parametrize("tokenizer", ["char", "word", "bpe"])
 def test_every_record_starts_with_its_label_token(tmp_path, tokenizer):
     path = write_ab(tmp_path / "ab.csv", n=60, empty=3)
@@ -168,6 +182,10 @@ def test_label_refusals_leave_the_registry_unchanged(tmp_path, jokes_csv):
         long = tmp_path / "long.csv"
         long.write_text("kind,text\n" + "x" * 70 + ",hello\nb,there\nb,you\n" * 4)
         prepare("long", TextInput(str(long), label_column="kind"), PrepareOptions())
+    with pytest.raises(LstmgenError, match=r"label 'a\\nb' in column 'kind' holds a line break"):
+        broken = tmp_path / "broken.csv"
+        broken.write_text('kind,text\n"a\nb",hello\nb,there\nb,you\n' * 4)
+        prepare("broken", TextInput(str(broken), label_column="kind"), PrepareOptions())
     assert snapshot() == before
 
 

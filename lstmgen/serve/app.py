@@ -301,10 +301,18 @@ async def read_json(request: Request, limits: Limits):
             "timeout",
         ) from None
     try:
-        return json.loads(body)
+        obj = json.loads(body)
     except (ValueError, RecursionError) as e:
         where = f" ({e})" if isinstance(e, json.JSONDecodeError) else ""
         raise ApiError(400, f"the body is not valid JSON{where}") from None
+    try:  # JSON's \ud800 escape parses to a lone surrogate, text no encoder takes (the engine's pipe sends UTF-8)
+        json.dumps(obj, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ApiError(
+            400, "the body holds a \\uD800-\\uDFFF escape that is not half of a surrogate pair, so no character; "
+            "send valid Unicode text"
+        ) from None
+    return obj
 
 
 DISCARD_BYTES = 16 << 20  # the most of a refused body read (and dropped) so that its client sees the answer

@@ -84,8 +84,8 @@ def parse_completion(body, limits: Limits) -> Completion:
     if n * len(prompts) > limits.n:
         raise ApiError(
             400,
-            f"n x prompts asks for {n * len(prompts)} completions; the server's cap is {limits.n} per request "
-            "(--limit-n): send fewer prompts or a smaller n",
+            f"n x prompts asks for {_shown_int(n * len(prompts))} completions; the server's cap is {limits.n} per "
+            "request (--limit-n): send fewer prompts or a smaller n",
             "n",
         )
     default_tokens = min(DEFAULTS.max_tokens, limits.max_tokens)
@@ -93,7 +93,7 @@ def parse_completion(body, limits: Limits) -> Completion:
     if max_tokens > limits.max_tokens:
         raise ApiError(
             400,
-            f"max_tokens is {max_tokens:,}; the server's cap is {limits.max_tokens:,} (--limit-max-tokens)",
+            f"max_tokens is {_shown_int(max_tokens)}; the server's cap is {limits.max_tokens:,} (--limit-max-tokens)",
             "max_tokens",
         )
     temperature = _number(body, "temperature", DEFAULTS.temperature)
@@ -115,7 +115,7 @@ def parse_completion(body, limits: Limits) -> Completion:
         raise ApiError(400, f"stop has {len(stops)} strings; the cap is {limits.stop}", "stop")
     seed = _int(body, "seed", None, 0)
     if seed is not None and seed >= 2**63:
-        raise ApiError(400, f"seed must be between 0 and 2^63 - 1 (got {seed})", "seed")
+        raise ApiError(400, f"seed must be between 0 and 2^63 - 1 (got {_shown_int(seed)})", "seed")
     stream = _field(body, "stream", bool, False)
     stream_options = body.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
@@ -144,6 +144,11 @@ def parse_completion(body, limits: Limits) -> Completion:
     return Completion(model, prompts, listed, options, seed, stream, stream and include_usage, echo)
 
 
+def _shown_int(value: int) -> str:
+    """An integer for an error line: JSON allows 4,300 digits (and 1e308 is a whole float), not one line's worth."""
+    return f"{value:,}" if abs(value) < 10**18 else f"a {len(str(abs(value)))}-digit number"
+
+
 def _kind(value) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
@@ -169,7 +174,7 @@ def _int(body: dict, name: str, default, least: int):
     if not isinstance(value, int) or isinstance(value, bool):
         raise ApiError(400, f"{name} must be an integer, not {_kind(value)}", name)
     if value < least:
-        raise ApiError(400, f"{name} must be at least {least} (got {value})", name)
+        raise ApiError(400, f"{name} must be at least {least} (got {_shown_int(value)})", name)
     return value
 
 

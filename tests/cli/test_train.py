@@ -249,3 +249,12 @@ def test_time_without_a_config_sizes_the_run_and_dry_run_trains_nothing(jokes_cs
     assert planned["model"] == trained["model"]
     assert all(planned["train"][k] == trained["train"][k] for k in ("batch_size", "seq_len", "lr", "max_steps"))
     assert planned["model"]["hidden"] == 16 and planned["train"]["max_time"] == 600
+    # An existing name is refused before the probes (seconds, and speeds cached in the registry), and a dry
+    # run refuses what the run would.
+    (registry.home() / "speed.json").unlink()
+    before = {p.relative_to(registry.home()): p.stat().st_mtime_ns for p in registry.home().rglob("*")}
+    for dry in ([], ["--dry-run"]):
+        err = bad("train", "--corpus", "toy", "--name", "sized", "--time", "40s", *dry)
+        assert "model 'sized' already exists" in err and "recipe" not in err
+    assert {p.relative_to(registry.home()): p.stat().st_mtime_ns for p in registry.home().rglob("*")} == before
+
