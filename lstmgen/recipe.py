@@ -26,6 +26,7 @@ import torch
 
 from . import registry
 from .config import Config, _parse_override, _set_dotted, load_config
+from .errors import UsageError
 
 # Candidate shapes, (n_layer, hidden), from least to most arithmetic per token.
 SHAPES = [(1, 128), (2, 128), (2, 256), (2, 384), (2, 512), (3, 512), (2, 768), (3, 768), (3, 1024)]
@@ -41,6 +42,9 @@ EVALS = 15  # validation passes per run, at most; each costs at most EVAL_SHARE 
 EVAL_SHARE = 0.1
 USABLE = 0.85  # of the budget, what the steps get: start-up, validation and saves take the rest
 PROBE_S = 0.5  # seconds of timed steps per probe (after one untimed step: oneDNN builds its kernels)
+# The shortest budget the recipe sizes: start-up (imports, the corpus) and the probes took 4-6 s here, and a
+# `--time 1s` run trained 0 steps and saved an untrained model.
+MIN_BUDGET_S = 15.0
 SPEED_FILE = "speed.json"  # in the registry home: {machine: {shape: tokens/s}}
 
 
@@ -181,6 +185,11 @@ def plan_recipe(overrides=(), *, save_speeds: bool = True) -> Recipe:
     given = user_keys(overrides)
     base = load_config(None, overrides)  # the user's own values, and the device and precision to measure on
     budget_s = float(base.train.max_time)
+    if budget_s < MIN_BUDGET_S:
+        raise UsageError(
+            f"--time {_clock(budget_s)} is too short for a run that sizes itself: start-up and measuring this "
+            f"machine take seconds of it; give at least {MIN_BUDGET_S:.0f}s, or a --config"
+        )
     meta = load_corpus(base.corpus)["meta"]
     n_train = int(meta["tokens"]["train"])
     vocab = int(meta["vocab_size"])
@@ -266,7 +275,10 @@ def plan_recipe(overrides=(), *, save_speeds: bool = True) -> Recipe:
 
 
 def _clock(seconds: float) -> str:
-    return f"{seconds / 60:g}m" if seconds >= 60 else f"{seconds:g}s"
+    """A budget as --time writes it: 90s, 5m, 100h."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
 
 
 def uses_recipe(config: str | None, resume: bool, overrides=()) -> bool:

@@ -6,6 +6,7 @@ import torch
 from lstmgen import recipe, registry
 from lstmgen.corpus import PrepareOptions, build_corpus
 from lstmgen.device import pick_precision
+from lstmgen.errors import UsageError
 from lstmgen.sources import read_records, read_source
 
 from .conftest import JOKES
@@ -71,3 +72,11 @@ def test_speeds_are_measured_once_per_machine_and_shape(tmp_path):
     again = plan("small", 30, "model.hidden=32")
     assert registry.read_json(registry.home() / recipe.SPEED_FILE) == cached  # nothing probed again
     assert again.cfg.model == first.cfg.model  # the same measurements, from the cache
+
+
+def test_a_budget_too_short_to_size_is_one_usage_line_and_long_ones_read_as_written(tmp_path, probes):
+    corpus_of(tmp_path, "small", 1)
+    with pytest.raises(UsageError, match=r"--time 1s is too short .* give at least 15s, or a --config"):
+        plan("small", 1)  # it once trained 0 steps and saved an untrained model
+    assert not probes  # refused before measuring anything
+    assert "cosine over 100h" in plan("small", 360_000).why[0] and "over 90s" in plan("small", 90).why[0]
