@@ -67,8 +67,8 @@ def train(corpus: str, budget: int, label: str, extra: list[str], env: dict) -> 
 
 
 def plan(corpus: str, budget: int, env: dict) -> dict:
-    r = cli("train", "--corpus", corpus, "--name", "sweep", "--time", f"{budget}s", "--dry-run", "--overwrite", "--json",
-            "--set", "train.device=cpu", env=env)  # fmt: skip
+    r = cli("train", "--corpus", corpus, "--name", "sweep", "--time", f"{budget}s", "--dry-run", "--overwrite",
+            "--json", "--set", "train.device=cpu", env=env)  # fmt: skip
     return json.loads(r.stdout)["config"]
 
 
