@@ -16,7 +16,7 @@ from lstmgen import registry
 from lstmgen.cli import app
 from lstmgen.errors import LstmgenError
 
-from .conftest import tiny_config
+from .conftest import _FullDisk, tiny_config
 
 runner = CliRunner()
 
@@ -217,33 +217,15 @@ def test_leftovers_of_a_crash_are_never_listed_and_are_cleared(toy_corpus):
 
 def _written_by_prepare(jokes_csv) -> int:
     """Bytes a `prepare` of the toy CSV writes through os.fdopen (scratch files and the entry's files)."""
-    counted = [0]
-    real = os.fdopen
-
-    class Counting:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            counted[0] += memoryview(data).nbytes
-            return self.f.write(data)
-
-        def __getattr__(self, attr):
-            return getattr(self.f, attr)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-    os.fdopen = lambda *a, **k: Counting(real(*a, **k))
+    unlimited = 2**62
+    budget, real = [unlimited], os.fdopen
+    os.fdopen = lambda *a, **k: _FullDisk(real(*a, **k), budget)  # never full: it counts what is written
     try:
         ok("prepare", jokes_csv, "--name", "count")
     finally:
         os.fdopen = real
     registry.remove("corpus", "count")
-    return counted[0]
+    return unlimited - budget[0]
 
 
 @pytest.mark.parametrize("previous", [False, True], ids=["new", "overwrite"])
