@@ -2,7 +2,12 @@
 
 import numpy as np
 
-from lstmgen.decoding import draw, filter_logits, is_looping, penalise_repeats
+from lstmgen.decoding import filter_logits, is_looping, penalise_repeats, pick
+
+
+def draw(probs, rng):
+    """One token per row, as decoding.choose draws it: a float32 uniform per row."""
+    return pick(probs, rng.random((probs.shape[0], 1), dtype=np.float32))
 
 
 def test_top_k_and_top_p_filtering():
