@@ -143,14 +143,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     raw: dict = copy.deepcopy(base) if base is not None else {}
     if path is not None:
         raw = _read_yaml(find_config(path))
+    cfg = _build(Config, _apply_overrides(raw, overrides), prefix="")
+    validate(cfg)
+    return cfg
+
+
+def override_keys(overrides: list[str] = ()) -> set[str]:
+    """The dotted keys `key=value` overrides set ("train.lr"; a section override `train={lr: 1}` sets train.lr)."""
+
+    def flat(node: dict, prefix: str = ""):
+        for k, v in node.items():
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+
+    return set(flat(_apply_overrides({}, overrides)))
+
+
+def _apply_overrides(raw: dict, overrides) -> dict:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not key=value (example: --set train.max_steps=30)")
         _set_dotted(raw, key.strip(), _parse_override(key, value))
-    cfg = _build(Config, raw, prefix="")
-    validate(cfg)
-    return cfg
+    return raw
 
 
 CONFIG_DIR = Path(__file__).parent / "configs"  # the shipped configs: package data, so found from any directory

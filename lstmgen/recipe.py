@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import registry
-from .config import Config, _parse_override, _set_dotted, load_config
+from .config import Config, load_config, override_keys
 from .errors import UsageError
 
 # Candidate shapes, (n_layer, hidden), from least to most arithmetic per token.
@@ -60,21 +60,6 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return {"config": self.cfg.to_dict(), "chosen": self.chosen, "kept": self.kept, "why": self.why}
-
-
-def user_keys(overrides: tuple[str, ...] | list[str]) -> set[str]:
-    """The dotted keys the overrides set ("train.lr"; a section override `train={lr: 1}` sets train.lr)."""
-    raw: dict = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if sep and key.strip():
-            _set_dotted(raw, key.strip(), _parse_override(key, value))
-
-    def flat(node: dict, prefix: str = ""):
-        for k, v in node.items():
-            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
-
-    return set(flat(raw))
 
 
 def _machine() -> str:
@@ -185,7 +170,7 @@ def plan_recipe(overrides=(), *, save_speeds: bool = True) -> Recipe:
     from .corpora import load_corpus
     from .device import pick_device, pick_precision
 
-    given = user_keys(overrides)
+    given = override_keys(overrides)
     base = load_config(None, overrides)  # the user's own values, and the device and precision to measure on
     budget_s = float(base.train.max_time)
     if budget_s < MIN_BUDGET_S:
@@ -286,6 +271,6 @@ def _clock(seconds: float) -> str:
 
 def uses_recipe(config: str | None, resume: bool, overrides=()) -> bool:
     """A fresh run given no --config but a time budget (--time, or --set train.max_time, not null) sizes itself."""
-    if config is not None or resume or "train.max_time" not in user_keys(overrides):
+    if config is not None or resume or "train.max_time" not in override_keys(overrides):
         return False
     return load_config(None, overrides).train.max_time is not None
