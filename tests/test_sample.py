@@ -182,7 +182,7 @@ def _random_model_backend():
 def test_every_sampling_option_value_decodes_or_is_one_usage_error():
     """Property: over each numeric option's whole domain (subnormals, huge, inf, nan, negative), either
     SampleOptions refuses it with a UsageError, or decoding runs and yields ids inside the vocabulary."""
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import HealthCheck, example, given, settings
     from hypothesis import strategies as st
 
     from lstmgen.errors import UsageError
@@ -194,6 +194,9 @@ def test_every_sampling_option_value_decodes_or_is_one_usage_error():
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(temperature=floats, top_p=st.one_of(st.none(), floats), penalty=floats, top_k=st.one_of(st.none(), ints),
            max_tokens=ints, num_samples=ints, ngram=ints)  # fmt: skip
+    @example(temperature=0.00390625, top_p=None, penalty=1.0, top_k=None, max_tokens=1, num_samples=1, ngram=0)
+    @example(temperature=3.0e36, top_p=None, penalty=1.0, top_k=None, max_tokens=1, num_samples=1, ngram=0)
+    @example(temperature=4.5e307, top_p=None, penalty=1.0, top_k=None, max_tokens=1, num_samples=1, ngram=0)
     def check(temperature, top_p, penalty, top_k, max_tokens, num_samples, ngram):
         try:
             options = SampleOptions(max_tokens=max_tokens, temperature=temperature,
@@ -202,7 +205,9 @@ def test_every_sampling_option_value_decodes_or_is_one_usage_error():
         except UsageError as e:
             assert "\n" not in str(e)
             return
-        with np.errstate(all="raise"):  # no overflow or NaN anywhere on the way
+        # No overflow, division by zero or NaN anywhere on the way. Underflow is the intended result of a tiny
+        # temperature (every token but the best rounds to probability 0), so it stays quiet.
+        with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
             steps = list(generate(backend, [[1, 2]], 0, options, rngs=[np.random.default_rng(0)]))
         assert steps and all(((s >= 0) & (s < 23)).all() for s in steps)
 
