@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .decoding import generate, is_looping
-from .errors import LstmgenError, UsageError
+from .errors import LstmgenError, OptionError, UsageError, shown_int
 from .inference import Loaded
 from .labels import label_id, parse_labelled
 from .tokenize import Vocab, check_utf8
@@ -42,37 +42,28 @@ class SampleOptions:
     def __post_init__(self):
         object.__setattr__(self, "stop", tuple(self.stop))
         if not 0 < self.temperature < math.inf:  # NaN fails this too
-            raise UsageError(
-                f"--temperature must be a number > 0 (got {self.temperature}); use --greedy for argmax decoding"
-            )
+            raise OptionError("temperature", f"must be a number > 0 (got {self.temperature})",
+                              "use --greedy for argmax decoding")  # fmt: skip
         if self.top_k is not None and self.top_k < 1:
-            raise UsageError(f"--top-k must be at least 1 (got {self.top_k})")
+            raise OptionError("top_k", f"must be at least 1 (got {shown_int(self.top_k)})")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise UsageError(f"--top-p must be in (0, 1] (got {self.top_p})")
-        if self.max_tokens < 1:
-            raise UsageError(f"--max-tokens must be at least 1 (got {self.max_tokens})")
-        if self.max_tokens > self.limit_max_tokens:
-            raise UsageError(
-                f"--max-tokens {self.max_tokens:,} is over the limit of {self.limit_max_tokens:,}; raise it with "
-                "--limit-max-tokens"
-            )
-        if self.num_samples < 1:
-            raise UsageError(f"--num-samples must be at least 1 (got {self.num_samples})")
-        if self.num_samples > self.limit_num_samples:
-            raise UsageError(
-                f"--num-samples {self.num_samples:,} is over the limit of {self.limit_num_samples:,}; raise it with "
-                "--limit-num-samples"
-            )
+            raise OptionError("top_p", f"must be in (0, 1] (got {self.top_p})")
+        for option, limit in (("max_tokens", self.limit_max_tokens), ("num_samples", self.limit_num_samples)):
+            value = getattr(self, option)
+            if value < 1:
+                raise OptionError(option, f"must be at least 1 (got {shown_int(value)})")
+            if value > limit:
+                raise OptionError(option, f"is {shown_int(value)}, over the limit of {limit:,} set by "
+                                          f"--limit-{option.replace('_', '-')}")  # fmt: skip
         if self.no_repeat_ngram < 0:
-            raise UsageError(f"--no-repeat-ngram must be 0 (off) or more (got {self.no_repeat_ngram})")
+            raise OptionError("no_repeat_ngram", f"must be 0 (off) or more (got {shown_int(self.no_repeat_ngram)})")
         if not 1e-6 <= self.repetition_penalty <= 1e6:  # NaN fails this too; beyond, scores overflow float32
-            raise UsageError(
-                f"--repetition-penalty must be between 1e-6 and 1e6, 1 for none (got {self.repetition_penalty})"
-            )
+            raise OptionError("repetition_penalty", f"must be between 1e-6 and 1e6, 1 for none "
+                                                    f"(got {self.repetition_penalty})")  # fmt: skip
         if not all(self.stop):
-            raise UsageError("--stop needs a non-empty string")
+            raise OptionError("stop", "needs a non-empty string")
         if sum(map(len, self.stop)) > self.limit_prompt_chars:
-            raise UsageError(f"the --stop strings are longer than the prompt limit ({self.limit_prompt_chars:,})")
+            raise OptionError("stop", f"strings are longer than the prompt limit ({self.limit_prompt_chars:,})")
 
     def check_prompt(self, prompt: str, where: str) -> None:
         if len(prompt) > self.limit_prompt_chars:

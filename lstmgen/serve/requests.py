@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from .. import registry
-from ..errors import LstmgenError, UsageError
+from ..errors import LstmgenError, OptionError, shown_int
 from ..sample import SampleOptions
 from .options import Limits
 
@@ -44,6 +44,7 @@ class Completion:
     echo: bool  # the prompt before each completion
 
 
+API_FIELDS = {"num_samples": "n"}  # a SampleOptions field the request names otherwise
 DEFAULTS = SampleOptions()  # `lstmgen sample`'s defaults: the same request gives the same text
 
 
@@ -84,28 +85,17 @@ def parse_completion(body, limits: Limits) -> Completion:
     if n * len(prompts) > limits.n:
         raise ApiError(
             400,
-            f"n x prompts asks for {_shown_int(n * len(prompts))} completions; the server's cap is {limits.n} per "
+            f"n x prompts asks for {shown_int(n * len(prompts))} completions; the server's cap is {limits.n} per "
             "request (--limit-n): send fewer prompts or a smaller n",
             "n",
         )
-    default_tokens = min(DEFAULTS.max_tokens, limits.max_tokens)
-    max_tokens = _int(body, "max_tokens", default_tokens, 1)
-    if max_tokens > limits.max_tokens:
-        raise ApiError(
-            400,
-            f"max_tokens is {_shown_int(max_tokens)}; the server's cap is {limits.max_tokens:,} (--limit-max-tokens)",
-            "max_tokens",
-        )
+    max_tokens = _int(body, "max_tokens", min(DEFAULTS.max_tokens, limits.max_tokens), 1)
     temperature = _number(body, "temperature", DEFAULTS.temperature)
-    if temperature < 0:
+    if temperature < 0:  # the API's 0 is greedy decoding; SampleOptions takes greedy apart from a temperature
         raise ApiError(400, f"temperature must be 0 (greedy) or more (got {temperature})", "temperature")
     top_p = _number(body, "top_p", None)
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ApiError(400, f"top_p must be in (0, 1] (got {top_p}); use temperature 0 for greedy decoding", "top_p")
     top_k = _int(body, "top_k", None, 0) or None  # 0: off, as in llama.cpp
     penalty = _number(body, "repetition_penalty", 1.0)
-    if penalty <= 0:
-        raise ApiError(400, f"repetition_penalty must be more than 0, 1 for none (got {penalty})", "repetition_penalty")
     no_repeat = _int(body, "no_repeat_ngram", 0, 0)
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop if stop is not None else []
@@ -115,7 +105,7 @@ def parse_completion(body, limits: Limits) -> Completion:
         raise ApiError(400, f"stop has {len(stops)} strings; the cap is {limits.stop}", "stop")
     seed = _int(body, "seed", None, 0)
     if seed is not None and seed >= 2**63:
-        raise ApiError(400, f"seed must be between 0 and 2^63 - 1 (got {_shown_int(seed)})", "seed")
+        raise ApiError(400, f"seed must be between 0 and 2^63 - 1 (got {shown_int(seed)})", "seed")
     stream = _field(body, "stream", bool, False)
     stream_options = body.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
@@ -123,7 +113,7 @@ def parse_completion(body, limits: Limits) -> Completion:
     include_usage = _field(stream_options or {}, "include_usage", bool, False, "stream_options.include_usage")
     skip_unknown = _field(body, "skip_unknown", bool, False)
     echo = _field(body, "echo", bool, False)
-    try:  # `lstmgen sample`'s options, under the server's caps: the same request gives the same text
+    try:  # `lstmgen sample`'s options and their rules, under the server's caps: the same request, the same text
         options = SampleOptions(
             max_tokens=max_tokens,
             temperature=temperature or DEFAULTS.temperature,
@@ -139,14 +129,10 @@ def parse_completion(body, limits: Limits) -> Completion:
             limit_max_tokens=limits.max_tokens,
             limit_num_samples=limits.n,
         )
-    except UsageError as e:  # a value the checks above let through and `lstmgen sample` refuses too
-        raise ApiError(400, str(e)) from None
+    except OptionError as e:  # named as the request names it: top_p, n
+        field = API_FIELDS.get(e.option, e.option)
+        raise ApiError(400, e.named(field), field) from None
     return Completion(model, prompts, listed, options, seed, stream, stream and include_usage, echo)
-
-
-def _shown_int(value: int) -> str:
-    """An integer for an error line: JSON allows 4,300 digits (and 1e308 is a whole float), not one line's worth."""
-    return f"{value:,}" if abs(value) < 10**18 else f"a {len(str(abs(value)))}-digit number"
 
 
 def _kind(value) -> str:
@@ -174,7 +160,7 @@ def _int(body: dict, name: str, default, least: int):
     if not isinstance(value, int) or isinstance(value, bool):
         raise ApiError(400, f"{name} must be an integer, not {_kind(value)}", name)
     if value < least:
-        raise ApiError(400, f"{name} must be at least {least} (got {_shown_int(value)})", name)
+        raise ApiError(400, f"{name} must be at least {least} (got {shown_int(value)})", name)
     return value
 
 
