@@ -158,6 +158,11 @@ def override_keys(overrides: list[str] = ()) -> set[str]:
     return set(flat(_apply_overrides({}, overrides)))
 
 
+def override_key(item: str) -> str:
+    """The dotted key one `key=value` override names, unparsed ("train.lr", or "train" for `train={lr: 1}`)."""
+    return item.partition("=")[0].strip()
+
+
 def _apply_overrides(raw: dict, overrides) -> dict:
     for item in overrides:
         key, sep, value = item.partition("=")

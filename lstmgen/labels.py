@@ -26,6 +26,18 @@ def label_token(name: str) -> str:
     return f"<label:{name}>"
 
 
+def record_labels(cells: list[str], column: str, source: str) -> list[str]:
+    """Each record's label: its label column's cell (stripped), NONE_LABEL where that is empty. A cell that
+    reads NONE_LABEL itself is refused: its records would silently merge with the unlabelled ones."""
+    if NONE_LABEL in cells:
+        row = cells.index(NONE_LABEL) + 1
+        raise LstmgenError(
+            f"{source}: label column {column!r} holds {NONE_LABEL!r} (record {row:,}), the name lstmgen gives "
+            "records with an empty cell; rename that value, or empty those cells"
+        )
+    return [cell or NONE_LABEL for cell in cells]
+
+
 def check_max_labels(max_labels: int) -> None:
     if not 1 <= max_labels <= LABELS_LIMIT:
         raise UsageError(f"--max-labels must be between 1 and {LABELS_LIMIT} (got {max_labels})")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from . import registry
 from .checkpoint import Checkpoint, check_same_layout, check_world_size, died_before_first_checkpoint, load
-from .config import Config, load_config
+from .config import Config, load_config, override_key
 from .corpora import load_corpus
 from .distributed import Group
 from .errors import LstmgenError, UsageError
@@ -31,7 +31,7 @@ class TrainRequest:
     def __post_init__(self):
         if self.resume and self.overwrite:
             raise UsageError("--resume and --overwrite contradict each other; pick one")
-        if self.resume and any(o.split("=")[0].strip() == "name" for o in self.overrides if o != self._name_flag):
+        if self.resume and any(override_key(o) == "name" for o in self.overrides if o != self._name_flag):
             raise UsageError("--resume names the model with --name (or the --config's name:), not --set name=")
 
     @property
@@ -42,13 +42,13 @@ class TrainRequest:
 
     def model_name(self) -> str:
         if self.parent is not None and not self.resume:
-            named = self.config is not None or any(o.split("=")[0].strip() == "name" for o in self.overrides)
+            named = self.config is not None or any(override_key(o) == "name" for o in self.overrides)
             if not named:  # the default name would be the parent's, or "char": never what was meant
                 raise UsageError(f"--from {self.parent} starts a new model: name it with --name")
         if not self.resume:
             # Only what names the model: the other overrides are checked against the config the run resolves
             # (a --from parent's, the recipe's), not against the defaults.
-            naming = [o for o in self.overrides if o.split("=")[0].strip() == "name"]
+            naming = [o for o in self.overrides if override_key(o) == "name"]
             name = registry.check_name(load_config(self.config, naming).name, "model name")
             if self.parent is not None:
                 check_new_name(self.parent, name)
@@ -114,7 +114,7 @@ def plan_from(request: TrainRequest) -> Plan:
     and the parent's model shape, which its weights fix (a --set that changes it is refused)."""
     name = request.model_name()
     parent = load_parent(request.parent, name)
-    shape_sets = [o for o in request.overrides if o.split("=")[0].strip().split(".")[0] == "model"]
+    shape_sets = [o for o in request.overrides if override_key(o).split(".")[0] == "model"]
     others = [o for o in request.overrides if o not in shape_sets]
     base = load_config(request.config, others, base=None if request.config else parent.config).to_dict()
     note = None

@@ -275,7 +275,7 @@ def _read_csv(
         raise LstmgenError(f"{source.name}: column {_shown(column, quote=True)} has no text")
     labels = None
     if label_column is not None:
-        from .labels import NONE_LABEL
+        from .labels import record_labels
 
         if label_column not in df.columns:
             raise LstmgenError(
@@ -289,7 +289,8 @@ def _read_csv(
             )
         _check_unique(source, list(df.columns), label_column)
         cells = [str(v).strip() if v is not None else "" for v in df[label_column].tolist()]
-        labels = [label or NONE_LABEL for label, t in zip(cells, texts, strict=True) if t]  # the records' rows
+        kept = [label for label, t in zip(cells, texts, strict=True) if t]  # the records' rows
+        labels = record_labels(kept, str(label_column), source.name)
     return records, str(column), labels
 
 

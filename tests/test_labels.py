@@ -186,6 +186,11 @@ def test_label_refusals_leave_the_registry_unchanged(tmp_path, jokes_csv):
         broken = tmp_path / "broken.csv"
         broken.write_text('kind,text\n"a\nb",hello\nb,there\nb,you\n' * 4)
         prepare("broken", TextInput(str(broken), label_column="kind"), PrepareOptions())
+    # A cell spelling the empty cells' label would merge its records with the unlabelled ones.
+    with pytest.raises(LstmgenError, match=r"label column 'kind' holds '<none>' \(record 3\), the name"):
+        reserved = tmp_path / "reserved.csv"
+        reserved.write_text("kind,text\na,hello\n,there\n<none>,you\nb,again\n")
+        prepare("reserved", TextInput(str(reserved), label_column="kind"), PrepareOptions())
     assert snapshot() == before
 
 
