@@ -205,8 +205,13 @@ def require(kind: str, name: str) -> Path:
     if not d.is_dir():
         existing = names(kind)
         close = difflib.get_close_matches(name, existing, n=1, cutoff=0.5)
+        other = "model" if kind == "corpus" else "corpus"
         if kind == "corpus" and Path(name).is_file():  # --corpus jokes.csv: a valid name, and a file here
             hint = f"; {name} is a file: {_file_hint(name)}"
+        elif entry_dir(other, name).is_dir():  # --from jokes, --model jokes: the other kind of entry
+            hint = f"; {name!r} is a {other}" + (
+                f" (train a model on it: lstmgen train --corpus {name})" if other == "corpus" else ""
+            )
         elif close:
             hint = f"; did you mean {close[0]!r}?"
         elif existing:

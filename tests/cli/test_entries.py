@@ -13,6 +13,13 @@ def test_unknown_names_suggest_the_closest(trained):
     assert "invalid" in bad("prepare", "configs/char.yaml", "--name", "../evil")
 
 
+def test_a_corpus_named_where_a_model_is_wanted_says_so(trained):
+    for args in (["sample", "Why", "--model", "toy"], ["eval", "--model", "toy"],
+                 ["train", "--from", "toy", "--name", "child", "--corpus", "toy", *TINY]):  # fmt: skip
+        assert "no model named 'toy'" in (e := bad(*args)) and "'toy' is a corpus (train a model on it" in e
+    assert "'tiny' is a model" in bad("train", "-c", "char", "--corpus", "tiny", *TINY)
+
+
 def test_rm_default_and_show(trained):
     assert ok("default").stdout.strip() == "tiny"
     assert "corpus toy" in ok("show", "toy").stdout
