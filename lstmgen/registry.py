@@ -42,7 +42,7 @@ from pathlib import Path
 
 from .errors import LstmgenError, UsageError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # \Z: "$" would let a last "\n" through
 KINDS = ("corpus", "model")
 # info.json is about 1 KB; a larger one is damaged or hostile, and is not read (it could be a link to
 # /dev/zero, or a 10 GB file): its entry is listed as damaged. Not an option: lstmgen writes these files.
@@ -71,9 +71,21 @@ class Busy(LstmgenError):
 def home() -> Path:
     env = os.environ.get("LSTMGEN_HOME")
     if env:
-        return Path(env).expanduser()
+        return _home_dir(env, "LSTMGEN_HOME")
     xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share") / "lstmgen"
+    return (_home_dir(xdg, "XDG_DATA_HOME") if xdg else _home_dir("~", "HOME") / ".local" / "share") / "lstmgen"
+
+
+def _home_dir(path: str, variable: str) -> Path:
+    expanded = _expanded(path)
+    if str(expanded).startswith("~"):  # no such user, or no HOME: a literal ~ directory here would be a trap
+        raise LstmgenError(f"{variable} is {path!r}, whose ~ names no home directory here; set it to an absolute path")
+    return expanded
+
+
+def _expanded(path: str) -> Path:
+    """~ and ~user expanded where they can be; Path.expanduser raises on an unknown user (`~nobody/x`)."""
+    return Path(os.path.expanduser(path))
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -96,7 +108,7 @@ def _path_hint(name: str, what: str) -> str | None:
     if not name or not ("/" in name or os.sep in name or name.startswith(("~", "."))):
         return None
     kind = what.split()[0] if what.split()[0] in KINDS else None
-    path = Path(name).expanduser()
+    path = _expanded(name)
     for k in [kind] if kind else KINDS:
         for part in (path.name, path.parent.name):  # models/x, or models/x/best.pt
             if NAME_RE.match(part) and ".." not in part and (home() / _DIRS[k] / part).is_dir():
@@ -112,7 +124,7 @@ def _file_hint(path: str) -> str:
     import shlex
 
     made = name_from(Path(path).stem)
-    if read_json(home() / "corpora" / made / "info.json").get("source") == str(Path(path).expanduser().resolve()):
+    if read_json(home() / "corpora" / made / "info.json").get("source") == str(_expanded(path).resolve()):
         return f"did you mean corpus {made!r}, prepared from it?"
     return f"run `lstmgen prepare {shlex.quote(path)}` first, then name the corpus it makes ({made!r})"
 
@@ -607,7 +619,7 @@ def resolve_model(name: str | None) -> str:
 # What lstmgen writes in each kind's info.json, and the type `list`, `show` and default_model() rely on.
 # A field with another type (hand-edited, damaged) is dropped at the read and its entry marked damaged;
 # REQUIRED fields must be there. Fields not named here are kept as they are (the file is capped).
-_INT, _NUMBER, _TEXT, _SPLITS, _LABELS = "int", "number", "text", "splits", "labels"
+_INT, _NUMBER, _TEXT, _SPLITS, _LABELS, _LINEAGE = "int", "number", "text", "splits", "labels", "lineage"
 INFO_FIELDS = {
     "corpus": {"source": _TEXT, "sha256": _TEXT, "column": (_TEXT, None), "tokenizer": _TEXT, "stream": bool,
                "seed": _INT, "val_frac": _NUMBER, "test_frac": _NUMBER, "min_freq": (_INT, None),
@@ -615,7 +627,8 @@ INFO_FIELDS = {
                "created": _TEXT, "vocab_from": dict, "label_column": _TEXT, "labels": _LABELS, "unlabelled": _INT},
     "model": {"corpus": _TEXT, "tokenizer": _TEXT, "vocab_size": _INT, "parameters": _INT, "steps": _INT,
               "epochs": _NUMBER, "best_val_loss": (_NUMBER, None), "status": _TEXT, "created": _TEXT,
-              "updated": _TEXT, "model": dict, "lineage": dict, "labels": _LABELS},
+              "updated": _TEXT, "model": dict, "lineage": _LINEAGE, "labels": _LABELS,
+              "best_val_bits_per_char": (_NUMBER, None), "unigram_bits_per_char": (_NUMBER, None)},
 }  # fmt: skip
 REQUIRED = {
     "corpus": ("tokenizer", "vocab_size", "records", "tokens", "created"),
@@ -645,6 +658,14 @@ def _typed(value, kind) -> bool:
         )
     if kind == _LABELS:  # {label: records}, as labels.count_labels makes it
         return isinstance(value, dict) and all(_typed(v, _INT) for v in value.values())
+    if kind == _LINEAGE:  # as lineage.start_from makes it; `show` formats these
+        fields = {"parent": _TEXT, "parent_step": _INT, "new_symbols": _INT}
+        return (
+            isinstance(value, dict)
+            and all(_typed(value.get(k), (t, None)) for k, t in fields.items())
+            and all(isinstance(v, list) and all(_typed(x, _TEXT) for x in v)
+                    for v in (value.get("corpora", []), value.get("parents", [])))
+        )  # fmt: skip
     return isinstance(value, kind)
 
 

@@ -350,7 +350,9 @@ def test_any_damage_to_a_corpus_info_field_degrades_only_its_row(two_models, fie
     [("model", "steps", "x"), ("model", "best_val_loss", []), ("model", "updated", 5), ("model", "status", None),
      ("model", "parameters", 10**30), ("model", "epochs", float("nan")), ("corpus", "records", "many"),
      ("corpus", "tokens", {"train": 1}), ("corpus", "created", None), ("corpus", "source", ["a"]),
-     ("corpus", "vocab_size", True), ("model", "steps", MISSING), ("corpus", "records", MISSING)],
+     ("corpus", "vocab_size", True), ("model", "steps", MISSING), ("corpus", "records", MISSING),
+     ("model", "best_val_bits_per_char", "high"), ("model", "lineage", {"parent": "a", "parent_step": "x"}),
+     ("model", "lineage", {"parent": "a", "corpora": 5})],
 )  # fmt: skip
 def test_the_damage_the_tester_did_is_named(two_models, kind, field, value):
     name = "tiny" if kind == "model" else "toy"
@@ -360,8 +362,9 @@ def test_the_damage_the_tester_did_is_named(two_models, kind, field, value):
     what = f"info.json lacks {field}" if value is MISSING else f"info.json's {field} is damaged"
     assert row["damaged"].startswith(what) and field not in row
     assert listing["default_model"] == "ok"
-    r = runner.invoke(app, ["list"])
-    assert r.exit_code == 0 and name in r.stdout, r.stderr
+    for command in (["list"], ["show", name, "--kind", kind]):  # the tables and the entry's own page
+        r = runner.invoke(app, command)
+        assert r.exit_code == 0 and name in r.stdout, r.stderr
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,16 @@ from lstmgen.corpora import load_corpus
 from lstmgen.errors import LstmgenError
 
 
-@pytest.mark.parametrize("bad", ["", "../etc", "a/b", "a\0b", "..", "x..y", "-lead", "sp ace"])
+@pytest.mark.parametrize("bad", ["", "../etc", "a/b", "a\0b", "..", "x..y", "-lead", "sp ace", "x\n", "~nobody-here/x"])
 def test_names_cannot_escape_the_registry(bad):
     with pytest.raises(LstmgenError, match="invalid"):
         registry.check_name(bad)
+
+
+def test_an_unknown_user_in_lstmgen_home_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("LSTMGEN_HOME", "~nobody-here/reg")
+    with pytest.raises(LstmgenError, match=r"^LSTMGEN_HOME is '~nobody-here/reg', whose ~ names no home directory"):
+        registry.home()
 
 
 def test_not_found_suggests_the_closest_name(tiny_model):

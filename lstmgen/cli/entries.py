@@ -20,7 +20,14 @@ LISTED_LABELS, SHOWN_LABELS = 3, 64  # labels named in a row of `list`, and in `
 
 
 def _fmt(v, spec: str = "") -> str:
-    return "-" if v is None else format(v, spec)
+    """A field for a table: "-" when missing. registry.info types every field lstmgen writes; "?" is for one
+    it does not know the type of (a newer lstmgen's), so that a table never breaks on one entry."""
+    if v is None:
+        return "-"
+    try:
+        return format(v, spec)
+    except (TypeError, ValueError):
+        return "?"
 
 
 def _when(iso: str | None) -> str:
