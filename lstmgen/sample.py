@@ -238,12 +238,17 @@ class TextStream:
             return False
         self.tokens.append(tok)
         if self.stop:
-            # The newest text, where a stop string can have just appeared: exactly the completion while it
-            # is short (a healed BPE stream's first token repeats the end of the prompt, which must not match).
-            if len(self.tokens) <= 64:
+            # The newest text, where a stop string can have just appeared. A char token is one character, so
+            # the completion's last len(longest stop) characters hold it. Otherwise the last `window` tokens
+            # do (a BPE token may be one byte of a 4-byte character), and while the completion is shorter,
+            # exactly it (a healed BPE stream's first token repeats the end of the prompt: no match there).
+            window = 4 * (self.hold + 1) + 64
+            if vocab.kind == "char":
+                recent = self.text()[1][-(self.hold + 1) :]
+            elif len(self.tokens) <= window:
                 recent = self.text()[1]
             else:
-                recent = vocab.detokenize(vocab.itos[i] for i in self.tokens[-64:])
+                recent = vocab.detokenize(vocab.itos[i] for i in self.tokens[-window:])
             if any(st in recent for st in self.stop):
                 self.reason = "stop"
         if self.reason == "max_tokens" and is_looping(self.tokens):

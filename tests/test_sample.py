@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from lstmgen.corpora import load_corpus
@@ -212,3 +213,21 @@ def test_every_sampling_option_value_decodes_or_is_one_usage_error():
         assert steps and all(((s >= 0) & (s < 23)).all() for s in steps)
 
     check()
+
+
+@pytest.mark.parametrize("kind", ["char", "word"])
+def test_a_stop_string_longer_than_64_tokens_ends_the_sample_where_it_completes(kind):
+    """Stop strings are checked in the newest text; that window must hold the longest one, whatever its
+    length (once it was a fixed 64 tokens, and a longer stop string never fired)."""
+    from lstmgen.sample import TextStream
+    from lstmgen.tokenize import EOR, Vocab
+
+    rng = np.random.default_rng(0)
+    symbols = list("abcdefghijklmnop") if kind == "char" else [f"w{i}" for i in range(16)]
+    vocab = Vocab(kind, [EOR, *symbols])
+    ids = rng.integers(1, len(vocab), 300).tolist()  # random: no periodic tail for the loop check to end it
+    stop = vocab.detokenize([vocab.itos[i] for i in ids[150:250]])  # 100 tokens: over 64
+    stream = TextStream(vocab, "", [], (stop,))
+    ended = [i for i, t in enumerate(ids) if stream.add(t)]
+    assert ended[:1] == [249] and stream.reason == "stop"
+    assert stream.result()[1] + stop == vocab.detokenize([vocab.itos[i] for i in ids[:250]])
