@@ -15,17 +15,18 @@ from .checkpoint import Checkpoint, load
 from .errors import LstmgenError
 from .onnx_graph import graph_of
 
-FILES = ("model.onnx", "metadata.json", "README.md")  # + vocab.json (char, word) or tokenizer.json (bpe)
+FILES = ("model.onnx", "metadata.json", "README.md")  # + one of TOKENIZER_FILES
+TOKENIZER_FILES = ("vocab.json", "tokenizer.json")  # char and word; bpe
 BPE_ID_OFFSET = 1  # our id = the BPE tokenizer's id + 1: id 0 is <eor>, which the tokenizer does not know
 
 
 def export_model(name: str, out: Path, *, force: bool = False, which: str | None = None) -> Path:
     """Write model `name` (its best checkpoint, else last; or `which`) as a self-contained folder at `out`.
 
-    Refuses an `out` that is a file or a non-empty folder unless `force` (then the old folder is replaced
-    whole). The folder is written beside `out` under a temporary name and renamed into place only when
-    complete: a failure leaves no partial folder, and whatever was at `out` unchanged. Reads the
-    registry, never writes it. Returns `out`."""
+    Refuses an `out` that is a file, in the registry, or a non-empty folder unless `force` and it holds an
+    earlier export (then the old folder is replaced whole). The folder is written beside `out` under a
+    temporary name and renamed into place only when complete: a failure leaves no partial folder, and
+    whatever was at `out` unchanged. Reads the registry, never writes it. Returns `out`."""
     out = Path(out)
     _check_target(out, force)
     ckpt = load(name, which)
@@ -58,10 +59,27 @@ def export_model(name: str, out: Path, *, force: bool = False, which: str | None
 
 
 def _check_target(out: Path, force: bool) -> None:
+    """Refuse an `out` that export must not write: a file, a folder in the registry, or a non-empty folder
+    other than an earlier export (with `force`: --force replaces an export, never a folder of other things,
+    since `--out ~ --force` would otherwise delete a home directory)."""
+    from .registry import home
+
     if out.is_file() or (out.exists() and not out.is_dir()):
         raise LstmgenError(f"{out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise LstmgenError(f"{out} exists and is not empty; choose another --out, or pass --force to replace it")
+    if out.resolve().is_relative_to(home().resolve()):
+        raise LstmgenError(f"{out} is inside the registry ({home()}); export to a folder outside it")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise LstmgenError(f"{out} exists and is not empty; choose another --out, or pass --force to replace it")
+        names = {p.name for p in out.iterdir()}
+        others = sorted(names - set(FILES) - set(TOKENIZER_FILES))
+        if others or "metadata.json" not in names:
+            more = ", ..." if len(others) > 3 else ""
+            what = f"holds {', '.join(others[:3])}{more}" if others else "it has no metadata.json"
+            raise LstmgenError(
+                f"{out} is not an earlier export ({what}); --force replaces only an export's folder: choose "
+                "another --out"
+            )
 
 
 def _replace(tmp: Path, out: Path, force: bool) -> None:

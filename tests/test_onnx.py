@@ -474,21 +474,30 @@ def test_export_refuses_a_non_empty_folder_unless_forced(registry_home, tmp_path
     (out / "mine.txt").write_text("keep me")
     with pytest.raises(export_mod.LstmgenError, match="not empty.*--force"):
         export_model("m", out)
+    # --force replaces an earlier export, never a folder of other things (`--out ~ --force`).
+    with pytest.raises(export_mod.LstmgenError, match=r"out is not an earlier export \(holds mine.txt\)"):
+        export_model("m", out, force=True)
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    with pytest.raises(export_mod.LstmgenError, match="is inside the registry"):
+        export_model("m", registry_home / "models" / "m" / "out")
+    out = tmp_path / "again"
+    export_model("m", out)
+    (out / "metadata.json").write_text("{}")  # a different earlier export: replaced whole
     export_model("m", out, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "metadata.json", "model.onnx", "vocab.json"]
+    assert json.loads((out / "metadata.json").read_text())["name"] == "m"
     (tmp_path / "empty").mkdir()
     export_model("m", tmp_path / "empty")  # an empty folder is fine
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "home", "out"]  # no temp folders left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "empty", "home", "out"]  # no temp folders left
 
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_failed_export_leaves_no_partial_folder(existing, registry_home, tmp_path, monkeypatch):
     save_model("m")
     out = tmp_path / "out"
-    if existing:
+    if existing:  # an earlier export, which --force replaces
         out.mkdir()
-        (out / "old.txt").write_text("old")
+        (out / "metadata.json").write_text("old")
     calls = []
 
     def fsync_fails_on_the_third_file(fd):
@@ -501,7 +510,7 @@ def test_a_failed_export_leaves_no_partial_folder(existing, registry_home, tmp_p
         export_model("m", out, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == (["home", "out"] if existing else ["home"])
     if existing:
-        assert [p.name for p in out.iterdir()] == ["old.txt"]
+        assert [p.name for p in out.iterdir()] == ["metadata.json"] and (out / "metadata.json").read_text() == "old"
 
 
 def readme_example(folder: Path) -> str:
