@@ -721,8 +721,12 @@ def list_entries() -> dict:
 
 
 class PartlyRemoved(LstmgenError):
-    """The entry is gone from the registry, but some of its files could not be deleted (they are cleared
-    later); the CLI may treat this as a warning."""
+    """The entry is gone from the registry (from `path`), but some of its files could not be deleted (they
+    are cleared later): the removal happened, and `rm` reports this as a note, not a failure."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
 
 
 def remove(kind: str, name: str) -> Path:
@@ -755,7 +759,8 @@ def remove(kind: str, name: str) -> Path:
     if error is not None:
         raise PartlyRemoved(
             f"removed {kind} {name!r} from the registry, but some of its files could not be deleted ({error}); "
-            f"they are in {trash}, which lstmgen clears later (or delete it yourself)"
+            f"they are in {trash}, which lstmgen clears later (or delete it yourself)",
+            d,
         )
     return d
 

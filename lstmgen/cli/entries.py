@@ -14,7 +14,7 @@ from rich.markup import escape
 from .. import registry
 from ..errors import LstmgenError, UsageError
 from .options import ALL_NAMES, MODEL_NAMES, Kind, Quiet
-from .output import err, labels_line, out, out_json, quiet
+from .output import err, labels_line, note, out, out_json, quiet
 
 LISTED_LABELS, SHOWN_LABELS = 3, 64  # labels named in a row of `list`, and in `show` (then how many more)
 
@@ -187,7 +187,11 @@ def rm(
     quiet(quiet_)
     k = registry.find_kind(name, kind.value if kind else None)
     was_default = k == "model" and registry.default_model() == name
-    path = registry.remove(k, name)
+    try:
+        path = registry.remove(k, name)
+    except registry.PartlyRemoved as e:  # removed; only some files wait to be cleared
+        path = e.path
+        note(str(e), always=True)
     now = registry.default_model()
     if json_out:
         out_json({"removed": name, "kind": k, "path": str(path), "default_model": now})

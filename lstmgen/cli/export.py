@@ -15,7 +15,7 @@ from .output import err, out_json, quiet
 def export(
     model: Annotated[str, typer.Argument(help="Model name.", autocompletion=MODEL_NAMES)],
     out: Annotated[Optional[Path], typer.Option(help="The folder to write [default: ./MODEL-onnx].")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an earlier export at --out (never a folder of other files).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an earlier export at --out.")] = False,
     quiet_: Quiet = False,
     json_out: JsonOut = False,
 ):
