@@ -66,11 +66,26 @@ class SampleOptions:
             raise OptionError("stop", f"strings are longer than the prompt limit ({self.limit_prompt_chars:,})")
 
     def check_prompt(self, prompt: str, where: str) -> None:
+        """Refuse a prompt over the cap; `where` names it ("line 3 of stdin", "prompt[1]")."""
         if len(prompt) > self.limit_prompt_chars:
             raise UsageError(
-                f"{where} has {len(prompt):,} characters, over the limit of {self.limit_prompt_chars:,}; raise it "
-                "with --limit-prompt-chars"
+                f"{where} has {len(prompt):,} characters, over the limit of {self.limit_prompt_chars:,} set by "
+                "--limit-prompt-chars"
             )
+
+
+SEED_LIMIT = 2**63  # a seed is an int64, as numpy's generators and every JSON reader that reports it take it
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed < SEED_LIMIT:
+        raise OptionError("seed", f"must be between 0 and 2^63 - 1 (got {shown_int(seed)})")
+
+
+def prompt_seed(seed: int, i: int) -> int:
+    """The seed of prompt i of a batch (stdin's lines, a request's prompts): seed + i, within the seed range.
+    So each prompt's text depends on the seed and its place, never on what else shares its batch."""
+    return (seed + i) % SEED_LIMIT
 
 
 @dataclass
@@ -366,8 +381,7 @@ def answer(
     hears of prompt words read as <unk> or characters dropped by skip_unknown; `on_text` streams (one
     prompt per batch, one sample).
     """
-    if not 0 <= seed < 2**63:
-        raise UsageError(f"--seed must be between 0 and 2^63 - 1 (got {seed})")
+    check_seed(seed)
     vocab, done, lines_done = loaded.vocab, 0, 0
     fixed: list[str | None] = list(labels) if labels != "-" else []
     for name in fixed:
@@ -390,7 +404,7 @@ def answer(
             prompts += [p] * len(names)
             tags += names
         if prompts:
-            seeds = [(seed + done + i) % 2**63 for i in range(len(prompts))]
+            seeds = [prompt_seed(seed, done + i) for i in range(len(prompts))]
             for samples in sample_many(loaded, prompts, options, seeds=seeds, on_text=on_text, labels=tags):
                 yield from samples
         done += len(prompts)

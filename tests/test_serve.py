@@ -161,6 +161,7 @@ def raw(server, request: bytes, read_all: bool = True) -> bytes:
         (json.dumps({"model": "tiny", "top_p": 0}).encode(), 400, "top_p must be in (0, 1]"),
         (json.dumps({"model": "tiny", "stop": ["", "?"]}).encode(), 400, "stop must be"),
         (json.dumps({"model": "tiny", "seed": -1}).encode(), 400, "seed must be at least 0"),
+        (json.dumps({"model": "tiny", "seed": 2**63}).encode(), 400, "seed must be between 0 and 2^63 - 1"),
         (json.dumps({"model": "tiny", "prompt": "Why ☃"}).encode(), 400, "☃"),
         (json.dumps({"model": "nope"}).encode(), 404, "not served here"),
         (json.dumps({"model": "../../etc/passwd"}).encode(), 400, "invalid model name"),

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 
 from .. import registry
-from ..errors import LstmgenError, OptionError, shown_int
-from ..sample import SampleOptions
+from ..errors import LstmgenError, OptionError, UsageError, shown_int
+from ..sample import SampleOptions, check_seed
 from .options import Limits
 
 
@@ -71,16 +71,6 @@ def parse_completion(body, limits: Limits) -> Completion:
         raise ApiError(
             400, "prompt must be a string or a non-empty list of strings (lstmgen reads text, not token ids)", "prompt"
         )
-    for i, p in enumerate(prompts):
-        if len(p) > limits.prompt_chars:
-            where = f"prompt[{i}]" if listed else "prompt"
-            raise ApiError(
-                400,
-                f"{where} has {len(p):,} characters; the server's cap is {limits.prompt_chars:,} "
-                "(--limit-prompt-chars)",
-                "prompt",
-                "prompt_too_long",
-            )
     n = _int(body, "n", 1, 1)
     if n * len(prompts) > limits.n:
         raise ApiError(
@@ -104,8 +94,6 @@ def parse_completion(body, limits: Limits) -> Completion:
     if len(stops) > limits.stop:
         raise ApiError(400, f"stop has {len(stops)} strings; the cap is {limits.stop}", "stop")
     seed = _int(body, "seed", None, 0)
-    if seed is not None and seed >= 2**63:
-        raise ApiError(400, f"seed must be between 0 and 2^63 - 1 (got {shown_int(seed)})", "seed")
     stream = _field(body, "stream", bool, False)
     stream_options = body.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
@@ -129,9 +117,16 @@ def parse_completion(body, limits: Limits) -> Completion:
             limit_max_tokens=limits.max_tokens,
             limit_num_samples=limits.n,
         )
+        if seed is not None:
+            check_seed(seed)
     except OptionError as e:  # named as the request names it: top_p, n
         field = API_FIELDS.get(e.option, e.option)
         raise ApiError(400, e.named(field), field) from None
+    for i, p in enumerate(prompts):  # `lstmgen sample`'s cap, under the server's limit
+        try:
+            options.check_prompt(p, f"prompt[{i}]" if listed else "prompt")
+        except UsageError as e:
+            raise ApiError(400, str(e), "prompt", "prompt_too_long") from None
     return Completion(model, prompts, listed, options, seed, stream, stream and include_usage, echo)
 
 

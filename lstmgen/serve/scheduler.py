@@ -25,7 +25,7 @@ from .. import registry
 from ..decoding import Draws, Stream, choose, read_prompts
 from ..errors import LstmgenError
 from ..inference import Loaded
-from ..sample import SampleOptions, TextStream, banned_ids, prepare
+from ..sample import SampleOptions, TextStream, banned_ids, prepare, prompt_seed
 from ..tokenize import Vocab
 
 RELOAD_EVERY = 1.0  # seconds between looks at the model's files for a new best checkpoint
@@ -294,7 +294,7 @@ class Scheduler:
             return None
         scores, h, c = read_prompts(gen.backend, read.ids, gen.eor_id, o.num_samples)
         ns = o.num_samples
-        draws = [Draws(np.random.default_rng((job.seed + p) % 2**63), ns) for p in range(len(job.prompts))]
+        draws = [Draws(np.random.default_rng(prompt_seed(job.seed, p)), ns) for p in range(len(job.prompts))]
         job.results = [None] * job.size
         for j in range(job.size):
             p = j // ns
