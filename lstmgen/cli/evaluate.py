@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import Format, InferenceDevice, ModelName, Records, Split
-from .output import Meter, note, out, out_json
+from ..errors import UsageError
+from .options import Format, InferenceDevice, ModelName, Quiet, Records, Split
+from .output import Meter, note, out, out_json, quiet
 
 
 def eval_(
@@ -35,6 +36,7 @@ def eval_(
         typer.Option("--per-label", help="Bits/char of the split's records per label (a model trained with labels)."),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
+    quiet_: Quiet = False,
 ):
     """Measure a model on held-out text: cross-entropy (nats/token), perplexity and bits per character.
 
@@ -53,10 +55,17 @@ def eval_(
 
       lstmgen eval --model reviews-char --per-label
     """
+    quiet(quiet_)
     from .. import registry
     from ..corpora import TextInput
     from ..evaluate import evaluate_model
 
+    if file is None:  # these describe --file: without it they would be dropped in silence
+        file_options = {"--column": column is not None, "--records": records != Records.line,
+                        "--format": format != Format.auto, "--encoding": encoding != "utf-8"}  # fmt: skip
+        given = [flag for flag, on in file_options.items() if on]
+        if given:
+            raise UsageError(f"{', '.join(given)} describe --file, and no --file was given; add --file or drop them")
     name = registry.resolve_model(model)
     text = TextInput(file, format.value, encoding, column, records.value) if file is not None else None
     with Meter(f"scoring {name}") as meter:  # a long text shows its progress on a terminal

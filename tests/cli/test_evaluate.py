@@ -7,7 +7,7 @@ import pytest
 
 from lstmgen import checkpoint
 
-from .runner import ok
+from .runner import bad, ok
 
 
 def test_eval_on_another_file(trained, tmp_path):
@@ -15,6 +15,13 @@ def test_eval_on_another_file(trained, tmp_path):
     f.write_text("Why did the cat nap?\nWhat is a dog?\n")
     m = json.loads(ok("eval", "--file", f, "--json").stdout)
     assert m["on"].endswith("more.txt") and m["chars"] == len("Why did the cat nap?") + 1 + len("What is a dog?") + 1
+
+
+def test_file_options_without_a_file_are_refused_and_quiet_leaves_stderr_empty(trained):
+    err = bad("eval", "--column", "text", "--encoding", "latin-1", code=2)
+    assert "--column, --encoding describe --file, and no --file was given" in err and err.count("\n") == 1
+    r = ok("eval", "--quiet", "--json")
+    assert json.loads(r.stdout)["bits_per_char"] > 0 and r.stderr == ""
 
 
 def test_eval_per_record_scores_each_record_and_they_add_up(trained, tmp_path):
