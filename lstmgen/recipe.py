@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import registry
-from .config import Config, load_config, override_keys
+from .config import Config, ModelConfig, load_config, lstm_parameters, override_keys
 from .errors import UsageError
 
 # Candidate shapes, (n_layer, hidden), from least to most arithmetic per token.
@@ -78,11 +78,10 @@ def _machine() -> str:
     return f"{model}|{bf16}|{os.cpu_count()} cpus|{torch.get_num_threads()} threads|torch {torch.__version__}"
 
 
-def lstm_parameters(n_layer: int, hidden: int, embed: int, vocab: int) -> int:
-    """Weights of the LSTM and its full softmax head: 4 gates x hidden x (input + hidden + 2 biases) per
-    layer, plus hidden x vocab + vocab; the embedding is a lookup and costs no arithmetic per token."""
-    lstm = sum(4 * hidden * ((embed if i == 0 else hidden) + hidden + 2) for i in range(n_layer))
-    return lstm + hidden * vocab + vocab
+def dense_parameters(n_layer: int, hidden: int, embed: int, vocab: int) -> int:
+    """The weights every token's arithmetic uses: the LSTM's (config.lstm_parameters) and a full softmax
+    head's, hidden x vocab + vocab. The embedding is a lookup, no arithmetic per token, so it is left out."""
+    return lstm_parameters(ModelConfig(embed=embed, hidden=hidden, n_layer=n_layer)) + hidden * vocab + vocab
 
 
 def embed_width(hidden: int, vocab: int) -> int:
@@ -204,20 +203,20 @@ def plan_recipe(overrides=(), *, save_speeds: bool = True) -> Recipe:
     batch0 = pick("train.batch_size", 16)
     anchor = shape_of(2, 256)
     anchor_tps = speeds.measure(*anchor, vocab, batch0, seq)
-    anchor_params = lstm_parameters(*anchor, vocab)
+    anchor_params = dense_parameters(*anchor, vocab)
 
     def estimate(shape) -> float:
-        return speeds.get(*shape, vocab, batch0, seq) or anchor_tps * anchor_params / lstm_parameters(*shape, vocab)
+        return speeds.get(*shape, vocab, batch0, seq) or anchor_tps * anchor_params / dense_parameters(*shape, vocab)
 
     candidates = list(dict.fromkeys(shape_of(*s) for s in SHAPES))
-    fits = [s for s in candidates if estimate(s) * steps_s >= TOKENS_PER_PARAMETER * lstm_parameters(*s, vocab)]
+    fits = [s for s in candidates if estimate(s) * steps_s >= TOKENS_PER_PARAMETER * dense_parameters(*s, vocab)]
     shape = fits[-1] if fits else candidates[0]
     tps = speeds.measure(*shape, vocab, batch0, seq)
-    while tps * steps_s < TOKENS_PER_PARAMETER * lstm_parameters(*shape, vocab) and candidates.index(shape) > 0:
+    while tps * steps_s < TOKENS_PER_PARAMETER * dense_parameters(*shape, vocab) and candidates.index(shape) > 0:
         shape = candidates[candidates.index(shape) - 1]  # slower than scaled: one size down, measured
         tps = speeds.measure(*shape, vocab, batch0, seq)
     n_layer, hidden, embed = shape
-    params = lstm_parameters(*shape, vocab)
+    params = dense_parameters(*shape, vocab)
     tokens = tps * steps_s  # what the budget buys
 
     # 4. batch: MIN_STEPS steps, and MIN_WINDOWS windows per lane and epoch.

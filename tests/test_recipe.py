@@ -14,7 +14,7 @@ from .conftest import JOKES
 
 def law(n_layer, hidden, embed, vocab, batch, seq, device, precision):
     """A machine whose tokens/s fall with a shape's arithmetic per token and rise with the batch."""
-    return 4e9 / recipe.lstm_parameters(n_layer, hidden, embed, vocab) * min(batch, 32) / 32
+    return 4e9 / recipe.dense_parameters(n_layer, hidden, embed, vocab) * min(batch, 32) / 32
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_the_plan_follows_the_budget_and_the_corpus_size(tmp_path, probes):
     corpus_of(tmp_path, "small", 1)
     corpus_of(tmp_path, "large", 40)
     short, long = plan("large", 60), plan("large", 3600)
-    params = [recipe.lstm_parameters(r.cfg.model.n_layer, r.cfg.model.hidden, r.cfg.model.embed, 40)
+    params = [recipe.dense_parameters(r.cfg.model.n_layer, r.cfg.model.hidden, r.cfg.model.embed, 40)
               for r in (short, long)]  # fmt: skip
     assert params[1] > params[0]  # more time: a larger model
     assert long.cfg.train.max_time == 3600 and long.cfg.train.eval_every > short.cfg.train.eval_every
