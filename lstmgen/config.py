@@ -81,6 +81,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.seed": (0, MAX_SEED),
 }
 POSITIVE = {"train.lr", "train.max_time"}  # floats whose least value, 0, is excluded
+DEVICES = "auto, cpu, cuda, cuda:N or mps"  # in words, for every error about a device name
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d{1,4})?")  # what training can run on (torch parses more: meta, xla)
 
 
@@ -243,7 +244,7 @@ def validate(cfg: Config) -> None:
             f"{MAX_TOKENS_PER_STEP:,} (the memory of a step grows with it); lower train.batch_size or train.seq_len"
         )
     if not DEVICE_RE.fullmatch(t.device):
-        raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps; got {_shown(t.device)}")
+        raise ConfigError(f"train.device must be {DEVICES}; got {_shown(t.device)}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {_shown(cfg.model.dropout)}")
     cutoffs = cfg.model.adaptive_softmax

@@ -7,6 +7,7 @@ from functools import cache
 
 import torch
 
+from .config import DEVICES
 from .errors import LstmgenError
 
 
@@ -25,7 +26,7 @@ def pick_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise LstmgenError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise LstmgenError(f"unknown device {name!r}; use {DEVICES}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LstmgenError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
@@ -33,7 +34,7 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not _mps_available():
         raise LstmgenError("device 'mps' asked for, but MPS is not available; use --device cpu")
     if device.type not in ("cpu", "cuda", "mps"):  # torch knows meta, xla, ...: nothing lstmgen can run on
-        raise LstmgenError(f"device {name!r} cannot run lstmgen; use auto, cpu, cuda, cuda:N or mps")
+        raise LstmgenError(f"device {name!r} cannot run lstmgen; use {DEVICES}")
     return device
 
 

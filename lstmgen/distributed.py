@@ -215,8 +215,9 @@ def launch(nproc: int, worker_args: list[str]) -> int:
         if name.startswith("torch.distributed.elastic"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     # threads x processes <= cores, or the processes fight over the cores (9x slower, measured here)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))
+    from .runtime import usable_cores
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))
     # A stop waits for the step, or a validation pass, to end and a checkpoint to be written before torchrun
     # would SIGKILL the ranks (its default: after 30 s).
     args = parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--shutdown-timeout={SHUTDOWN_TIMEOUT}",

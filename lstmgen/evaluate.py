@@ -5,7 +5,6 @@ Runtime on the CPU), so this never imports torch."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 
 import numpy as np
@@ -15,6 +14,7 @@ from .corpus import encode_records, n_chars, unk_rate
 from .decoding import Backend
 from .errors import LstmgenError
 from .inference import load_for_inference
+from .runtime import usable_cores
 from .tokenize import IGNORE
 
 SCORES_PER_CALL = 1 << 22  # (B, T, V) scores per forward call: 16 MB of float32, whatever the vocabulary
@@ -76,10 +76,6 @@ def lane_nll(backend: Backend, x: np.ndarray, y: np.ndarray, on_progress: Progre
         if on_progress is not None:
             on_progress(min(start + width, length), length)
     return out
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def stream_nll(
@@ -152,7 +148,7 @@ def evaluate_model(
         raise LstmgenError(
             "--per-label scores the held-out split, whose records carry their labels; drop --file and --per-record"
         )
-    loaded = load_for_inference(name, device=device, on_note=on_note, threads=_cores())
+    loaded = load_for_inference(name, device=device, on_note=on_note, threads=usable_cores())
     vocab = loaded.vocab
     if per_label and not vocab.labels:
         raise LstmgenError(

@@ -143,6 +143,13 @@ def _threads() -> int:
     return 1
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one, as under taskset or a container)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class Decoder:
     """A model's graph in an ONNX Runtime session: `forward(ids, h, c) -> (scores, h, c)` on numpy arrays.
 

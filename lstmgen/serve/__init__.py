@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 
 from ..errors import LstmgenError, UsageError
-from .options import Limits, ServeOptions
+from .options import LOOPBACK, Limits, ServeOptions
 
 __all__ = ["Limits", "ServeOptions", "serve"]
 
@@ -40,7 +40,7 @@ def serve(
     except BaseException:
         sock.close()
         raise
-    local = options.host in ("127.0.0.1", "localhost", "::1")
+    local = options.host in LOOPBACK
     app = create_app(models, options.limits, options.api_key, local_only=local)
     config = uvicorn.Config(
         app,

@@ -24,6 +24,7 @@ from .. import registry
 from ..errors import LstmgenError
 from ..sample import random_seed
 from .engine import Engine, EngineGone
+from .options import LOOPBACK
 from .requests import ApiError, Completion, Limits, parse_completion
 from .scheduler import Job
 
@@ -234,7 +235,7 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
 class LocalOnly:
     """ASGI middleware: only Host headers naming this machine's loopback (localhost, 127.0.0.1, [::1])."""
 
-    HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
+    HOSTS = {*LOOPBACK, "[::1]"}  # a Host header writes an IPv6 address in brackets
 
     def __init__(self, app):
         self.app = app

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from ..errors import UsageError
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # --host values that serve this machine alone
+
 
 @dataclass(frozen=True)
 class Limits:
