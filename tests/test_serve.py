@@ -354,3 +354,25 @@ def test_sigterm_cuts_what_is_still_running_after_the_drain_timeout_and_exits_0(
         assert s.proc.wait(30) == 0 and time.monotonic() - start < 10
     finally:
         s.stop()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the engine process through /proc")
+def test_a_dead_engine_fails_running_and_later_requests_with_503_instead_of_hanging(home):
+    s = Server(home)
+    try:
+        assert post(s, {"model": "tiny", "prompt": "Why", "max_tokens": 3}).status_code == 200
+        body = {"model": "endless", "prompt": "Why", "max_tokens": 4000, "stream": True}  # the default cap
+        with httpx.stream("POST", f"{s.url}/v1/completions", json=body, timeout=30) as running:
+            lines = running.iter_lines()
+            next(line for line in lines if line.startswith("data: "))
+            children = Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()
+            assert len(children) == 1  # the engine: the server's one child process
+            os.kill(int(children[0]), signal.SIGKILL)
+            rest = list(lines)  # it ends, saying what happened: no hang
+        assert any("decoding engine process ended" in line for line in rest), rest
+        for name in ("tiny", "char"):  # loaded before, and never loaded: both answer at once
+            r = post(s, {"model": name, "prompt": "Why", "max_tokens": 3})
+            assert r.status_code == 503 and "restart the server" in r.json()["error"]["message"], r.text
+        assert httpx.get(f"{s.url}/v1/models", timeout=10).status_code == 200
+    finally:
+        s.stop()

@@ -161,7 +161,10 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
         engine = models.engine
         job = Job(req.prompts, req.options, random_seed() if req.seed is None else req.seed, stream=req.stream)
         job.waker = asyncio.Event()
-        engine.submit(await models.get(req.model), job)
+        try:
+            engine.submit(await models.get(req.model), job)
+        except EngineGone as e:
+            raise ApiError(503, str(e)) from None
         try:
             if not await until(job, lambda j: j.state != "waiting", request):
                 return Response(status_code=499)  # the client has gone: nobody reads this
@@ -352,6 +355,8 @@ def job_error(job: Job) -> ApiError:
         return ApiError(429, str(job.error), None, "server_busy")
     if job.error_kind == "prompt":
         return ApiError(400, str(job.error), "prompt")
+    if job.error_kind == "engine":  # the engine process has ended: the server cannot serve until restarted
+        return ApiError(503, str(job.error))
     return ApiError(500, str(job.error))
 
 

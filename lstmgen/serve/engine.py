@@ -38,6 +38,9 @@ class EngineGone(LstmgenError):
     """The engine process ended."""
 
 
+GONE = "the decoding engine process ended unexpectedly (its error is in the server's log); restart the server"
+
+
 def _send(conn: Connection, message: list) -> None:
     conn.send_bytes(json.dumps(message, ensure_ascii=False).encode())
 
@@ -66,8 +69,16 @@ class Engine:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.counter = 0
         self.stopped = False
-        if self._next() != ["ready"]:
-            raise EngineGone("the decoding engine did not start")
+        self.gone: str | None = None  # why the engine process is no more: every later call fails with it
+        try:
+            started = self._next() == ["ready"]
+        except EngineGone:
+            started = False
+        if not started:
+            self.proc.kill()
+            self.proc.wait()
+            self.conn.close()
+            raise EngineGone("the decoding engine did not start (its error is above)")
 
     def _next(self) -> list:
         """The next message, dispatched; blocking (before the loop runs)."""
@@ -82,10 +93,20 @@ class Engine:
         self.counter += 1
         return self.counter
 
+    def _send(self, message: list) -> None:
+        """A message to the engine; EngineGone once it has ended (then every job and answer waiting fails)."""
+        if self.gone is not None:
+            raise EngineGone(self.gone)
+        try:
+            _send(self.conn, message)
+        except OSError:
+            self._fail_all(GONE)
+            raise EngineGone(GONE) from None
+
     def load(self, name: str) -> None:
         """Load model `name` in the engine (blocking); LstmgenError with its reason."""
         request = self._id()
-        _send(self.conn, ["load", request, name])
+        self._send(["load", request, name])
         while request not in self.loaded:
             self._next()
         error = self.loaded.pop(request)
@@ -95,7 +116,7 @@ class Engine:
     async def load_async(self, name: str) -> None:
         request = self._id()
         self.answers[request] = answer = self.loop.create_future()
-        _send(self.conn, ["load", request, name])
+        self._send(["load", request, name])
         error = await answer
         if error is not None:
             raise LstmgenError(error)
@@ -106,8 +127,8 @@ class Engine:
 
     def submit(self, name: str, job: Job) -> None:
         job.id = self._id()
+        self._send(["submit", job.id, name, job.prompts, asdict(job.options), job.seed, job.stream])
         self.jobs[job.id] = job
-        _send(self.conn, ["submit", job.id, name, job.prompts, asdict(job.options), job.seed, job.stream])
 
     def cancel(self, job: Job) -> None:
         """Free a job's streams (its client has gone): they leave the batch at the engine's next step."""
@@ -140,15 +161,24 @@ class Engine:
             while self.conn.poll():
                 self._dispatch(_recv(self.conn))
         except (EOFError, OSError):
-            self.loop.remove_reader(self.conn.fileno())
-            self._fail_all("the decoding engine process ended unexpectedly; restart the server")
+            self._fail_all(GONE)
 
     def _fail_all(self, message: str) -> None:
+        """The engine has ended: fail every job and every answer waiting, now and from here on."""
+        if self.gone is not None:
+            return
+        self.gone = message
+        if self.loop is not None:
+            self.loop.remove_reader(self.conn.fileno())
         for job in self.jobs.values():
-            job.state, job.error, job.error_kind = "failed", EngineGone(message), "internal"
+            job.state, job.error, job.error_kind = "failed", EngineGone(message), "engine"
             if job.waker is not None:
                 job.waker.set()
         self.jobs.clear()
+        for answer in self.answers.values():
+            if not answer.done():
+                answer.set_exception(EngineGone(message))
+        self.answers.clear()
 
     def _dispatch(self, message: list) -> None:
         kind = message[0]

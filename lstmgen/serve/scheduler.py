@@ -67,7 +67,7 @@ class Job:
     cancelled: bool = False
     waker: object = None  # the server's asyncio.Event, set from its loop after each update
     generation: int = 0  # the checkpoint step it runs on
-    error_kind: str = ""  # with error: "prompt" (unreadable), "busy", "cancelled" or "internal"
+    error_kind: str = ""  # with error: "prompt" (unreadable), "busy", "cancelled", "engine" (it ended) or "internal"
     id: int = 0  # the server's number for it
     model: str = ""
 
