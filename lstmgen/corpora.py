@@ -75,6 +75,8 @@ def prepare(
     name = registry.check_name(name if name is not None else inputs[0].default_name(), "corpus name")
     base = None
     if vocab_from is not None:
+        if options.tokenizer is not None:
+            raise UsageError("--vocab-from encodes with that model's own tokenizer; drop --tokenizer")
         default = PrepareOptions()
         if (options.min_freq, options.max_vocab, options.vocab_size) != (default.min_freq, None, None):
             raise UsageError(
@@ -95,6 +97,8 @@ def prepare(
         options = dataclasses.replace(options, tokenizer=base.vocab.kind)
     elif extend_vocab:
         raise UsageError("--extend-vocab grows the vocabulary of --vocab-from MODEL; name the model")
+    else:
+        options = dataclasses.replace(options, tokenizer=options.tokenizer or "char")
     with registry.lock("corpus", name, "preparing it"), registry.scratch("corpus", name) as work_dir:
         if not overwrite and (registry.entry_dir("corpus", name) / "corpus.pt").exists():
             raise LstmgenError(f"corpus {name!r} already exists; replace it with --overwrite or pick another --name")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tempfile
@@ -99,7 +100,7 @@ def n_chars(records: list[str]) -> int:
 class PrepareOptions:
     """How `prepare` turns records into a corpus; checked when made, so every caller gets the same errors."""
 
-    tokenizer: str = "char"  # char | word | bpe
+    tokenizer: str | None = None  # char | word | bpe; None: char, or the --vocab-from model's own
     val_frac: float = 0.05  # fractions of records held out (of the text, with stream)
     test_frac: float = 0.05
     seed: int = 0  # of the record split
@@ -109,7 +110,7 @@ class PrepareOptions:
     max_labels: int = MAX_LABELS  # --label-column: refuse a column with more distinct labels
 
     def __post_init__(self):
-        if self.tokenizer not in KINDS:
+        if self.tokenizer is not None and self.tokenizer not in KINDS:
             raise UsageError(f"--tokenizer must be one of {', '.join(KINDS)}, got {self.tokenizer!r}")
         if not 0 < self.val_frac < 1:  # NaN fails this too
             raise UsageError(
@@ -131,7 +132,7 @@ class PrepareOptions:
             raise UsageError(
                 "--max-vocab and --min-freq shape a word vocabulary; a bpe vocabulary's size is --vocab-size"
             )
-        if self.vocab_size is not None and self.tokenizer != "bpe":
+        if self.vocab_size is not None and self.tokenizer not in ("bpe", None):  # None: checked once it is known
             raise UsageError(
                 "--vocab-size sets the size of a --tokenizer bpe vocabulary (a word vocabulary is capped by "
                 "--max-vocab)"
@@ -167,6 +168,8 @@ def build_corpus(
     """
 
     o = options
+    if o.tokenizer is None:
+        o = dataclasses.replace(o, tokenizer="char")  # checked again: --vocab-size means nothing to char
     tokenizer, val_frac, test_frac, seed = o.tokenizer, o.val_frac, o.test_frac, o.seed
     label_counts, label_of = {}, None
     if labels is not None:

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from ..errors import UsageError
 from .options import MODEL_NAMES, Format, JsonOut, Quiet, Records, Tokenizer
 from .output import err, labels_line, out_json, quiet
 from .signals import exit_on_sigterm
@@ -104,13 +103,11 @@ def prepare(
       lstmgen prepare more-jokes.csv --vocab-from char --extend-vocab
     """
     quiet(quiet_)
-    if vocab_from is not None and tokenizer is not None:
-        raise UsageError("--vocab-from encodes with that model's own tokenizer; drop --tokenizer")
     from ..corpora import TextInput, model_name_for
     from ..corpora import prepare as prepare_corpus
     from ..corpus import PrepareOptions
 
-    kind = tokenizer.value if tokenizer else "char"  # with --vocab-from: the model's
+    kind = tokenizer.value if tokenizer else None  # none: char, or with --vocab-from the model's own
     options = PrepareOptions(kind, val_frac, test_frac, seed, min_freq, max_vocab, vocab_size, max_labels)
     texts = [TextInput(path, format.value, encoding, column, records.value, max_line_chars, label_column)
              for path in inputs]  # fmt: skip

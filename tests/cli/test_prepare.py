@@ -85,4 +85,6 @@ def test_vocab_from_a_word_model_reports_the_unk_rate_and_hints_train_from(jokes
     assert f"new words become <unk>: {meta['unk_rate']['train']:.1%} of train tokens" in r.stderr
     assert "next: lstmgen train --from wm --corpus w2" in r.stderr
     assert "drop --tokenizer" in bad("prepare", new, "--vocab-from", "wm", "--tokenizer", "word", code=2)
+    assert "--vocab-size shape a new one: drop them" in bad("prepare", new, "--vocab-from", "wm", "--vocab-size",
+                                                            "300", code=2)  # fmt: skip
     assert "grows a char vocabulary" in bad("prepare", new, "--vocab-from", "wm", "--extend-vocab", code=2)
