@@ -71,7 +71,7 @@ def load_for_inference(
 
         device = pick_device("auto").type
     if device == "cpu":
-        from .runtime import GraphMissing, GraphStale, open_graph
+        from .runtime import GraphMissing, GraphStale, checkpoint_fingerprint, open_graph
 
         try:
             decoder = open_graph(path, threads)
@@ -79,7 +79,8 @@ def load_for_inference(
             from .checkpoint import load
             from .onnx_graph import ensure_graph
 
-            decoder, note = ensure_graph(load(name, which), threads)
+            before = checkpoint_fingerprint(path)  # the file the weights are read from, unless it changes
+            decoder, note = ensure_graph(load(name, which), threads, loaded_from=before)
             if note and on_note:
                 on_note(note)
         meta = decoder.meta

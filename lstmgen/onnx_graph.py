@@ -27,6 +27,7 @@ import torch
 
 from . import __version__, registry
 from .checkpoint import Checkpoint
+from .errors import LstmgenError
 from .model import LSTMLM
 from .runtime import (
     GRAPH_FORMAT,
@@ -262,12 +263,16 @@ def save_heldout(ckpt: Checkpoint) -> None:
     registry.atomic_write(heldout_path(ckpt.path), lambda f: f.write(buffer.getvalue()))
 
 
-def ensure_graph(ckpt: Checkpoint, threads: int | None = None) -> tuple[Decoder, str | None]:
+def ensure_graph(ckpt: Checkpoint, threads: int | None = None, loaded_from: str | None = None):
     """The decoder of the graph beside ckpt.path, built first when it is missing or stale. Returns (decoder,
     note): note is None when the graph was current, else one line for stderr saying what was built (the
-    caller prints it; this never prints). A graph that cannot be saved (read-only registry, full disk)
-    still serves this run from memory, and the note says so. GraphDamaged / GraphMismatch: refused; the
-    registry is left as it was."""
+    caller prints it; this never prints). GraphDamaged / GraphMismatch: refused; the registry is left as it
+    was. `loaded_from`: checkpoint_fingerprint of the file as it was before `ckpt` was read from it.
+
+    A reader saves the graph only under the model's lock, and only while the checkpoint is still the file
+    the weights came from: otherwise a training run saving a new best meanwhile could find its new graph
+    replaced by one of the older weights. Whenever it cannot save (the model is being trained, the file
+    changed, a read-only registry, a full disk), the graph serves this run from memory and the note says so."""
     checkpoint = Path(ckpt.path)
     path = graph_path(checkpoint)
     try:
@@ -275,11 +280,19 @@ def ensure_graph(ckpt: Checkpoint, threads: int | None = None) -> tuple[Decoder,
     except (GraphMissing, GraphStale) as e:
         why = "once: it had none yet" if isinstance(e, GraphMissing) else "its graph was from an earlier checkpoint"
     data, meta = graph_of(ckpt)
-    try:
-        save_heldout(ckpt)
-        registry.atomic_write(path, lambda f: f.write(data))
-        note = f"built {path} for fast CPU decoding ({why})"
-    except registry.SaveFailed as e:
-        note = f"built the CPU decoding graph in memory ({why}); could not save {path} ({e.reason})"
     body, _ = read_meta(path, data)
+    in_memory = f"built the CPU decoding graph in memory ({why}); not saved"
+    try:
+        with registry.lock("model", checkpoint.parent.name, "saving its decoding graph"):
+            current = checkpoint_fingerprint(checkpoint) == meta["checkpoint"] == (loaded_from or meta["checkpoint"])
+            if current:
+                save_heldout(ckpt)
+                registry.atomic_write(path, lambda f: f.write(data))
+        note = f"built {path} for fast CPU decoding ({why})" if current else f"{in_memory}: {checkpoint} changed"
+    except registry.Busy:
+        note = f"{in_memory}: the model is being trained, and training saves its graphs"
+    except registry.SaveFailed as e:
+        note = f"{in_memory}: could not save {path} ({e.reason})"
+    except LstmgenError as e:  # no lock to be had: a read-only registry
+        note = f"{in_memory}: {e}"
     return Decoder(path, body, meta, threads), note

@@ -410,6 +410,23 @@ def test_a_graph_that_cannot_be_saved_still_serves_from_memory(registry_home, di
     assert dec.forward([[0, 1]], *dec.zero_state(1))[0].shape == (1, 2, 30)
 
 
+def test_a_reader_never_saves_a_graph_while_the_model_trains_or_its_checkpoint_changes(registry_home):
+    """A reader builds a missing graph, but saves it only under the model's lock and only for the file its
+    weights came from: a training run saving a new best meanwhile keeps its own graph."""
+    ckpt = save_model("m")
+    with registry.lock("model", "m", "training it"):  # as `lstmgen train` holds it
+        dec, note = ensure_graph(checkpoint.load("m"))
+    assert "in memory" in note and "being trained" in note and not graph_path(ckpt).exists()
+    assert dec.forward([[0, 1]], *dec.zero_state(1))[0].shape == (1, 2, 30)
+    before = checkpoint_fingerprint(ckpt)
+    loaded = checkpoint.load("m")
+    save_model("m", seed=1, step=9)  # a new best.pt lands between the read and the save
+    dec, note = ensure_graph(loaded, loaded_from=before)
+    assert "in memory" in note and "changed" in note and not graph_path(ckpt).exists()
+    dec, note = ensure_graph(checkpoint.load("m"), loaded_from=checkpoint_fingerprint(ckpt))
+    assert note.startswith("built ") and graph_path(ckpt).exists()
+
+
 def test_read_meta_finds_the_metadata_without_protobuf(tmp_path):
     """The runtime reads the metadata with its own few-line protobuf walk; onnx's parser must agree."""
     import onnx
