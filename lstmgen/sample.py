@@ -74,6 +74,76 @@ class SampleOptions:
             )
 
 
+@dataclass(frozen=True)
+class SampleRequest:
+    """What `lstmgen sample` is asked for as a whole: how each sample decodes (options), where the prompts
+    come from, and how the samples are reported. Checked when made: which of these combine is decided here,
+    and the CLI only reads and writes."""
+
+    options: SampleOptions = SampleOptions()  # frozen: one shared default is safe
+    prompt: str | None = None  # seed text; "-": one prompt per line of stdin; None: stdin if piped, else ""
+    labels: tuple[str, ...] = ()  # generate after each label's token; ("-",): JSON lines {label, prompt} on stdin
+    stream: bool = False  # the text as it grows: one sample of one prompt at a time
+    json_out: bool = False  # each sample with its longest copy of training text
+    novel: bool = False  # draw again samples that copy more than max_copy training characters
+    max_copy: int | None = None  # None: novelty.MAX_COPY
+    max_redraws: int = 5
+
+    def __post_init__(self):
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if self.stream and (self.json_out or self.options.num_samples > 1 or self.novel):
+            raise UsageError("--stream prints one sample as text as it grows; drop --json, --num-samples and --novel")
+        if self.max_copy is not None and not self.novel:
+            raise UsageError("--max-copy sets what --novel redraws; add --novel")
+        if self.labelled_lines and (len(self.labels) > 1 or self.prompt not in (None, "-")):
+            raise UsageError(
+                '--label - reads each prompt with its label from stdin, as JSON lines {"label": L, "prompt": P}; '
+                "drop PROMPT and the other --label options"
+            )
+        if self.stream and len(self.labels) > 1:
+            raise UsageError("--stream prints one sample as it grows; give one --label")
+        if self.prompt == "":
+            raise UsageError("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
+
+    @property
+    def labelled_lines(self) -> bool:
+        """Each stdin line is JSON {"label": L, "prompt": P} (`--label -`)."""
+        return "-" in self.labels
+
+    def reads_stdin(self, stdin_is_terminal: bool) -> bool:
+        return self.labelled_lines or self.prompt == "-" or (self.prompt is None and not stdin_is_terminal)
+
+    @property
+    def prompts_per_batch(self) -> int:
+        """Prompts decoded together: each is len(labels) x num_samples streams."""
+        return max(1, prompts_per_batch(self.options, self.stream) // max(1, len(self.labels)))
+
+    @property
+    def line_limit(self) -> int:
+        """The longest stdin line read whole (a longer one is refused by check_prompt)."""
+        return self.options.limit_prompt_chars + (LABEL_LINE_EXTRA if self.labelled_lines else 0)
+
+    def no_input(self) -> UsageError | None:
+        """Why an empty stdin is an error for this request, or None (then: one sample from a record's start)."""
+        if self.labelled_lines:
+            return UsageError('no prompts on stdin (--label -): pipe JSON lines {"label": L, "prompt": P}')
+        if self.prompt == "-":
+            return UsageError(
+                "no prompts on stdin (PROMPT is -): pipe one prompt per line, or give PROMPT as an argument"
+            )
+        return None
+
+    def checker(self, loaded, on_note: Callable[[str], None] | None = None):
+        """The novelty judge for --json (each sample's longest copy) and --novel (redraws), or None when
+        neither asks. Made before any prompt is read: a --novel without training records fails at once."""
+        if not (self.json_out or self.novel):
+            return None
+        from .novelty import MAX_COPY, Checker
+
+        limit = (MAX_COPY if self.max_copy is None else self.max_copy) if self.novel else None
+        return Checker(loaded, self.options, limit, self.max_redraws, on_note=on_note)
+
+
 SEED_LIMIT = 2**63  # a seed is an int64, as numpy's generators and every JSON reader that reports it take it
 
 

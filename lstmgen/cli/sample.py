@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
 from .options import InferenceDevice, ModelName, Quiet
 from .output import note, out, out_json, quiet
 
@@ -100,65 +99,33 @@ def sample(
     quiet(quiet_)
     from .. import registry
     from ..inference import load_for_inference
-    from ..sample import (
-        LABEL_LINE_EXTRA,
-        SampleOptions,
-        answer,
-        bounded_lines,
-        prompt_batches,
-        prompts_per_batch,
-        random_seed,
-    )
+    from ..sample import SampleOptions, SampleRequest, answer, bounded_lines, prompt_batches, random_seed
 
     options = SampleOptions(max_tokens, temperature, top_k, top_p, greedy, num_samples, skip_unknown,
                             tuple(stop or ()), no_repeat_ngram, repetition_penalty, limit_prompt_chars,
                             limit_max_tokens, limit_num_samples)  # fmt: skip
-    if stream and (json_out or num_samples > 1 or novel):
-        raise UsageError("--stream prints one sample as text as it grows; drop --json, --num-samples and --novel")
-    if max_copy is not None and not novel:
-        raise UsageError("--max-copy sets what --novel redraws; add --novel")
-    labels = tuple(label or ())
-    from_json = "-" in labels
-    if from_json and (len(labels) > 1 or prompt not in (None, "-")):
-        raise UsageError(
-            '--label - reads each prompt with its label from stdin, as JSON lines {"label": L, "prompt": P}; '
-            "drop PROMPT and the other --label options"
-        )
-    if stream and len(labels) > 1:
-        raise UsageError("--stream prints one sample as it grows; give one --label")
-    if prompt == "":
-        raise UsageError("the prompt is empty; give seed text, or omit PROMPT to sample from the start of a record")
+    request = SampleRequest(options, prompt, tuple(label or ()), stream, json_out, novel, max_copy, max_redraws)
     seed = random_seed() if seed is None else seed
     name = registry.resolve_model(model)
     # Loaded before stdin is read: the first prompt is answered as soon as it comes.
     loaded = load_for_inference(name, device=device, on_note=note)
-    checker = None
-    if json_out or novel:  # before any prompt is read: a --novel without training records is refused at once
-        from ..novelty import MAX_COPY, Checker
-
-        checker = Checker(loaded, options, (MAX_COPY if max_copy is None else max_copy) if novel else None,
-                          max_redraws, on_note=note)  # fmt: skip
-        if checker.missing:
-            note(f"longest_copy is null: {checker.missing}")
-    from_stdin = from_json or prompt == "-" or (prompt is None and not sys.stdin.isatty())
-    per_batch = max(1, prompts_per_batch(options, stream) // max(1, len(labels)))  # streams: prompts x labels
-    lines = bounded_lines(sys.stdin, options.limit_prompt_chars + (LABEL_LINE_EXTRA if from_json else 0))
-    batches = prompt_batches(lines, per_batch, _input_waiting) if from_stdin else iter([[prompt or ""]])
+    checker = request.checker(loaded, on_note=note)
+    if checker and checker.missing:
+        note(f"longest_copy is null: {checker.missing}")
+    from_stdin = request.reads_stdin(sys.stdin.isatty())
+    lines = bounded_lines(sys.stdin, request.line_limit)
+    batches = prompt_batches(lines, request.prompts_per_batch, _input_waiting) if from_stdin else iter([[prompt or ""]])
     with _waiting_note(prompt is None and from_stdin):
         first = next(batches, None)
     if first is None:
-        if from_json:
-            raise UsageError('no prompts on stdin (--label -): pipe JSON lines {"label": L, "prompt": P}')
-        if prompt == "-":
-            raise UsageError(
-                "no prompts on stdin (PROMPT is -): pipe one prompt per line, or give PROMPT as an argument"
-            )
+        if (refused := request.no_input()) is not None:
+            raise refused
         first = [""]  # piped but empty: one sample from a record's start, as with no stdin at all
     samples = answer(
         loaded, chain([first], batches), options, seed,
         where=(lambda i: f"line {i + 1} of stdin") if from_stdin else (lambda i: "the prompt"),
         on_text=functools.partial(out, end="") if stream else None,
-        on_note=note, labels="-" if from_json else labels,
+        on_note=note, labels="-" if request.labelled_lines else request.labels,
     )  # fmt: skip
     from ..novelty import Judged
 
