@@ -7,8 +7,8 @@ The rule, in order (its constants are named below, each with where it comes from
   2. speed: tokens/s of each candidate shape at that window, measured here for a few seconds (one probe,
      the others scaled by their arithmetic per token; the pick is probed too), cached per machine and shape;
   3. shape: the largest candidate that still sees TOKENS_PER_PARAMETER tokens per parameter in the budget;
-  4. batch: as many lanes as keep MIN_STEPS optimizer steps in the budget (more steps beat wider ones for
-     short runs), at most what gives every lane MIN_WINDOWS windows per epoch;
+  4. batch: as many lanes as keep MIN_STEPS x sqrt(minutes) optimizer steps in the budget (more steps
+     beat wider ones for short runs), at most what gives every lane MIN_WINDOWS windows per epoch;
   5. dropout from the epochs the budget buys (many passes over little text overfit), learning rate from the
      width, warmup, a cosine to the end of the budget, and validation every ~1/EVALS of it.
 """
@@ -35,10 +35,13 @@ SHAPES = [(1, 128), (2, 128), (2, 256), (2, 384), (2, 512), (3, 512), (2, 768), 
 # and reached 1.56 nats/char, better than shapes that saw fewer tokens each; benchmarks/recipe_sweep.py
 # checks it (BENCHMARKS.md, "Self-sizing recipe").
 TOKENS_PER_PARAMETER = 3.0
-# Optimizer steps wanted in the budget. Fitted at 60 s on jokes, reddit-cleanjokes and tinyshakespeare
-# (BENCHMARKS.md, "Self-sizing recipe"): 600 -> 1,200 gained 0.10-0.24 nats/char on all three; 2,400 was
-# within the runs' noise (~0.06) of 1,200.
+# Optimizer steps wanted in a one-minute budget, and how that grows with the budget: MIN_STEPS x
+# sqrt(budget / 60 s). Fitted on jokes, reddit-cleanjokes and tinyshakespeare (BENCHMARKS.md, "Self-sizing
+# recipe"): at 60 s, 600 -> 1,200 gained 0.10-0.24 nats/char on all three and 2,400 was within the runs'
+# noise (~0.06); at 3 minutes, 1,150-1,330 steps (batch 32) trailed 2,600 (batch 16) by 0.06-0.09 on
+# reddit-cleanjokes.
 MIN_STEPS = 1200
+STEPS_BUDGET_S = 60.0
 MIN_WINDOWS = 4  # windows per lane and epoch, at least
 BATCHES = (8, 16, 32, 64, 128)
 EVALS = 15  # validation passes per run, at most; each costs at most EVAL_SHARE of the budget in all
@@ -219,8 +222,9 @@ def plan_recipe(overrides=(), *, save_speeds: bool = True) -> Recipe:
     params = dense_parameters(*shape, vocab)
     tokens = tps * steps_s  # what the budget buys
 
-    # 4. batch: MIN_STEPS steps, and MIN_WINDOWS windows per lane and epoch.
-    by_steps = _pow2_floor(tokens / (seq * MIN_STEPS))
+    # 4. batch: enough steps (MIN_STEPS a minute, growing as the budget's square root), and MIN_WINDOWS
+    # windows per lane and epoch.
+    by_steps = _pow2_floor(tokens / (seq * MIN_STEPS * math.sqrt(max(1.0, budget_s / STEPS_BUDGET_S))))
     by_data = _pow2_floor(n_train / (seq * MIN_WINDOWS))
     batch = pick("train.batch_size", min(max(BATCHES[0], min(by_steps, by_data, BATCHES[-1])), max(1, by_data)))
     if batch != batch0:
