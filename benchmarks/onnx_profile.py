@@ -56,6 +56,7 @@ def main():
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.enable_profiling = 1, True
+    opts.profile_file_prefix = str(path.parent / "profile")  # beside the graph, not in the current directory
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     for _ in range(a.steps):
