@@ -203,7 +203,10 @@ def require_any(name: str) -> str:
 def find_kind(name: str, kind: str | None = None) -> str:
     """Which kind of entry `name` is ("corpus" or "model"); `kind` settles a name both kinds use."""
     check_name(name)
-    kinds = [kind] if kind else [k for k in KINDS if entry_dir(k, name).is_dir()]
+    if kind:
+        require(kind, name)  # the named kind must have it: `show x --kind corpus` of no corpus x is an error
+        return kind
+    kinds = [k for k in KINDS if entry_dir(k, name).is_dir()]
     if not kinds:
         require_any(name)  # raises NotFound with the closest corpus or model name
     if len(kinds) > 1:

@@ -93,8 +93,8 @@ class SampleRequest:
         object.__setattr__(self, "labels", tuple(self.labels))
         if self.stream and (self.json_out or self.options.num_samples > 1 or self.novel):
             raise UsageError("--stream prints one sample as text as it grows; drop --json, --num-samples and --novel")
-        if self.max_copy is not None and not self.novel:
-            raise UsageError("--max-copy sets what --novel redraws; add --novel")
+        if (self.max_copy is not None or self.max_redraws != SampleRequest.max_redraws) and not self.novel:
+            raise UsageError("--max-copy and --max-redraws set what --novel redraws; add --novel")
         if self.labelled_lines and (len(self.labels) > 1 or self.prompt not in (None, "-")):
             raise UsageError(
                 '--label - reads each prompt with its label from stdin, as JSON lines {"label": L, "prompt": P}; '

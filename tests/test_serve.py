@@ -371,6 +371,7 @@ def test_a_dead_engine_fails_running_and_later_requests_with_503_instead_of_hang
             os.kill(int(children[0]), signal.SIGKILL)
             rest = list(lines)  # it ends, saying what happened: no hang
         assert any("decoding engine process ended" in line for line in rest), rest
+        assert s.wait_for("the decoding engine process ended (signal 9)")  # the server's log says how
         for name in ("tiny", "char"):  # loaded before, and never loaded: both answer at once
             r = post(s, {"model": name, "prompt": "Why", "max_tokens": 3})
             assert r.status_code == 503 and "restart the server" in r.json()["error"]["message"], r.text

@@ -65,7 +65,8 @@ def eval_(
                         "--format": format != Format.auto, "--encoding": encoding != "utf-8"}  # fmt: skip
         given = [flag for flag, on in file_options.items() if on]
         if given:
-            raise UsageError(f"{', '.join(given)} describe --file, and no --file was given; add --file or drop them")
+            verb = "describes" if len(given) == 1 else "describe"
+            raise UsageError(f"{', '.join(given)} {verb} --file, and no --file was given; add --file or drop them")
     name = registry.resolve_model(model)
     text = TextInput(file, format.value, encoding, column, records.value) if file is not None else None
     with Meter(f"scoring {name}") as meter:  # a long text shows its progress on a terminal

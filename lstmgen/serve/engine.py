@@ -168,6 +168,13 @@ class Engine:
         if self.gone is not None:
             return
         self.gone = message
+        if self.on_note is not None:  # the server's log says so once, with how the process ended
+            try:
+                code = self.proc.wait(1)  # its end is seen on the socket first: let the OS reap it
+            except subprocess.TimeoutExpired:
+                code = None
+            how = "still running" if code is None else f"signal {-code}" if code < 0 else f"exit code {code}"
+            self.on_note(f"the decoding engine process ended ({how}); requests get 503 until the server restarts")
         if self.loop is not None:
             self.loop.remove_reader(self.conn.fileno())
         for job in self.jobs.values():

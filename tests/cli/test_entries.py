@@ -18,6 +18,7 @@ def test_a_corpus_named_where_a_model_is_wanted_says_so(trained):
                  ["train", "--from", "toy", "--name", "child", "--corpus", "toy", *TINY]):  # fmt: skip
         assert "no model named 'toy'" in (e := bad(*args)) and "'toy' is a corpus (train a model on it" in e
     assert "'tiny' is a model" in bad("train", "-c", "char", "--corpus", "tiny", *TINY)
+    assert "no corpus named 'nothere'" in bad("show", "nothere", "--kind", "corpus")  # not an empty "damaged" entry
 
 
 def test_rm_default_and_show(trained):

@@ -228,3 +228,4 @@ def test_novelty_flags_a_memorised_corpus_and_redraws_copies(tmp_path, registry_
     r = ok("sample", "--json", "--seed", "1")
     assert json.loads(r.stdout)["longest_copy"] is None and "are gone" in r.stderr
     assert "add --novel" in bad("sample", "--max-copy", "5", code=2)
+    assert "--max-redraws set what --novel redraws; add --novel" in bad("sample", "--max-redraws", "3", code=2)
