@@ -27,7 +27,8 @@ def exit_on_sigterm():
 
 
 class StopSignals:
-    """While active, the first Ctrl-C/SIGTERM asks training to stop after the current step; a second one aborts."""
+    """While active, the first Ctrl-C/SIGTERM asks training to stop after the current step; a second Ctrl-C
+    aborts, a second SIGTERM changes nothing."""
 
     def __init__(self, announce: bool = True):
         self.signum = 0
@@ -39,7 +40,12 @@ class StopSignals:
 
     def _handle(self, signum, frame):
         if self.signum:
-            raise KeyboardInterrupt
+            # A second Ctrl-C aborts. A second SIGTERM does not: supervisors repeat it (torchrun forwards the
+            # launcher's to every rank), and an abort raised wherever a rank then is (a finalizer, the save)
+            # prints a traceback and can lose the checkpoint the first one asked for.
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         self.signum = signum
         if not self.announce:
             return
