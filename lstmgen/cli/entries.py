@@ -20,14 +20,9 @@ LISTED_LABELS, SHOWN_LABELS = 3, 64  # labels named in a row of `list`, and in `
 
 
 def _fmt(v, spec: str = "") -> str:
-    """A field for a table: "-" when missing. registry.info types every field lstmgen writes; "?" is for one
-    it does not know the type of (a newer lstmgen's), so that a table never breaks on one entry."""
-    if v is None:
-        return "-"
-    try:
-        return format(v, spec)
-    except (TypeError, ValueError):
-        return "?"
+    """A field for a table: "-" when missing. Every field formatted here is typed by registry.info, which
+    drops a damaged one, so `spec` always fits."""
+    return "-" if v is None else format(v, spec)
 
 
 def _when(iso: str | None) -> str:
