@@ -431,3 +431,16 @@ def test_an_entry_that_is_a_file_or_holds_a_directory_for_a_checkpoint(jokes_csv
     best.mkdir()  # a directory named like a checkpoint
     row = registry.list_entries()["models"][0]
     assert row["checkpoints"] == ["last"] and row["damaged"] is None
+
+
+@pytest.mark.parametrize("command", [["list", "--json"], ["show", "tiny", "--json"]])
+def test_json_output_stays_strict_json_whatever_a_hand_edit_put_in_info_json(two_models, command):
+    """Python's json writes NaN/Infinity as bare words other readers refuse; nested ones must come out null."""
+    path = registry.home() / "models" / "tiny" / "info.json"
+    data = json.loads(path.read_text())
+    data["notes"] = {"loss": float("nan"), "curve": [1.0, float("inf"), -float("inf")]}  # nested, untyped
+    path.write_text(json.dumps(data))
+    r = runner.invoke(app, command)
+    assert r.exit_code == 0, r.stderr
+    printed = json.loads(r.stdout, parse_constant=lambda word: pytest.fail(f"{word} in --json output"))
+    assert printed

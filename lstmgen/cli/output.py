@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -72,7 +73,19 @@ def out(line: str = "", end: str = "\n") -> None:
 
 
 def out_json(obj) -> None:
-    out(json.dumps(obj, ensure_ascii=False, default=str))
+    """One line of strict JSON: NaN and infinities (say, from a hand-edited info.json) become null, since
+    Python's json would write the bare words NaN/Infinity that other JSON readers refuse."""
+    out(json.dumps(_finite(obj), ensure_ascii=False, default=str, allow_nan=False))
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def silence_stdout() -> None:
