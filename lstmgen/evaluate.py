@@ -133,17 +133,21 @@ def metrics(nll: float, n_tokens: int, n_chars: int) -> dict:
 
 
 def evaluate_model(
-    name: str, split: str = "test", text: TextInput | None = None, *, skip_unknown: bool = False,
+    name: str, split: str | None = None, text: TextInput | None = None, *, skip_unknown: bool = False,
     device: str = "cpu", per_record: bool = False, per_label: bool = False, on_note=None,
     on_progress: Progress | None = None,
 ) -> dict | list[dict]:  # fmt: skip
-    """Model `name` on its corpus's held-out `split`, or on `text`: one dict of metrics (model, on, loss,
+    """Model `name` on its corpus's held-out `split` (default test), or on `text`: one dict of metrics (model, on, loss,
     perplexity, bits_per_char, tokens, chars, and unk_rate for word models), or with `per_record` one dict
     per record, in input order (index, text, log_likelihood and the same metrics). `on_note` hears of a
     decoding graph built for an older model; `on_progress(tokens scored, tokens in all)` of the scoring.
     `per_label`: one dict per label of the split's records (label, records and the same metrics), each
     record's text scored given its label, so the label's own token counts for nothing."""
     # Scoring runs long sequences, where a thread per core pays (unlike single decoding steps).
+    if split is not None and text is not None:  # one would be dropped in silence
+        raise LstmgenError(f"--split {split} names a held-out split of the model's corpus, and --file scores a file "
+                           "instead; drop one of them")
+    split = split or "test"
     if per_label and (text is not None or per_record):
         raise LstmgenError(
             "--per-label scores the held-out split, whose records carry their labels; drop --file and --per-record"

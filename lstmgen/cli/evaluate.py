@@ -13,7 +13,9 @@ from .output import Meter, note, out, out_json, quiet
 
 def eval_(
     model: ModelName = None,
-    split: Annotated[Split, typer.Option(help="Held-out split of the model's corpus.")] = Split.test,
+    split: Annotated[
+        Optional[Split], typer.Option(help="Held-out split of the model's corpus.  [default: test]")
+    ] = None,
     file: Annotated[
         Optional[str], typer.Option(help="Evaluate on this .csv/.txt file (or -) instead of a split.")
     ] = None,
@@ -70,7 +72,7 @@ def eval_(
     name = registry.resolve_model(model)
     text = TextInput(file, format.value, encoding, column, records.value) if file is not None else None
     with Meter(f"scoring {name}") as meter:  # a long text shows its progress on a terminal
-        result = evaluate_model(name, split.value, text, skip_unknown=skip_unknown, device=device,
+        result = evaluate_model(name, split and split.value, text, skip_unknown=skip_unknown, device=device,
                                 per_record=per_record, per_label=per_label, on_note=note,
                                 on_progress=meter)  # fmt: skip
     if per_label:

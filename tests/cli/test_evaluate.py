@@ -24,6 +24,15 @@ def test_file_options_without_a_file_are_refused_and_quiet_leaves_stderr_empty(t
     assert json.loads(r.stdout)["bits_per_char"] > 0 and r.stderr == ""
 
 
+def test_a_split_and_a_file_together_are_refused_not_one_dropped(trained, tmp_path):
+    f = tmp_path / "texts.txt"
+    f.write_text("Hey, why is the sun bright?\n")
+    for split in ("test", "val"):  # the default's own name too: the user asked for two things
+        err = bad("eval", "--split", split, "--file", f)
+        assert f"--split {split} names a held-out split" in err and "drop one" in err and err.count("\n") == 1
+    assert json.loads(ok("eval", "--split", "val", "--json").stdout)["on"] == "val split"
+
+
 def test_eval_per_record_scores_each_record_and_they_add_up(trained, tmp_path):
     texts = ["Why did the cat sit on the mat? It was warm.", "wwww cccc iiii", "Hey, why is the sun bright?"]
     f = tmp_path / "texts.txt"
