@@ -87,8 +87,10 @@ def plan(request: TrainRequest, dry_run: bool = False) -> Plan:
     name = request.model_name()
     try:
         last = load(name, "last")
-    except registry.NotFound:
+    except registry.NotFound as missing:
         if request.config is None and request.parent is None:
+            if not registry.entry_dir("model", name).is_dir():
+                raise missing from None  # no such model at all: its message says what the name is instead
             raise LstmgenError(f"model {name!r} has no checkpoint to resume from; start it with --config") from None
         if not died_before_first_checkpoint(name):
             raise LstmgenError(

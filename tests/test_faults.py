@@ -159,7 +159,9 @@ def test_resume_with_no_checkpoint_yet_starts_from_step_zero(toy_corpus, tmp_pat
     assert "no checkpoint to resume from yet; starting it from step 0" in r.output
     assert checkpoint.load("fresh", "last").train_state["step"] == 3
     r = CliRunner().invoke(app, ["train", "--name", "nothing", "--resume"])
-    assert r.exit_code == 1 and "has no checkpoint to resume from; start it with --config" in r.output
+    assert r.exit_code == 1 and "no model named 'nothing'" in r.output and "names: fresh" in r.output
+    r = CliRunner().invoke(app, ["train", "--name", "toy", "--resume"])  # a corpus's name: say so
+    assert r.exit_code == 1 and "'toy' is a corpus (train a model on it: lstmgen train --corpus toy)" in r.output
 
 
 def test_a_failed_first_save_of_a_fresh_run_says_to_run_it_again(tiny_model, toy_corpus, disk_full):
