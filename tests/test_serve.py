@@ -375,6 +375,8 @@ def test_a_dead_engine_fails_running_and_later_requests_with_503_instead_of_hang
         for name in ("tiny", "char"):  # loaded before, and never loaded: both answer at once
             r = post(s, {"model": name, "prompt": "Why", "max_tokens": 3})
             assert r.status_code == 503 and "restart the server" in r.json()["error"]["message"], r.text
-        assert httpx.get(f"{s.url}/v1/models", timeout=10).status_code == 200
+        assert httpx.get(f"{s.url}/v1/models", timeout=10).status_code == 200  # what the registry has
+        r = httpx.get(f"{s.url}/health", timeout=10)  # a supervisor's probe learns it must restart the server
+        assert r.status_code == 503 and r.json()["status"] == "unavailable" and "ended" in r.json()["error"], r.text
     finally:
         s.stop()

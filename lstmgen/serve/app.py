@@ -131,6 +131,8 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     async def health(request: Request) -> Response:
+        if models.engine.gone is not None:  # nothing can be decoded any more: a supervisor should restart us
+            return JSONResponse({"status": "unavailable", "error": models.engine.gone}, status_code=503)
         streams, waiting = models.counts()
         return JSONResponse({"status": "ok", "models": len(models.loaded), "streams": streams, "waiting": waiting})
 
