@@ -177,6 +177,10 @@ def parse_duration(text: str) -> float:
     total = plain + hours * 3600 + minutes * 60 + seconds
     if total <= 0:
         raise UsageError(f"--time must be longer than zero; got {text!r}")
+    from ..config import MAX_TIME
+
+    if total > MAX_TIME:  # the flag's own name, not the config key it becomes
+        raise UsageError(f"--time can be at most {MAX_TIME:,} s (about 31 years); got {text!r}")
     return total
 
 

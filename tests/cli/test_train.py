@@ -123,7 +123,7 @@ def test_epochs_max_steps_and_time_are_shorthands_for_their_config_keys(trained)
     assert summary["stop_reason"] == "max_epochs" and summary["epochs"] == 1.0
     assert checkpoint.load("e").config["train"]["max_time"] == 5400
     assert f"done: {summary['steps']} steps, 1.0 epochs in " in r.stderr  # epochs to one decimal
-    for value in ("5min", "1h30", "0s", "soon"):
+    for value in ("5min", "1h30", "0s", "soon", "100000000h"):
         err = bad("train", "-c", "char", "--corpus", "toy", "--name", "t2", "--time", value, code=2)
         assert len(err.strip().splitlines()) == 1 and "--time" in err and repr(value) in err
     assert "x>=1" in bad("train", "-c", "char", "--name", "t2", "--epochs", "0", code=2)
