@@ -45,3 +45,17 @@ def test_signal_saves_a_checkpoint_and_resume_continues(jokes_csv, signum, code)
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["steps"] == steps + 3
+
+
+@pytest.mark.parametrize("command", [["sample", "--max-tokens", "5"], ["sample", "--max-tokens", "5", "--stream"]])
+def test_ctrl_c_ends_sample_with_one_line_and_130(tiny_model, command):
+    """Interrupted while waiting for its next prompt on stdin (after answering one): `interrupted`, exit 130, as
+    for every command (typer on its own would exit 130 in silence)."""
+    proc = subprocess.Popen([sys.executable, "-m", "lstmgen", *command], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)  # fmt: skip
+    proc.stdin.write("Why\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline()  # answered, and now waiting for more
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr == "interrupted\n", stderr

@@ -16,7 +16,7 @@ from typer.core import TyperCommand
 from .. import __version__
 from ..errors import LstmgenError, UsageError
 from . import configs, entries, evaluate, export, output, prepare, sample, serve, train
-from .output import EXIT_ERROR, EXIT_USAGE, err, error, out, problems, silence_stdout
+from .output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, err, error, out, problems, silence_stdout
 
 app = typer.Typer(
     help="Train LSTM text generators from a CSV or text file, then sample and evaluate them.\n\n"
@@ -77,6 +77,9 @@ def user_errors(fn):
         except LstmgenError as e:
             error(str(e))
             raise typer.Exit(EXIT_USAGE if isinstance(e, UsageError) else EXIT_ERROR) from None
+        except KeyboardInterrupt:  # here, before typer turns it into a silent exit 130
+            problems.print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 
@@ -118,7 +121,7 @@ def main():
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         problems.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
         silence_stdout()
         sys.exit(0)

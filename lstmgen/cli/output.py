@@ -18,7 +18,7 @@ from rich.markup import escape
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 problems = Console(stderr=True, highlight=False, soft_wrap=True)
 
-EXIT_ERROR, EXIT_USAGE = 1, 2
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130  # 130: 128 + SIGINT, as shells report Ctrl-C
 
 # When this process started, as a time.perf_counter() reading; set by the console entry point (main), so that
 # `train` counts the interpreter's start and imports in its wall time. None in-process (tests, library use).
