@@ -156,7 +156,12 @@ class Vocab:
         """encode() of each text; bpe encodes them as one batch, in parallel."""
         if self.kind == "bpe":
             return [[i + 1 for i in e.ids] for e in self._bpe.encode_batch([check_utf8(t, where) for t in texts])]
-        return [self.encode(t, skip_unknown=skip_unknown, where=where) for t in texts]
+        try:
+            return [self.encode(t, skip_unknown=skip_unknown, where=where) for t in texts]
+        except UnknownTokens:  # name every missing character of all the texts, and the first text that has one
+            first = next(i for i, t in enumerate(texts) if any(c not in self.stoi for c in t))
+            unknown = dict.fromkeys(c for t in texts[first:] for c in t if c not in self.stoi)
+            raise UnknownTokens(list(unknown), f"{where} (first in record {first + 1})") from None
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`, stopping at the first end-of-record; label tokens are not text."""

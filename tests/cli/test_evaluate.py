@@ -33,6 +33,14 @@ def test_a_split_and_a_file_together_are_refused_not_one_dropped(trained, tmp_pa
     assert json.loads(ok("eval", "--split", "val", "--json").stdout)["on"] == "val split"
 
 
+def test_unknown_characters_of_every_record_are_named_at_once(trained, tmp_path):
+    f = tmp_path / "texts.txt"
+    f.write_text("Why did the cat nap?\nA \u2603 here\nand \u00a7 there, \u2603 again\n")  # records 2 and 3
+    err = bad("eval", "--file", f)
+    assert "(first in record 2) has 2 character(s) the model's vocabulary lacks: '\u2603', '\u00a7'" in err, err
+    assert json.loads(ok("eval", "--file", f, "--skip-unknown", "--json").stdout)["chars"] > 0
+
+
 def test_eval_per_record_scores_each_record_and_they_add_up(trained, tmp_path):
     texts = ["Why did the cat sit on the mat? It was warm.", "wwww cccc iiii", "Hey, why is the sun bright?"]
     f = tmp_path / "texts.txt"
