@@ -378,7 +378,7 @@ def report(a, step: float, read: float, r: dict, next_ok: bool, code: int) -> No
           f"({(rss['end'] / rss['warm'] - 1) * 100:+.1f}%)")  # fmt: skip
     for body, status, data in load_["failures"][:5]:
         print(f"  failed: {status} {json.dumps(body)} {data!r}")
-    slow = load_["slow"]
+    slow = load_["slow"] or [(None, 0.0)]  # --slow 0: none sent
     print(f"  {len(slow)} clients sending their body a byte per second meanwhile: answered "
           f"{sorted({s for s, _ in slow})} after {min(t for _, t in slow):.1f}-{max(t for _, t in slow):.1f} s "
           f"(--limit-body-seconds {a.body_seconds:g})")  # fmt: skip
