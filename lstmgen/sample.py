@@ -115,8 +115,12 @@ class SampleRequest:
 
     @property
     def prompts_per_batch(self) -> int:
-        """Prompts decoded together: each is len(labels) x num_samples streams."""
-        return max(1, prompts_per_batch(self.options, self.stream) // max(1, len(self.labels)))
+        """Different prompts share each decoding step, up to STREAMS_PER_BATCH streams: each prompt is
+        len(labels) x num_samples of them (one prompt with more is still one batch); a stream shows one
+        sample at a time."""
+        if self.stream:
+            return 1
+        return max(1, STREAMS_PER_BATCH // (self.options.num_samples * max(1, len(self.labels))))
 
     @property
     def line_limit(self) -> int:
@@ -390,12 +394,6 @@ def _heal(vocab: Vocab, prompt_ids: list[list[int]], prompt_tokens: list[list[st
 # -- prompts from stdin --------------------------------------------------------------------------------
 
 STREAMS_PER_BATCH = 64  # streams decoded together: per-step overhead, not arithmetic, bounds decoding speed
-
-
-def prompts_per_batch(options: SampleOptions, stream: bool = False) -> int:
-    """Different prompts share each decoding step, up to STREAMS_PER_BATCH streams (one prompt with more
-    samples is still one batch); a stream shows one sample at a time."""
-    return 1 if stream else max(1, STREAMS_PER_BATCH // options.num_samples)
 
 
 def bounded_lines(file, limit: int) -> Iterator[str]:

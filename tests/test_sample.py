@@ -148,13 +148,14 @@ def test_the_onnx_and_torch_backends_give_the_same_tokens(tiny_model):
 
 
 def test_prompts_are_batched_up_to_64_streams_and_handed_over_when_input_pauses():
-    from lstmgen.sample import prompt_batches, prompts_per_batch
+    from lstmgen.sample import SampleRequest, prompt_batches
 
     lines = [f"prompt {i}\n" for i in range(100)]
-    size = prompts_per_batch(SampleOptions())
+    size = SampleRequest().prompts_per_batch
     assert [len(b) for b in prompt_batches(lines, size)] == [64, 36]  # two batched decodes, not 100 single ones
-    assert prompts_per_batch(SampleOptions(num_samples=40)) == 1  # 40 samples fill a batch on their own
-    assert prompts_per_batch(SampleOptions(), stream=True) == 1
+    assert SampleRequest(SampleOptions(num_samples=40)).prompts_per_batch == 1  # 40 samples fill a batch alone
+    assert SampleRequest(SampleOptions(num_samples=8), labels=("a", "b")).prompts_per_batch == 4  # 16 streams each
+    assert SampleRequest(stream=True).prompts_per_batch == 1
     pauses = iter([True, False] * 50)  # the writer pauses after every second line: each pair answered at once
     assert [len(b) for b in prompt_batches(lines[:6], size, lambda: next(pauses))] == [2, 2, 2]
     assert next(prompt_batches(["Why\r\n"], size)) == ["Why"]
