@@ -111,6 +111,7 @@ for name, command in (("prepare", prepare.prepare), ("train", train.train), ("sa
 def main():
     """Console entry point. Runs the app non-standalone so that usage errors are one line, like every other."""
     output.launched = time.perf_counter() - output.process_age()
+    _closed_standard_streams()
     try:
         code = app(standalone_mode=False)
     except _click_exceptions().ClickException as e:
@@ -132,6 +133,22 @@ def main():
         error(_unexpected(e))
         sys.exit(EXIT_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _closed_standard_streams() -> None:
+    """A shell can start us with fd 0, 1 or 2 closed (`<&-`, `>&-`): Python then has None for that stream,
+    and the next file opened takes the free descriptor, so a child process's output could land in a registry
+    file. A closed stdin reads as empty (< /dev/null) and a closed stderr discards; a closed stdout is refused
+    before any work, since a command's product would be lost after the registry changed."""
+    for fd, name, mode in ((0, "stdin", "r"), (2, "stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 - for the whole process; takes fd 0 or 2
+            if sys.__dict__[name].fileno() != fd:
+                os.dup2(sys.__dict__[name].fileno(), fd)
+    if sys.stdout is None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else may take fd 1
+        problems.print("[bold red]error:[/] stdout is closed; give lstmgen somewhere to write (> /dev/null to discard)")
+        sys.exit(EXIT_USAGE)
 
 
 def _unexpected(e: Exception) -> str:

@@ -85,6 +85,30 @@ def test_a_full_stdout_is_one_error_line():
     assert r.returncode == 1 and r.stderr == "error: No space left on device (writing the output?)\n"
 
 
+def test_a_closed_stdout_is_refused_before_any_work_and_a_closed_stdin_reads_as_empty(trained, jokes_csv):
+    import subprocess
+    import sys
+
+    from lstmgen import registry
+
+    def shell(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(f"{sys.executable} -m lstmgen {command}", shell=True, executable="/bin/bash",
+                              capture_output=True, text=True)  # fmt: skip
+
+    before = sorted(p.name for p in registry.home().rglob("*"))
+    for command in ("list", f"prepare {jokes_csv} --name closed --json", "rm tiny --json", "sample Hey --json"):
+        r = shell(f"{command} >&-")  # nothing may be done whose report would be lost
+        assert r.returncode == 2 and r.stderr == "error: stdout is closed; give lstmgen somewhere to write " \
+            "(> /dev/null to discard)\n", (command, r.stderr)  # fmt: skip
+    assert sorted(p.name for p in registry.home().rglob("*")) == before
+    r = shell("sample --max-tokens 5 --seed 1 <&-")  # as with < /dev/null: one sample from a record's start
+    assert r.returncode == 0 and r.stdout == shell("sample --max-tokens 5 --seed 1 < /dev/null").stdout, r.stderr
+    r = shell("prepare - --name closed <&-")
+    assert r.returncode == 1 and r.stderr == "error: <stdin> is empty; give a file with at least a few records\n"
+    r = shell("sample Hey --max-tokens 5 2>&-")  # nothing to say on stderr anyway: the sample still comes
+    assert r.returncode == 0 and r.stdout.startswith("Hey")
+
+
 def test_help_into_a_closed_pipe_exits_0():
     import subprocess
     import sys
