@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import itertools
 import json
 import math
 import os
@@ -244,6 +245,9 @@ def require(kind: str, name: str) -> Path:
 # -- locks ---------------------------------------------------------------------------------------------
 
 
+LOCK_RETRIES = 1000  # a locks dir removed by releasing holders between our mkdir and open: each retry is new
+
+
 @contextmanager
 def lock(kind: str, name: str, doing: str):
     """Hold the entry's lock while writing it (train, prepare, rm); raise Busy if another process holds it.
@@ -255,13 +259,20 @@ def lock(kind: str, name: str, doing: str):
     """
     path = home() / "locks" / f"{kind}-{check_name(name, f'{kind} name')}.lock"
     d = entry_dir(kind, name)  # refuses a linked entry before anything is written
-    while True:
+    for attempt in itertools.count():
         try:
             _refuse_link(path.parent)
             path.parent.mkdir(parents=True, exist_ok=True)
             # O_NOFOLLOW: a lock file replaced by a link must not make us truncate the file it points to
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except (FileNotFoundError, FileExistsError):  # a releasing process removed the locks dir meanwhile
+            if path.parent.exists() and not path.parent.is_dir():  # a file in its place: that never clears
+                raise LstmgenError(
+                    f"cannot lock {kind} {name!r}: {path.parent} is a file, where lstmgen keeps its lock files; "
+                    "move it away"
+                ) from None
+            if attempt >= LOCK_RETRIES:
+                raise LstmgenError(f"cannot lock {kind} {name!r}: {path.parent} keeps vanishing") from None
             continue
         except OSError as e:
             raise LstmgenError(f"cannot lock {kind} {name!r}: {e.strerror or e} ({path})") from None

@@ -123,6 +123,21 @@ def test_a_linked_lock_file_is_not_followed(toy_corpus, tmp_path):
     assert victim.read_text() == "precious"  # the lock used to truncate it and write its pid there
 
 
+def test_a_file_where_the_locks_directory_goes_is_one_error_not_a_spin(tiny_model):
+    import threading
+
+    (registry.home() / "locks").write_text("")  # every writer used to retry mkdir for ever at 100% CPU
+    before = snapshot()
+    for command in (["rm", "tiny"], ["prepare", "jokes", "--name", "j2"]):
+        done = {}
+        worker = threading.Thread(target=lambda d=done, c=command: d.update(r=runner.invoke(app, c)), daemon=True)
+        worker.start()
+        worker.join(60)  # a spin fails the test instead of hanging the suite
+        r = done["r"]
+        assert r.exit_code == 1 and "locks is a file, where lstmgen keeps its lock files; move it away" in r.output
+    assert snapshot() == before
+
+
 def test_a_linked_scratch_directory_is_dropped_not_followed(tmp_path, outside):
     outside_before = snapshot(outside)
     link = registry.home() / ".scratch-corpus-z"
