@@ -406,9 +406,11 @@ def load_heldout(checkpoint: Path, meta: dict, split: str) -> np.ndarray | None:
             if str(f["tag"]) != heldout_tag(meta.get("corpus") or {}):
                 return None
             ids = f[split]
-    except (OSError, KeyError, ValueError):  # missing, damaged or foreign: rebuilt from the checkpoint
+    # missing, damaged (a truncated zip: BadZipFile, EOFError) or foreign: rebuilt from the checkpoint
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
     in_vocab = ids.size == 0 or 0 <= ids.min() <= ids.max() < meta["vocab_size"]
-    if ids.ndim != 1 or ids.dtype.kind not in "iu" or not in_vocab:
+    expected = ((meta.get("corpus") or {}).get("tokens") or {}).get(split)  # the split's size, as trained
+    if ids.ndim != 1 or ids.dtype.kind not in "iu" or not in_vocab or expected not in (None, ids.size):
         return None
     return ids.astype(np.int64)

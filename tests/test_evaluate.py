@@ -58,3 +58,22 @@ def test_scoring_reports_its_progress_up_to_the_whole_text(tiny_model):
     nll, _ = stream_nll(loaded.backend, long, 0, on_progress=lambda d, t: parts.append(d))
     assert len(parts) >= 10 and parts == sorted(parts) and parts[-1] == len(long)
     assert nll == pytest.approx(stream_nll(loaded.backend, long, 0)[0], rel=1e-6)  # the same score either way
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty-split"])
+def test_a_damaged_heldout_file_is_rebuilt_from_the_checkpoint_not_an_error(tiny_model, damage):
+    """heldout.npz is a cache of the checkpoint's held-out ids: a copy cut short (a truncated zip) or one whose
+    split lost its ids gives the same figures as the intact file, and is written again."""
+    from lstmgen import registry
+
+    intact = evaluate_model("tiny")
+    path = registry.entry_dir("model", "tiny") / "heldout.npz"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        with np.load(path) as f:
+            arrays = dict(f)
+        np.savez(path, **{**arrays, "test": arrays["test"][:0]})
+    assert evaluate_model("tiny") == intact
+    with np.load(path) as f:  # written again, whole
+        assert f["test"].size == intact["tokens"]
