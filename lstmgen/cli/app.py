@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import sys
 import time
 from typing import Annotated, Optional
@@ -78,7 +79,7 @@ def user_errors(fn):
             error(str(e))
             raise typer.Exit(EXIT_USAGE if isinstance(e, UsageError) else EXIT_ERROR) from None
         except KeyboardInterrupt:  # here, before typer turns it into a silent exit 130
-            problems.print("interrupted")
+            _say_interrupted()
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
@@ -112,6 +113,7 @@ def main():
     """Console entry point. Runs the app non-standalone so that usage errors are one line, like every other."""
     output.launched = time.perf_counter() - output.process_age()
     _closed_standard_streams()
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         code = app(standalone_mode=False)
     except _click_exceptions().ClickException as e:
@@ -121,18 +123,41 @@ def main():
         problems.print(f"[bold red]error:[/] {escape(e.format_message())} (see `{escape(command)} --help`)")
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        problems.print("interrupted")
+        _say_interrupted()
         sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
         silence_stdout()
         sys.exit(0)
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if _sigint_seen:  # Ctrl-C inside an import or a C extension can surface as another error
+            _say_interrupted()
+            sys.exit(EXIT_INTERRUPTED)
         if os.environ.get("LSTMGEN_DEBUG"):
             raise
         silence_stdout()  # stdout may be what failed (`> /dev/full`): do not fail again at exit
         error(_unexpected(e))
         sys.exit(EXIT_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+_sigint_seen = False
+_said_interrupted = False
+
+
+def _say_interrupted() -> None:
+    """`interrupted` on stderr, once, however many layers see the KeyboardInterrupt."""
+    global _said_interrupted
+    if not _said_interrupted:
+        _said_interrupted = True
+        problems.print("interrupted")
+
+
+def _on_sigint(signum, frame):
+    """Python's own Ctrl-C handler, remembering that it ran: a KeyboardInterrupt raised while numpy or
+    onnxruntime is being imported comes out as ImportError("initialization failed"), not as itself."""
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
 
 
 def _closed_standard_streams() -> None:

@@ -276,3 +276,31 @@ def test_a_misspelt_option_is_one_line_from_the_installed_entry_point(monkeypatc
     assert re.fullmatch(r"error: No such option: --temp; did you mean --temperature\? \(see `.*sample --help`\)\n", err)
     code, err = run_main(monkeypatch, capsys, "sample", "--xyzzy")
     assert code == 2 and re.fullmatch(r"error: No such option: --xyzzy \(see `.*sample --help`\)\n", err)
+
+
+def test_ctrl_c_that_surfaces_as_another_error_is_still_interrupted(trained, monkeypatch, capsys):
+    """Ctrl-C while numpy or onnxruntime is being imported comes out as ImportError("initialization failed"):
+    it is an interruption (130), not an internal error."""
+    import importlib
+    import os
+    import signal
+    import time
+
+    app_module = importlib.import_module("lstmgen.cli.app")  # the module (lstmgen.cli.app is also the Typer)
+
+    def importing(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # handled by the entry point's own handler
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+
+    monkeypatch.setattr("lstmgen.registry.resolve_model", importing)  # sample's first library call
+    previous = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(app_module, "_sigint_seen", False)
+    monkeypatch.setattr(app_module, "_said_interrupted", False)
+    try:
+        code, err = run_main(monkeypatch, capsys, "sample", "Hey")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130 and err == "interrupted\n", err
