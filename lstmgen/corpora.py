@@ -109,8 +109,13 @@ def prepare(
         if isinstance(source, Joined):  # each file, for `list`, `show` and the hint to prepare it again
             corpus["meta"]["sources"] = source.paths()
             corpus["meta"]["source"] = ", ".join(source.paths())
-        path = registry.save_corpus(name, corpus)
-        notes = _skew_notes(corpus["meta"], options) + _label_notes(corpus["meta"]) + _novelty_index(path, corpus)
+        index_notes: list[str] = []  # built into the staged entry: the index arrives with the corpus, or neither
+
+        def add_index(staged: Path) -> None:
+            index_notes.extend(_novelty_index(staged, corpus))
+
+        path = registry.save_corpus(name, corpus, also=add_index)
+        notes = _skew_notes(corpus["meta"], options) + _label_notes(corpus["meta"]) + index_notes
     return Prepared(name, path, source.name, column, corpus["meta"], notes)
 
 

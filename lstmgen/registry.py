@@ -37,6 +37,7 @@ import stat
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -492,16 +493,18 @@ def read_json_checked(path: Path) -> tuple[dict, str | None]:
 # -- corpora -------------------------------------------------------------------------------------------
 
 
-def save_corpus(name: str, corpus: dict) -> Path:
+def save_corpus(name: str, corpus: dict, also: Callable[[Path], None] | None = None) -> Path:
     """Write the corpus entry whole, then put it in place: `list` and `train` see the previous corpus of this
     name or the new one, never a half-written one (a full disk, an exception or a signal midway leaves the
-    previous entry, or none)."""
+    previous entry, or none). `also(staged_dir)` adds more to the entry before it is put in place."""
     d = entry_dir("corpus", name)
     existed = d.exists()
 
     def write(staged: Path) -> None:
         save_pt(staged / "corpus.pt", corpus)
         write_json(staged / "info.json", {"kind": "corpus", "name": name, **corpus["meta"]})
+        if also is not None:
+            also(staged)
 
     try:
         _put_entry(d, write)

@@ -286,6 +286,22 @@ def test_prepare_interrupted_while_saving_leaves_the_previous_corpus(jokes_csv, 
     assert snapshot() == before
 
 
+def test_prepare_interrupted_while_indexing_leaves_the_previous_corpus_and_its_index(jokes_csv, monkeypatch):
+    from lstmgen import novelty
+
+    ok("prepare", jokes_csv, "--name", "jokes", "--seed", "1")
+    assert (registry.entry_dir("corpus", "jokes") / novelty.INDEX_DIR / "info.json").is_file()
+    before = snapshot()
+
+    def build_index(corpus):  # the last and longest step: the corpus itself is written by now
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(novelty, "build_index", build_index)
+    r = runner.invoke(app, ["prepare", str(jokes_csv), "--name", "jokes", "--overwrite", "--seed", "2"])
+    assert r.exit_code == 130  # interrupted, and nothing replaced: the new corpus went in with its index or not
+    assert snapshot() == before
+
+
 # -- damaged info.json ---------------------------------------------------------------------------------
 
 # Values an info.json field can be damaged into: wrong types, null, huge, nested.
