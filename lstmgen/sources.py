@@ -139,18 +139,20 @@ def read_source(
     """Check and hash a file (or "-" for stdin, copied to a file in `spool_dir`), streaming: clear errors for
     binary, empty or mis-encoded input, without holding it in memory. `max_line_chars`: the longest line a
     record read line by line may be."""
+    try:
+        wide = b"\x00" in "a".encode(encoding)  # utf-16 and utf-32 write a NUL byte in every ASCII character
+    except (LookupError, UnicodeError):  # unknown, a bytes-to-bytes codec (base64), or "undefined"
+        raise LstmgenError(f"unknown --encoding {encoding[:40]!r}; try utf-8 or latin-1") from None
     if path == "-":
-        p, name = _spool_stdin(spool_dir), "<stdin>"
+        name = "<stdin>"
+        # Checked as it arrives: `< /dev/urandom` is refused at once, not after filling the disk.
+        p = _spool_stdin(spool_dir, None if wide else _binary_message(name))
     else:
         p = find_input(path)
         name = str(path) if p == Path(path) else str(p)  # bundled data goes by its full path
         if p.is_dir():
             raise LstmgenError(f"input {path} is a directory; give a .csv or .txt file")
-    try:
-        wide = b"\x00" in "a".encode(encoding)  # utf-16 and utf-32 write a NUL byte in every ASCII character
-    except (LookupError, UnicodeError):  # unknown, a bytes-to-bytes codec (base64), or "undefined"
-        raise LstmgenError(f"unknown --encoding {encoding[:40]!r}; try utf-8 or latin-1") from None
-    binary = f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file"
+    binary = _binary_message(name)
     if not wide:  # checked before decoding, so a binary file is named as one rather than as mis-encoded
         with p.open("rb") as f:
             if b"\x00" in f.read(65536):
@@ -169,8 +171,13 @@ def read_source(
     return source
 
 
-def _spool_stdin(spool_dir: Path | None) -> Path:
-    """stdin copied to a temporary file (deleted at exit), in bounded memory."""
+def _binary_message(name: str) -> str:
+    return f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file"
+
+
+def _spool_stdin(spool_dir: Path | None, binary: str | None) -> Path:
+    """stdin copied to a temporary file (deleted at exit), in bounded memory. `binary`: the error to raise
+    when a NUL byte comes in the first 64 KiB (the same look a file gets), before the rest is copied."""
     import atexit
 
     try:
@@ -178,8 +185,12 @@ def _spool_stdin(spool_dir: Path | None) -> Path:
     except OSError as e:
         raise write_failed(e, spool_dir) from None
     atexit.register(Path(tmp).unlink, missing_ok=True)
+    looked = 0
     with open(fd, "wb", buffering=0) as f:  # unbuffered: a full disk fails in write(), caught here
-        while data := sys.stdin.buffer.read(CHUNK_BYTES):
+        while data := sys.stdin.buffer.read1(CHUNK_BYTES):  # read1: what has come, not a wait for 4 MiB
+            if binary is not None and looked < 65536 and b"\x00" in data[: 65536 - looked]:
+                raise LstmgenError(binary)
+            looked += len(data)
             try:
                 f.write(data)
             except OSError as e:

@@ -297,6 +297,26 @@ def test_undecodable_stdin_names_the_byte(tmp_path):
         assert "\\udc" not in err and not (tmp_path / "home" / "corpora").exists()
 
 
+def test_binary_stdin_is_refused_as_it_arrives_not_after_it_ends(tmp_path):
+    """`prepare - < /dev/urandom` used to copy stdin to disk until it ended (gigabytes) before looking at it."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"LSTMGEN_HOME": str(tmp_path / "home")}
+    p = subprocess.Popen([sys.executable, "-m", "lstmgen", "prepare", "-", "--name", "s"], stdin=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)  # fmt: skip
+    p.stdin.write(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 100)
+    p.stdin.flush()  # and nothing more, nor an end: the refusal cannot wait for one
+    try:
+        assert p.wait(timeout=60) == 1
+    finally:
+        p.kill()
+        p.stdin.close()
+    assert "<stdin> looks like a binary file (it contains NUL bytes)" in p.stderr.read().decode()
+    assert not (tmp_path / "home" / "corpora").exists()
+
+
 def test_bpe_on_text_cut_at_spaces_is_the_bpe_of_the_whole(tmp_path, monkeypatch):
     """prepare feeds the BPE trainer and encoder pieces of at most TOKENIZE_CHARS characters: the same
     vocabulary and ids as the whole text (a 20 MB line peaked at 3.3 GB before)."""
