@@ -69,8 +69,8 @@ class SampleOptions:
         """Refuse a prompt over the cap; `where` names it ("line 3 of stdin", "prompt[1]")."""
         if len(prompt) > self.limit_prompt_chars:
             raise UsageError(
-                f"{where} has {len(prompt):,} characters, over the limit of {self.limit_prompt_chars:,} set by "
-                "--limit-prompt-chars"
+                # "longer than": a stdin line is read only up to the limit and a character, so its length is unknown
+                f"{where} is longer than {self.limit_prompt_chars:,} characters, the limit set by --limit-prompt-chars"
             )
 
 
@@ -398,12 +398,12 @@ STREAMS_PER_BATCH = 64  # streams decoded together: per-step overhead, not arith
 
 def bounded_lines(file, limit: int) -> Iterator[str]:
     """The lines of a text file (stdin), each read only up to `limit` + 1 characters: a longer line is cut
-    there, and check_prompt then refuses it, so a 1 GB line never sits in memory whole."""
+    there and is the last one read (check_prompt refuses it, which ends the run), so a 1 GB line never sits
+    in memory whole, and an endless one (`< /dev/zero`) is refused as soon as it passes the limit."""
     while line := file.readline(limit + 1):
-        if len(line) > limit and not line.endswith("\n"):
-            while (rest := file.readline(1 << 16)) and not rest.endswith("\n"):  # skip to the line's end
-                pass
         yield line
+        if len(line) > limit and not line.endswith("\n"):
+            return
 
 
 def prompt_batches(lines: Iterable[str], size: int, waiting: Callable[[], bool] = lambda: True):

@@ -142,6 +142,26 @@ def test_a_prompt_the_model_cannot_read_fails_after_the_ones_before_it(trained):
     assert "line 3 of stdin has 1 character(s) the model's vocabulary lacks" in r.stderr
 
 
+def test_an_endless_stdin_line_is_refused_once_it_passes_the_cap(trained):
+    """`sample - < /dev/zero` ran for ever: the cap was checked only at the line's end."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "lstmgen", "sample", "-", "-m", "tiny", "--max-tokens", "5",
+                             "--limit-prompt-chars", "1000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        proc.stdin.write("Why\n" + "a" * 5000)
+        proc.stdin.flush()  # no line end and no end of input follow
+        assert proc.wait(timeout=60) == 2
+        assert proc.stdout.read().startswith("Why")  # the line before it is answered
+        assert proc.stderr.read() == (
+            "error: line 2 of stdin is longer than 1,000 characters, the limit set by --limit-prompt-chars\n"
+        )
+    finally:
+        proc.kill()
+
+
 def test_a_prompt_that_is_not_utf8_names_its_byte(trained):
     import subprocess
     import sys
