@@ -281,6 +281,12 @@ def _read_csv(
             )
     _check_unique(source, list(df.columns), column)
     texts = [str(v).strip() if v is not None else "" for v in df[column].tolist()]
+    for row, t in enumerate(texts, 1):  # the cap a text line has, for a record from a cell
+        if len(t) > source.max_line_chars:
+            raise LstmgenError(
+                f"{source.name}: row {row:,}'s {_shown(column, quote=True)} is longer than {source.max_line_chars:,} "
+                "characters, too long for one record; split it, or raise the cap with --max-line-chars"
+            )
     records = [t for t in texts if t]
     if not records:
         raise LstmgenError(f"{source.name}: column {_shown(column, quote=True)} has no text")

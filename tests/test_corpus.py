@@ -233,6 +233,20 @@ def test_a_line_over_the_cap_is_refused_not_cut_into_records(tmp_path):
     assert sum(corpus["meta"]["records"].values()) == 4
 
 
+def test_a_csv_cell_over_the_cap_is_refused_like_a_line(tmp_path):
+    """A 17 Mi-character quoted cell went round the per-record cap (1.1 GB and a minute to prepare)."""
+    path = write(tmp_path, "a.csv", 'ID,Joke\n1,short\n2,"' + "word, " * 300 + '"\n3,another\n')
+    with pytest.raises(LstmgenError, match=r"a.csv: row 2's 'Joke' is longer than 1,000 characters.*--max-line-chars"):
+        read_records(read_source(path, max_line_chars=1000))
+    assert len(read_records(read_source(path, max_line_chars=1800))[0]) == 3  # at the cap: kept whole
+
+
+def test_the_command_lines_default_cap_is_the_librarys():
+    from lstmgen.cli.options import MAX_LINE_CHARS
+
+    assert MAX_LINE_CHARS == sources_module.MAX_LINE_CHARS  # the CLI's default, written out, is the library's
+
+
 def test_a_line_longer_than_four_chunks_stays_one_record(tmp_path, monkeypatch):
     """It used to be cut at a space after 4 chunks (16 MiB): several records, and a way round the refusal
     of a file with too few records."""

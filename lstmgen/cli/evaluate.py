@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UsageError
-from .options import Format, InferenceDevice, ModelName, Quiet, Records, Split
+from .options import MAX_LINE_CHARS, Format, InferenceDevice, MaxLineChars, ModelName, Quiet, Records, Split
 from .output import Meter, note, out, out_json, quiet
 
 
@@ -25,6 +25,7 @@ def eval_(
     ] = Records.line,
     format: Annotated[Format, typer.Option(help="Input format of --file.")] = Format.auto,
     encoding: Annotated[str, typer.Option(help="Text encoding of --file.")] = "utf-8",
+    max_line_chars: MaxLineChars = MAX_LINE_CHARS,
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="Char models: drop characters the vocab lacks.")
     ] = False,
@@ -64,13 +65,14 @@ def eval_(
 
     if file is None:  # these describe --file: without it they would be dropped in silence
         file_options = {"--column": column is not None, "--records": records != Records.line,
-                        "--format": format != Format.auto, "--encoding": encoding != "utf-8"}  # fmt: skip
+                        "--format": format != Format.auto, "--encoding": encoding != "utf-8",
+                        "--max-line-chars": max_line_chars != MAX_LINE_CHARS}  # fmt: skip
         given = [flag for flag, on in file_options.items() if on]
         if given:
             verb = "describes" if len(given) == 1 else "describe"
             raise UsageError(f"{', '.join(given)} {verb} --file, and no --file was given; add --file or drop them")
     name = registry.resolve_model(model)
-    text = TextInput(file, format.value, encoding, column, records.value) if file is not None else None
+    text = None if file is None else TextInput(file, format.value, encoding, column, records.value, max_line_chars)
     with Meter(f"scoring {name}") as meter:  # a long text shows its progress on a terminal
         result = evaluate_model(name, split and split.value, text, skip_unknown=skip_unknown, device=device,
                                 per_record=per_record, per_label=per_label, on_note=note,

@@ -26,6 +26,11 @@ def _names(*kinds: str):
 MODEL_NAMES, CORPUS_NAMES, ALL_NAMES = _names("model"), _names("corpus"), _names("corpus", "model")
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Nothing on stderr but errors.")]
+MAX_LINE_CHARS = 16 << 20  # sources.MAX_LINE_CHARS, written out: importing sources here would slow `--help`
+MaxLineChars = Annotated[
+    int,
+    typer.Option(min=1, help="Refuse a line or CSV cell (one record) longer than this (--records file: long text)."),
+]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 InferenceDevice = Annotated[
     str, typer.Option(help="cpu: ONNX Runtime, no torch; cuda, cuda:N, mps or auto: the torch model there.")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from .options import MODEL_NAMES, Format, JsonOut, Quiet, Records, Tokenizer
+from .options import MAX_LINE_CHARS, MODEL_NAMES, Format, JsonOut, MaxLineChars, Quiet, Records, Tokenizer
 from .output import err, labels_line, out_json, quiet
 from .signals import exit_on_sigterm
 
@@ -47,9 +47,7 @@ def prepare(
         Format, typer.Option(help="Input format: auto goes by file extension; stdin is txt.")
     ] = Format.auto,
     encoding: Annotated[str, typer.Option(help="Text encoding of the input.")] = "utf-8",
-    max_line_chars: Annotated[
-        int, typer.Option(help="Refuse a line (one record) longer than this; --records file reads a long text.")
-    ] = 16 << 20,
+    max_line_chars: MaxLineChars = MAX_LINE_CHARS,
     val_frac: Annotated[float, typer.Option(help="Fraction of records held out for validation.")] = 0.05,
     test_frac: Annotated[float, typer.Option(help="Fraction of records held out for testing.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the record split.")] = 0,

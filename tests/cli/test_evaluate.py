@@ -41,6 +41,15 @@ def test_unknown_characters_of_every_record_are_named_at_once(trained, tmp_path)
     assert json.loads(ok("eval", "--file", f, "--skip-unknown", "--json").stdout)["chars"] > 0
 
 
+def test_eval_file_has_prepares_record_cap_and_option(trained, tmp_path):
+    f = tmp_path / "texts.txt"
+    f.write_text("Why did the cat nap?\n" + "a" * 2000 + "\n")
+    err = bad("eval", "--file", f, "--max-line-chars", "1000")  # the fix its message names is an eval option too
+    assert "line 2 is longer than 1,000 characters" in err and "--max-line-chars" in err
+    assert json.loads(ok("eval", "--file", f, "--max-line-chars", "2000", "--json").stdout)["chars"] == 2021 + 1
+    assert "0 is not in the range x>=1" in bad("eval", "--file", f, "--max-line-chars", "0", code=2)
+
+
 def test_eval_per_record_scores_each_record_and_they_add_up(trained, tmp_path):
     texts = ["Why did the cat sit on the mat? It was warm.", "wwww cccc iiii", "Hey, why is the sun bright?"]
     f = tmp_path / "texts.txt"
