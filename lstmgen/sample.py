@@ -41,6 +41,9 @@ class SampleOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "stop", tuple(self.stop))
+        for cap in ("limit_prompt_chars", "limit_max_tokens", "limit_num_samples"):  # before what they bound
+            if getattr(self, cap) < 1:
+                raise OptionError(cap, f"must be at least 1 (got {shown_int(getattr(self, cap))})")
         if not 0 < self.temperature < math.inf:  # NaN fails this too
             raise OptionError("temperature", f"must be a number > 0 (got {self.temperature})",
                               "use --greedy for argmax decoding")  # fmt: skip

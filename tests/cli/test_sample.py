@@ -49,6 +49,9 @@ def test_char_model_names_unknown_prompt_chars(trained):
         (["--top-p", "0"], "--top-p must be in (0, 1]"),
         (["--top-k", "-3"], "--top-k must be at least 1"),
         (["--max-tokens", "0"], "--max-tokens must be at least 1"),
+        (["--limit-max-tokens", "-1"], "--limit-max-tokens must be at least 1 (got -1)"),  # not "5 is over -1"
+        (["--limit-num-samples", "0"], "--limit-num-samples must be at least 1"),
+        (["--limit-prompt-chars", "0"], "--limit-prompt-chars must be at least 1"),
     ],
 )
 def test_bad_sampling_options_are_usage_errors(trained, args, message):
