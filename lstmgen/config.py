@@ -203,16 +203,17 @@ def _packaged_paths() -> dict[str, Path]:
 
 def find_config(value: str | Path) -> Path:
     """The YAML file a --config value names: an existing file wins; else a packaged config by name (`char` or
-    `char.yaml`); else a ConfigError that names the packaged ones."""
+    `char.yaml`); else a ConfigError that names the packaged ones. A directory is never a config: a `char/`
+    in the current directory (the registry's models/, say) does not hide the packaged `char`."""
     path = Path(value)
-    if path.is_dir():
-        raise ConfigError(f"config {value} is a directory; give a YAML file or the name of a packaged config")
-    if path.exists():  # a file, or a device or pipe that _read_yaml reads within its byte cap
+    if path.exists() and not path.is_dir():  # a file, or a device or pipe that _read_yaml reads within its cap
         return path
     packaged = _packaged_paths()
     name = str(value).removesuffix(".yaml")
     if name in packaged:  # a dict lookup: a value such as ../x never reaches outside CONFIG_DIR
         return packaged[name]
+    if path.is_dir():
+        raise ConfigError(f"config {value} is a directory; give a YAML file or the name of a packaged config")
     if path.stem in packaged:  # configs/char.yaml typed outside the repository
         raise ConfigError(f"config file {value} does not exist; the packaged {path.stem} is --config {path.stem}")
     raise ConfigError(

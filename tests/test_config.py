@@ -107,6 +107,15 @@ def test_an_existing_file_wins_over_a_packaged_name(tmp_path, monkeypatch):
     assert load_config("char.yaml").name == "mine" and load_config("char").name == "char"
 
 
+def test_a_directory_never_hides_a_packaged_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "char").mkdir()  # train run from the registry's models/, which holds a model called char
+    assert find_config("char") == CONFIG_DIR / "char.yaml"
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ConfigError, match="config mine is a directory; give a YAML file"):
+        find_config("mine")
+
+
 @pytest.mark.parametrize(
     "value, message",
     [
