@@ -186,9 +186,16 @@ def _check_parts(payload: dict, path: Path) -> None:
 
 
 def load(name: str, which: str | None = None) -> Checkpoint:
-    """A registry model's `which` checkpoint ("best" or "last"; None: best, else last), checked."""
+    """A registry model's `which` checkpoint ("best" or "last"; None: best, else last), checked, and saved by
+    this model: a file copied in from another would sample, score and export under the wrong name."""
     path = registry.model_file(name, which)
-    return Checkpoint.from_payload(registry.load_pt(path), path)
+    ckpt = Checkpoint.from_payload(registry.load_pt(path), path)
+    if ckpt.name != name:
+        raise LstmgenError(
+            f"{path} was saved by model {ckpt.name!r}, not {name!r} (copied in?); put back the one {name!r} saved, or "
+            f"train {name!r} again with --overwrite"
+        )
+    return ckpt
 
 
 def latest(name: str) -> Checkpoint:

@@ -242,6 +242,12 @@ def load_corpus(name: str) -> dict:
     fix = "run `lstmgen prepare` again"
     if not isinstance(corpus.get("meta"), dict) or not isinstance(corpus.get("splits"), dict):
         raise LstmgenError(f"{path} is damaged (its metadata or splits are missing); {fix}")
+    info, _ = registry.read_json_checked(path.parent / "info.json")  # written with corpus.pt, from its meta
+    if info and any(info.get(k) != corpus["meta"].get(k) for k in ("sha256", "tokens")):
+        raise LstmgenError(
+            f"{path} does not match its entry's info.json (copied in from another corpus?); prepare {name!r} "
+            "again with --overwrite"
+        )
     n_vocab = len(Vocab.from_dict(corpus.get("vocab")))
     for split in SPLITS:
         # Scanning the train split would page a whole memory-mapped corpus in; training checks each window.

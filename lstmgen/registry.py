@@ -699,6 +699,10 @@ def info(kind: str, name: str) -> dict:
         return data | {"damaged": str(e)}
     raw, unreadable = read_json_checked(d / "info.json")
     problems = [f"info.json {unreadable}"] if unreadable else []
+    owner = (raw.get("kind", kind), raw.get("name", name))
+    if owner != (kind, name):  # another entry's figures: none of them is shown under this name
+        problems.append(f"info.json belongs to {_shown_owner(*owner)} (copied in?)")
+        raw = {}
     for key, value in raw.items():
         expected = INFO_FIELDS[kind].get(key)
         if key in data or key == "damaged":
@@ -707,7 +711,7 @@ def info(kind: str, name: str) -> dict:
             problems.append(f"info.json's {key} is damaged")
             continue
         data[key] = value
-    if not unreadable:
+    if not unreadable and raw:
         problems += [f"info.json lacks {key}" for key in REQUIRED[kind] if key not in raw]
     if kind == "model":
         data["checkpoints"] = sorted(p.stem for p in d.glob("*.pt") if p.stem in ("best", "last") and p.is_file())
@@ -724,6 +728,10 @@ def info(kind: str, name: str) -> dict:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         data["damaged"] = f"{shown}: {fix}"
     return data
+
+
+def _shown_owner(kind, name) -> str:
+    return f"{kind} {name!r}"[:120] if isinstance(kind, str) and isinstance(name, str) else "another entry"
 
 
 def list_entries() -> dict:

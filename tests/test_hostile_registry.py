@@ -475,3 +475,24 @@ def test_json_output_stays_strict_json_whatever_a_hand_edit_put_in_info_json(two
     assert r.exit_code == 0, r.stderr
     printed = json.loads(r.stdout, parse_constant=lambda word: pytest.fail(f"{word} in --json output"))
     assert printed
+
+
+# -- files copied between entries -----------------------------------------------------------------------
+
+
+def test_files_copied_in_from_another_entry_are_named_not_used(two_models, jokes_csv):
+    """A best.pt, info.json or corpus.pt from another entry used to sample, list or train under this name."""
+    home = registry.home()
+    (home / "models" / "tiny" / "best.pt").write_bytes((home / "models" / "ok" / "best.pt").read_bytes())
+    for command in (["sample", "Why", "--model", "tiny"], ["eval", "--model", "tiny"], ["export", "tiny"]):
+        r = runner.invoke(app, command)
+        assert r.exit_code == 1 and "best.pt was saved by model 'ok', not 'tiny' (copied in?)" in r.output, r.output
+    (home / "models" / "tiny" / "info.json").write_bytes((home / "models" / "ok" / "info.json").read_bytes())
+    row = {m["name"]: m for m in registry.list_entries()["models"]}["tiny"]
+    assert row["damaged"].startswith("info.json belongs to model 'ok' (copied in?)") and "steps" not in row
+    ok("prepare", str(jokes_csv), "--name", "words", "--tokenizer", "word")
+    (home / "corpora" / "toy" / "corpus.pt").write_bytes((home / "corpora" / "words" / "corpus.pt").read_bytes())
+    before = snapshot()
+    r = runner.invoke(app, ["train", "-c", "char", "--corpus", "toy", "--name", "new", "--max-steps", "2"])
+    assert r.exit_code == 1 and "toy/corpus.pt does not match its entry's info.json (copied in" in r.output
+    assert snapshot() == before
