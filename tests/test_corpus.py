@@ -241,6 +241,20 @@ def test_a_csv_cell_over_the_cap_is_refused_like_a_line(tmp_path):
     assert len(read_records(read_source(path, max_line_chars=1800))[0]) == 3  # at the cap: kept whole
 
 
+def test_a_quote_left_open_is_refused_not_read_on_into_the_next_rows(tmp_path):
+    """pandas read the field on: 60 rows became 30 records with the next row's ID inside the text."""
+    rows = [f'{i},"Joke number {i}?' if i == 2 else f'{i},"Joke number {i}?"' for i in range(60)]
+    path = write(tmp_path, "a.csv", "ID,Joke\n" + "\n".join(rows) + "\n")
+    opened_on_4 = r"a.csv is not a readable CSV: the field quoted on line 4 runs on to line 5,"
+    with pytest.raises(LstmgenError, match=opened_on_4):
+        read_records(read_source(path))
+    with pytest.raises(LstmgenError, match=r"line 2, ',' expected after '\"'; close each quoted field"):
+        read_records(read_source(write(tmp_path, "b.csv", 'ID,Joke\n1,"abc"def\n2,x\n')))
+    fine = 'ID,Joke\n1,"two\nlines"\n2,"a ""quote"" inside"\n3,He said "hi"\n'  # RFC 4180, and a bare quote
+    assert read_records(read_source(write(tmp_path, "c.csv", fine)))[0] == ["two\nlines", 'a "quote" inside',
+                                                                          'He said "hi"']  # fmt: skip
+
+
 def test_the_command_lines_default_cap_is_the_librarys():
     from lstmgen.cli.options import MAX_LINE_CHARS
 
