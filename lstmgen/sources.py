@@ -146,7 +146,7 @@ def read_source(
     if path == "-":
         name = "<stdin>"
         # Checked as it arrives: `< /dev/urandom` is refused at once, not after filling the disk.
-        p = _spool_stdin(spool_dir, None if wide else _binary_message(name))
+        p = _spool_stdin(spool_dir, check_nul=not wide)
     else:
         p = find_input(path)
         name = str(path) if p == Path(path) else str(p)  # bundled data goes by its full path
@@ -155,8 +155,9 @@ def read_source(
     binary = _binary_message(name)
     if not wide:  # checked before decoding, so a binary file is named as one rather than as mis-encoded
         with p.open("rb") as f:
-            if b"\x00" in f.read(65536):
-                raise LstmgenError(binary)
+            head = f.read(65536)
+        if b"\x00" in head:
+            raise LstmgenError(_wide_text_message(name, head) or binary)
     is_csv = fmt == "csv" or (fmt == "auto" and name.lower().endswith(".csv"))
     source = Source(p, name, "", is_csv, encoding, max_line_chars)
     digest, blank, scanned = hashlib.sha256(), True, 0
@@ -171,13 +172,23 @@ def read_source(
     return source
 
 
+def _wide_text_message(name: str, head: bytes) -> str | None:
+    """The error for text in UTF-16 or UTF-32, known by its byte-order mark (Windows' "Unicode" text files),
+    or None when `head` has no such mark."""
+    for bom, encoding in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):  # fmt: skip
+        if head.startswith(bom):
+            return f"{name} is {encoding.upper()} text (it starts with a byte-order mark); pass --encoding {encoding}"
+    return None
+
+
 def _binary_message(name: str) -> str:
     return f"{name} looks like a binary file (it contains NUL bytes); give a .csv or .txt text file"
 
 
-def _spool_stdin(spool_dir: Path | None, binary: str | None) -> Path:
-    """stdin copied to a temporary file (deleted at exit), in bounded memory. `binary`: the error to raise
-    when a NUL byte comes in the first 64 KiB (the same look a file gets), before the rest is copied."""
+def _spool_stdin(spool_dir: Path | None, check_nul: bool) -> Path:
+    """stdin copied to a temporary file (deleted at exit), in bounded memory. `check_nul`: refuse a NUL byte
+    in the first 64 KiB (the same look a file gets) as it comes, before the rest is copied."""
     import atexit
 
     try:
@@ -188,8 +199,8 @@ def _spool_stdin(spool_dir: Path | None, binary: str | None) -> Path:
     looked = 0
     with open(fd, "wb", buffering=0) as f:  # unbuffered: a full disk fails in write(), caught here
         while data := sys.stdin.buffer.read1(CHUNK_BYTES):  # read1: what has come, not a wait for 4 MiB
-            if binary is not None and looked < 65536 and b"\x00" in data[: 65536 - looked]:
-                raise LstmgenError(binary)
+            if check_nul and looked < 65536 and b"\x00" in data[: 65536 - looked]:
+                raise LstmgenError((looked == 0 and _wide_text_message("<stdin>", data)) or _binary_message("<stdin>"))
             looked += len(data)
             try:
                 f.write(data)

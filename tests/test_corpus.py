@@ -255,6 +255,15 @@ def test_a_quote_left_open_is_refused_not_read_on_into_the_next_rows(tmp_path):
                                                                           'He said "hi"']  # fmt: skip
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_wide_text_with_a_byte_order_mark_is_named_with_its_encoding(tmp_path, encoding):
+    path = tmp_path / "a.txt"
+    path.write_bytes("one joke\ntwo jokes\nthree\n".encode(encoding))  # Python writes the mark first
+    with pytest.raises(LstmgenError, match=f"a.txt is {encoding.upper()} text .*; pass --encoding {encoding}$"):
+        read_source(str(path))
+    assert read_records(read_source(str(path), encoding=encoding))[0] == ["one joke", "two jokes", "three"]
+
+
 def test_the_command_lines_default_cap_is_the_librarys():
     from lstmgen.cli.options import MAX_LINE_CHARS
 
