@@ -196,6 +196,11 @@ class Trainer:
         last_eval_step = s.step if self.resumed_step is not None else -1
         while True:
             stop_reason = self._stop_reason()
+            if stop_reason == "max_time" and s.step == 0:  # nothing learnt: a model that never trained is no result
+                raise LstmgenError(
+                    f"the time budget (--time, train.max_time: {self.cfg.train.max_time:g} s) ran out before the first "
+                    f"step (start-up took {s.elapsed:.1f} s of it); give a longer one"
+                )
             if stop_reason:
                 break
             t0 = time.perf_counter()

@@ -127,6 +127,10 @@ def test_epochs_max_steps_and_time_are_shorthands_for_their_config_keys(trained)
         err = bad("train", "-c", "char", "--corpus", "toy", "--name", "t2", "--time", value, code=2)
         assert len(err.strip().splitlines()) == 1 and "--time" in err and repr(value) in err
     assert "x>=1" in bad("train", "-c", "char", "--name", "t2", "--epochs", "0", code=2)
+    before = sorted(registry.home().rglob("*"))
+    err = bad("train", "-c", "char", "--corpus", "toy", "--name", "t2", "--time", "0.001s")  # no model of 0 steps
+    assert "the time budget (--time, train.max_time: 0.001 s) ran out before the first step" in err
+    assert sorted(registry.home().rglob("*")) == before
 
 
 def test_a_long_validation_pass_shows_its_progress_on_the_bar(monkeypatch):
