@@ -62,12 +62,11 @@ def _check_target(out: Path, force: bool) -> None:
     """Refuse an `out` that export must not write: a file, a folder in the registry, or a non-empty folder
     other than an earlier export (with `force`: --force replaces an export, never a folder of other things,
     since `--out ~ --force` would otherwise delete a home directory)."""
-    from .registry import home
+    from .registry import refuse_inside
 
     if out.is_file() or (out.exists() and not out.is_dir()):
         raise LstmgenError(f"{out} exists and is not a folder; choose another --out")
-    if out.resolve().is_relative_to(home().resolve()):
-        raise LstmgenError(f"{out} is inside the registry ({home()}); export to a folder outside it")
+    refuse_inside(out, "export to a folder outside it")
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise LstmgenError(f"{out} exists and is not empty; choose another --out, or pass --force to replace it")

@@ -243,6 +243,18 @@ def require(kind: str, name: str) -> Path:
     return d
 
 
+def refuse_inside(path: Path | str, what: str) -> None:
+    """Refuse to write `path` inside the registry, where a stray file would sit in an entry (export's --out,
+    show's --plot). Links are followed: a link into the registry is refused. `what`: the fix, such as
+    "export to a folder outside it"."""
+    try:
+        inside = Path(path).resolve().is_relative_to(home().resolve())
+    except (OSError, RuntimeError) as e:  # a loop of links
+        raise LstmgenError(f"could not follow {path} ({e}); choose another path") from None
+    if inside:
+        raise LstmgenError(f"{path} is inside the registry ({home()}); {what}")
+
+
 # -- locks ---------------------------------------------------------------------------------------------
 
 

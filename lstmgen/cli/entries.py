@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -14,15 +15,15 @@ from rich.markup import escape
 from .. import registry
 from ..errors import LstmgenError, UsageError
 from .options import ALL_NAMES, MODEL_NAMES, Kind, Quiet
-from .output import err, labels_line, note, out, out_json, quiet
+from .output import err, labels_line, note, out, out_json, printable, quiet
 
 LISTED_LABELS, SHOWN_LABELS = 3, 64  # labels named in a row of `list`, and in `show` (then how many more)
 
 
 def _fmt(v, spec: str = "") -> str:
-    """A field for a table: "-" when missing. Every field formatted here is typed by registry.info, which
-    drops a damaged one, so `spec` always fits."""
-    return "-" if v is None else format(v, spec)
+    """A field for a table: "-" when missing, control characters made visible. Every field formatted here is
+    typed by registry.info, which drops a damaged one, so `spec` always fits."""
+    return "-" if v is None else printable(format(v, spec))
 
 
 def _when(iso: str | None) -> str:
@@ -32,7 +33,7 @@ def _when(iso: str | None) -> str:
 def _source(meta: dict) -> str:
     """The corpus's input files by name: jokes.csv, or more.csv, jokes.csv for one prepared from several."""
     sources = meta.get("sources") if isinstance(meta.get("sources"), list) else [meta.get("source")]
-    return ", ".join(Path(str(s)).name for s in sources if s) or "-"
+    return printable(", ".join(Path(str(s)).name for s in sources if s) or "-")
 
 
 def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listing as JSON.")] = False):
@@ -51,18 +52,20 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
     from rich.table import Table
 
     # Off a terminal there is no width to fit: keep each row on one line rather than wrap at 80 columns.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-    corpora = Table(title=f"corpora in {entries['home']}", title_justify="left")
+    # Every string shown comes from the registry or its inputs (a source named "[x].txt" or ":cat:.txt"): no
+    # markup and no emoji codes, so each shows as it is, and printable() makes its control characters visible.
+    console = Console(highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() else 200)
+    corpora = Table(title=f"corpora in {printable(entries['home'])}", title_justify="left")
     for col in ("name", "tokenizer", "vocab", "records", "train tokens", "labels", "source", "created"):
         corpora.add_column(col)
     for c in entries["corpora"]:
         corpora.add_row(
-            c["name"] + (" !" if c.get("damaged") else ""),
+            printable(c["name"]) + (" !" if c.get("damaged") else ""),
             _fmt(c.get("tokenizer")),
             _fmt(c.get("vocab_size"), ","),
             _fmt(sum((c.get("records") or {}).values()) or None, ","),
             _fmt((c.get("tokens") or {}).get("train"), ","),
-            escape(labels_line(c["labels"], LISTED_LABELS)) if c.get("labels") else "-",
+            printable(labels_line(c["labels"], LISTED_LABELS)) if c.get("labels") else "-",
             _source(c),
             _when(c.get("created")),
         )
@@ -76,7 +79,7 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
     for m in entries["models"]:
         mark = (" *" if m["name"] == entries["default_model"] else "") + (" !" if m.get("damaged") else "")
         models.add_row(
-            m["name"] + mark,
+            printable(m["name"]) + mark,
             _fmt(m.get("tokenizer")),
             _fmt(m.get("parameters"), ","),
             _fmt(m.get("steps"), ","),
@@ -91,10 +94,10 @@ def list_(json_out: Annotated[bool, typer.Option("--json", help="Print the listi
         console.print(corpora)
         console.print(models)
         if entries["default_model"]:
-            console.print(f"* default model: {entries['default_model']}")
+            console.print(f"* default model: {printable(entries['default_model'])}")
         for e in entries["corpora"] + entries["models"]:  # one damaged entry spoils only its own row
             if e.get("damaged"):
-                console.print(f"! {e['kind']} {e['name']}: {escape(e['damaged'])}")
+                console.print(printable(f"! {e['kind']} {e['name']}: {e['damaged']}"))
     out("\n".join(line.rstrip() for line in captured.get().rstrip("\n").split("\n")))  # no padding at line ends
 
 
@@ -102,7 +105,14 @@ def show(
     name: Annotated[str, typer.Argument(help="Corpus or model name.", autocompletion=ALL_NAMES)],
     kind: Annotated[Optional[Kind], typer.Option(help="When a corpus and a model share the name.")] = None,
     plot: Annotated[
-        Optional[Path], typer.Option(help="Also save the loss curves as an image (needs lstmgen[plot]).")
+        Optional[str],
+        typer.Option(
+            # click.Path(): file-name completion, and the text exactly as typed ("" stays "", not Path("") == ".")
+            click_type=click.Path(),
+            metavar="PATH",
+            help="Also save the loss curves to this file, in the format its extension names (.png, .svg, .pdf, "
+            "...; PNG without one). Needs lstmgen[plot].",
+        ),
     ] = None,
     quiet_: Quiet = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
@@ -126,16 +136,22 @@ def show(
         ckpt = latest(name)
         data |= {"config": ckpt.config, "history": ckpt.history, "trained_on": ckpt.corpus}
         if plot is not None:
-            from ..plot import save_png
+            from ..plot import save_plot
 
-            written = save_png(ckpt.history, str(plot), f"lstmgen model {name}")
-            err.print(f"saved the loss curves to {escape(written)}")
+            written = save_plot(ckpt.history, plot, f"lstmgen model {name}")
+            err.out(f"saved the loss curves to {printable(written)}")  # out(): no markup, no emoji codes
     elif plot is not None:
         raise UsageError(f"--plot draws a model's loss curves; {name!r} is a corpus")
     if json_out:
         out_json(data)
         return
-    out(f"{k} {name}  ({data['path']})")
+    for line in _page(k, name, data):
+        out(printable(line))  # sources, labels, config values come from the inputs: show their control characters
+
+
+def _page(k: str, name: str, data: dict) -> list[str]:
+    """The lines of `show` for a person, as they are (printable() is applied when they are written)."""
+    lines = [f"{k} {name}  ({data['path']})"]
     for key, value in data.items():
         if key in ("name", "kind", "path", "history", "config"):
             continue
@@ -146,23 +162,22 @@ def show(
             shown = f"{shown:.1f}"
         if key == "lineage":
             shown = _lineage(value)
-        out(f"  {key}: {round(shown, 4) if isinstance(shown, float) else shown}")
+        lines.append(f"  {key}: {round(shown, 4) if isinstance(shown, float) else shown}")
     if k == "model":
-        out("  config:")
-        for line in _flatten(data["config"]):
-            out(f"    {line}")
+        lines.append("  config:")
+        lines += [f"    {line}" for line in _flatten(data["config"])]
         hist = data["history"]
         if hist:
-            out("  history (step, mean train loss since the last validation, val loss):")
+            lines.append("  history (step, mean train loss since the last validation, val loss):")
             for h in hist[-10:]:
-                out(f"    {h['step']:>7}  {_fmt(h['train_loss'], '.4f')}  {_fmt(h['val_loss'], '.4f')}")
+                lines.append(f"    {h['step']:>7}  {_fmt(h['train_loss'], '.4f')}  {_fmt(h['val_loss'], '.4f')}")
             from ..plot import TRAIN, VAL, loss_chart
 
             chart = loss_chart(hist)
             if chart:
-                out(f"  loss ({TRAIN} mean train, {VAL} validation):")
-                for line in chart:
-                    out(line)
+                lines.append(f"  loss ({TRAIN} mean train, {VAL} validation):")
+                lines += chart
+    return lines
 
 
 def rm(

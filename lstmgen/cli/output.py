@@ -131,6 +131,24 @@ class Meter:
         self.close()
 
 
+# Characters a terminal acts on rather than shows: C0 controls (ESC starts escape sequences that can retitle the
+# window or rewrite the screen; tab and newline break a table row), DEL, C1 controls (0x9b is a one-byte CSI),
+# the Unicode line and paragraph separators, and the bidi embeddings, overrides and isolates (they reorder what
+# follows them on screen, so a name could show as another). Each becomes its Python escape (\x1b, \n, \u202e).
+_UNSHOWN = {
+    c: ascii(chr(c))[1:-1]
+    for c in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+
+
+def printable(text) -> str:
+    """`text` (any value, as str) safe to write to a terminal: the characters a terminal would act on instead of
+    showing are written as escapes (ESC as \x1b). For strings that come from the registry or its inputs (file
+    names, labels, sources, config values) in `list` and `show`; --json keeps the exact strings. Backslashes are
+    left as they are: --json tells a literal "\x1b" from an escape."""
+    return str(text).translate(_UNSHOWN)
+
+
 def labels_line(labels: dict, shown: int = 8) -> str:
     """{label: records} as one line for `prepare`, `list` and `show`: the most frequent first, then how many
     more labels."""

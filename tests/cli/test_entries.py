@@ -1,6 +1,7 @@
 """`lstmgen list`, `show`, `rm` and `default`."""
 
 import json
+from pathlib import Path
 
 from lstmgen import checkpoint, registry
 
@@ -57,11 +58,6 @@ def test_a_damaged_entry_is_marked_in_its_own_row_and_the_rest_still_lists(train
     assert ok("default").stdout.strip() == "tiny"  # the default model still resolves
 
 
-def test_show_plot_reports_the_file_it_wrote(trained, tmp_path):
-    r = ok("show", "tiny", "--plot", tmp_path / "curves")
-    assert f"saved the loss curves to {tmp_path / 'curves.png'}" in r.stderr and (tmp_path / "curves.png").is_file()
-
-
 def test_a_path_where_a_name_goes_says_which_name_or_command_was_meant(trained, jokes_csv, tmp_path, monkeypatch):
     from lstmgen import registry
 
@@ -115,3 +111,61 @@ def test_list_and_show_give_epochs_to_one_decimal_and_bits_per_char_beside_each_
     older = {k: v for k, v in json.loads(path.read_text()).items() if k != "best_val_bits_per_char"}
     path.write_text(json.dumps(older | {"epochs": 0}))
     assert row("tiny")["bits/char"] == "-" and row("tiny")["epochs"] == "0.0"
+
+
+def test_show_plot_writes_exactly_the_file_named(trained, tmp_path):
+    r = ok("show", "tiny", "--plot", tmp_path / "curves")  # no extension: PNG, at that name, not curves.png
+    assert f"saved the loss curves to {tmp_path / 'curves'}\n" in r.stderr
+    assert (tmp_path / "curves").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (tmp_path / "curves.png").exists()
+    ok("show", "tiny", "--plot", tmp_path / "curves.svg")
+    assert b"<svg" in (tmp_path / "curves.svg").read_bytes()[:1000]
+
+
+def test_show_plot_refuses_a_folder_an_empty_path_and_the_registry_and_writes_nothing(trained, tmp_path, monkeypatch):
+    def files(root):
+        return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    home, work = registry.home(), tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "in-registry.png").symlink_to(home / "models" / "tiny" / "q.png")
+    monkeypatch.chdir(work)
+    before, registry_before = files(tmp_path), files(home)
+    for path, says in [
+        ("sub", "sub names a folder; --plot takes the image's file name, such as sub/curves.png"),
+        ("new/", "new/ names a folder"),
+        (".", ". names a folder"),
+        ("", "--plot was given an empty path; name the image file, such as curves.png"),  # once wrote ./..png.png
+        (home / "models" / "tiny" / "p.png", f"is inside the registry ({home}); save the plot outside it"),
+        (home / "p.png", "is inside the registry"),
+        ("in-registry.png", "in-registry.png is inside the registry"),  # a link into it
+        ("curves.plot", "matplotlib cannot write .plot images; end the name in one of "),
+        ("no/such/dir.png", "could not write no/such/dir.png (No such file or directory)"),
+    ]:
+        e = bad("show", "tiny", "--plot", path)
+        assert says in e and e.count("\n") == 1, (path, e)
+    if Path("/dev/full").exists():  # writing is tried at exactly that name, and fails: not /dev/full.png
+        assert "could not write /dev/full (No space left on device)" in bad("show", "tiny", "--plot", "/dev/full")
+        assert not Path("/dev/full.png").exists()
+    assert files(tmp_path) == before and files(home) == registry_before and not (tmp_path / "work.png").exists()
+
+
+def test_list_and_show_print_registry_strings_as_they_are_with_control_characters_visible(tmp_path):
+    # Once: rich read "[x].txt" as markup (".txt"), ":cat:" as an emoji code, and show wrote ESC ] 0;title BEL
+    # raw, which retitles the terminal.
+    names = ["[x].txt", "[bold red]b[not].txt", ":cat:\x1b]0;pwned\x07\u202e.txt"]
+    labels = ["[red]l", ":dog:", "x[/]"]  # prepare refuses control characters in labels
+    for i, name in enumerate(names):
+        rows = "".join(f"{j},Why did the cat sit on the mat? It was warm {j}.,{labels[j % 3]}\n" for j in range(30))
+        (tmp_path / name).write_text("id,text,label\n" + rows)
+        ok("prepare", tmp_path / name, "--name", f"c{i}", "--format", "csv", "--label-column", "label", "-q")
+    listing = ok("list").stdout
+    assert "[x].txt" in listing and "[bold red]b[not].txt" in listing
+    assert ":cat:\\x1b]0;pwned\\x07\\u202e.txt" in listing and ":dog: 10, [red]l 10, x[/] 10" in listing
+    shown = ok("show", "c2").stdout
+    assert f"  source: {tmp_path}/:cat:\\x1b]0;pwned\\x07\\u202e.txt\n" in shown
+    assert "  labels: :dog: 10, [red]l 10, x[/] 10\n" in shown
+    for text in (listing, shown):
+        assert not any(ord(c) < 32 and c != "\n" or 0x7F <= ord(c) < 0xA0 or c == "\u202e" for c in text)
+    # --json keeps the exact strings.
+    assert json.loads(ok("list", "--json").stdout)["corpora"][2]["source"] == str(tmp_path / names[2])
+    assert set(json.loads(ok("show", "c2", "--json").stdout)["labels"]) == set(labels)
