@@ -129,9 +129,11 @@ def suggest(option: str, command: str, options: list[str], others: dict[str, lis
         key = _config_key(typed)
         if key:
             return f"{key} is a config key: --set {key}=VALUE"
-    for other, their in others.items():
-        if other != command and any(m in their for m in [typed, *SYNONYMS.get(typed, [])]):
-            return f"{typed} is an option of `lstmgen {other}`, not of `lstmgen {command}`"
+    meant = [typed, *SYNONYMS.get(typed, [])]
+    having = [o for o, their in others.items() if o != command and any(m in their for m in meant)]
+    if having:  # all of them (--json has several): naming one would suggest it is that command's alone
+        shown = ", ".join(f"`lstmgen {o}`" for o in having[:4]) + (" and more" if len(having) > 4 else "")
+        return f"{typed} is an option of {shown}, not of `lstmgen {command}`"
     if len(typed) >= 5:  # a prefix: --temp -> --temperature (alone among the options)
         longer = [o for o in options if o.startswith(typed)]
         if len(longer) == 1:

@@ -251,6 +251,9 @@ def test_help_text_reads_cleanly_and_its_hints_work_from_any_directory():
         (["sample", "Why", "--Temperature", "1"], "did you mean --temperature?"),
         (["sample", "Why", "--length", "9"], "did you mean --max-tokens?"),
         (["sample", "Why", "--epochs", "3"], "--epochs is an option of `lstmgen train`, not of `lstmgen sample`"),
+        (["train", "--skip-unknown"], "--skip-unknown is an option of `lstmgen sample`, `lstmgen eval`, not of "),
+        (["default", "--json"], "--json is an option of `lstmgen prepare`, `lstmgen train`, `lstmgen sample`, "
+                                "`lstmgen eval` and more, not of `lstmgen default`"),  # not one, as if its own
         (["train", "--max_steps", "5"], "did you mean --max-steps?"),
         (["train", "--steps", "5"], "did you mean --max-steps?"),
         (["train", "--epoch", "5"], "did you mean --epochs?"),
