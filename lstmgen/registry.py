@@ -71,11 +71,18 @@ class Busy(LstmgenError):
 
 
 def home() -> Path:
+    """The registry's folder: $LSTMGEN_HOME, else $XDG_DATA_HOME/lstmgen, else ~/.local/share/lstmgen. Made
+    when first written; something there that is not a folder is an error (`list` showed a file as empty)."""
     env = os.environ.get("LSTMGEN_HOME")
     if env:
-        return _home_dir(env, "LSTMGEN_HOME")
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (_home_dir(xdg, "XDG_DATA_HOME") if xdg else _home_dir("~", "HOME") / ".local" / "share") / "lstmgen"
+        found, variable = _home_dir(env, "LSTMGEN_HOME"), "LSTMGEN_HOME"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME")
+        found = (_home_dir(xdg, "XDG_DATA_HOME") if xdg else _home_dir("~", "HOME") / ".local" / "share") / "lstmgen"
+        variable = "the registry folder"
+    if found.exists() and not found.is_dir():
+        raise LstmgenError(f"{variable} {found} is not a folder; point LSTMGEN_HOME at a folder, or move it away")
+    return found
 
 
 def _home_dir(path: str, variable: str) -> Path:

@@ -22,6 +22,13 @@ def test_an_unknown_user_in_lstmgen_home_is_one_clear_error(monkeypatch):
         registry.home()
 
 
+def test_a_registry_folder_that_is_a_file_is_one_clear_error(monkeypatch, tmp_path):
+    (tmp_path / "reg").write_text("")
+    monkeypatch.setenv("LSTMGEN_HOME", str(tmp_path / "reg"))  # `list` showed it as an empty registry
+    with pytest.raises(LstmgenError, match=r"^LSTMGEN_HOME .*/reg is not a folder; point LSTMGEN_HOME at a folder"):
+        registry.list_entries()
+
+
 def test_not_found_suggests_the_closest_name(tiny_model):
     with pytest.raises(registry.NotFound, match="no model named 'tinny'.*did you mean 'tiny'"):
         registry.require("model", "tinny")
