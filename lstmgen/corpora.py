@@ -38,7 +38,7 @@ class TextInput:
 
     def read_labelled(self, source: Source) -> tuple[list[str], list[str], str]:
         """The records, their labels (from label_column), and the CSV column the text came from."""
-        return read_labelled(source, self.column, self.label_column)
+        return read_labelled(source, self.column, self.label_column, self.records)
 
     def default_name(self) -> str:
         return "stdin" if self.path == "-" else registry.name_from(Path(self.path).stem)

@@ -223,6 +223,7 @@ def read_records(source: Source, column: str | None = None, records: str = "line
     Text: one record per non-empty line (`records="line"`), or the whole text as one stream ("file").
     """
     if source.is_csv:
+        _rows_are_records(source, records)
         return _read_csv(source, column)[:2]
     if column is not None:
         raise LstmgenError(f"--column only applies to CSV input; {source.name} is read as text (pass --format csv)")
@@ -232,13 +233,24 @@ def read_records(source: Source, column: str | None = None, records: str = "line
     return [line.strip() for line in text.split("\n") if line.strip()], None
 
 
-def read_labelled(source: Source, column: str | None, label_column: str) -> tuple[list[str], list[str], str]:
+def _rows_are_records(source: Source, records: str) -> None:
+    if records == "file":  # dropped in silence, it would train on rows when one stream was asked for
+        raise LstmgenError(
+            f"--records file reads a text file as one stream, and {source.name} is read as a CSV, whose records "
+            "are its rows; drop --records, or pass --format txt"
+        )
+
+
+def read_labelled(
+    source: Source, column: str | None, label_column: str, records: str = "line"
+) -> tuple[list[str], list[str], str]:
     """A CSV's records, each one's label (the `label_column` cell, stripped; labels.NONE_LABEL where empty),
     and the text column, as read_records picks it."""
     if not source.is_csv:
         raise LstmgenError(
             f"--label-column reads a CSV column; {source.name} is read as text (pass --format csv for a CSV)"
         )
+    _rows_are_records(source, records)
     records, column, labels = _read_csv(source, column, label_column)
     return records, labels, column
 

@@ -7,7 +7,7 @@ from lstmgen import corpus as corpus_module
 from lstmgen import sources as sources_module
 from lstmgen.corpus import PrepareOptions, build_corpus, split_labels
 from lstmgen.errors import LstmgenError
-from lstmgen.sources import find_input, read_records, read_source
+from lstmgen.sources import find_input, read_labelled, read_records, read_source
 
 
 def write(tmp_path, name, content):
@@ -262,6 +262,15 @@ def test_wide_text_with_a_byte_order_mark_is_named_with_its_encoding(tmp_path, e
     with pytest.raises(LstmgenError, match=f"a.txt is {encoding.upper()} text .*; pass --encoding {encoding}$"):
         read_source(str(path))
     assert read_records(read_source(str(path), encoding=encoding))[0] == ["one joke", "two jokes", "three"]
+
+
+def test_records_file_on_a_csv_is_refused_not_dropped(tmp_path):
+    src = read_source(write(tmp_path, "a.csv", "ID,Joke,Kind\n1,one,x\n2,two,y\n3,three,x\n"))
+    with pytest.raises(LstmgenError, match="--records file reads a text file as one stream, and .*a.csv is read as"):
+        read_records(src, records="file")
+    with pytest.raises(LstmgenError, match="--records file reads a text file as one stream"):
+        read_labelled(src, None, "Kind", records="file")
+    assert read_records(src)[0] == ["one", "two", "three"]
 
 
 def test_the_command_lines_default_cap_is_the_librarys():
