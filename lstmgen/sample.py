@@ -96,6 +96,11 @@ class SampleRequest:
         object.__setattr__(self, "labels", tuple(self.labels))
         if self.stream and (self.json_out or self.options.num_samples > 1 or self.novel):
             raise UsageError("--stream prints one sample as text as it grows; drop --json, --num-samples and --novel")
+        given = [flag for flag, on in (("--top-k", self.options.top_k is not None),
+                                       ("--top-p", self.options.top_p is not None)) if on]  # fmt: skip
+        if self.options.greedy and given:  # the server's temperature 0 keeps a client's default top_p: not here
+            raise UsageError(f"--greedy takes the most likely token, which {' and '.join(given)} would not change; "
+                             "drop one")  # fmt: skip
         if (self.max_copy is not None or self.max_redraws != SampleRequest.max_redraws) and not self.novel:
             raise UsageError("--max-copy and --max-redraws set what --novel redraws; add --novel")
         if self.labelled_lines and (len(self.labels) > 1 or self.prompt not in (None, "-")):

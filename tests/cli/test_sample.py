@@ -52,6 +52,8 @@ def test_char_model_names_unknown_prompt_chars(trained):
         (["--limit-max-tokens", "-1"], "--limit-max-tokens must be at least 1 (got -1)"),  # not "5 is over -1"
         (["--limit-num-samples", "0"], "--limit-num-samples must be at least 1"),
         (["--limit-prompt-chars", "0"], "--limit-prompt-chars must be at least 1"),
+        (["--greedy", "--top-k", "3"], "--greedy takes the most likely token, which --top-k would not change"),
+        (["--greedy", "--top-p", "0.5"], "which --top-p would not change; drop one"),
     ],
 )
 def test_bad_sampling_options_are_usage_errors(trained, args, message):
