@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lstmgen.serve.requests import ApiError
+
 from .servers import Server, make_home, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,8 +265,147 @@ def test_new_models_and_new_best_checkpoints_are_picked_up_without_a_restart(ser
     assert after["system_fingerprint"] == "later@step22" and after["choices"][0]["finish_reason"] == "length"
     assert after["choices"][0]["text"] == lstmgen_sample(home, "Why", "-m", "later", "--max-tokens", "30",
                                                          "--seed", "5")[0]["completion"]  # fmt: skip
-    shutil.rmtree(home / "models" / "later")  # removed from the registry: no longer listed
+    shutil.rmtree(home / "models" / "later")  # removed from the registry: no longer listed, nor held
     assert "later" not in [m["id"] for m in httpx.get(f"{server.url}/v1/models").json()["data"]]
+    assert server.wait_for("model 'later': its checkpoint is gone from the registry; no longer served")
+
+
+def test_a_model_removed_while_serving_gets_404_and_leaves_the_engine(server, home, monkeypatch):
+    monkeypatch.setenv("LSTMGEN_HOME", str(home))
+    save_model("endless", "doomed")
+    save_model("tiny", "quiet")
+    try:
+        assert post(server, {"model": "quiet", "prompt": "Why", "max_tokens": 3}).status_code == 200
+        loaded = health(server)["models"]
+        body = {"model": "doomed", "prompt": "Why", "max_tokens": 3000, "stream": True, "temperature": 1.5}
+        with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=60) as r:
+            lines = r.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            assert health(server)["models"] == loaded + 1
+            shutil.rmtree(home / "models" / "doomed")  # what `lstmgen rm doomed` does
+            gone = post(server, {"model": "doomed", "prompt": "Why", "max_tokens": 3})
+            assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found", gone.text
+            assert health(server)["models"] == loaded
+            rest = [line for line in [first, *lines] if line]
+        events = [json.loads(line[6:]) for line in rest if line.startswith("data: {")]
+        assert rest[-1] == "data: [DONE]" and events[-1]["choices"][0]["finish_reason"] == "length"  # it finished
+        # No request for it: the engine's look at its files (every RELOAD_EVERY s) has the server drop it.
+        shutil.rmtree(home / "models" / "quiet")
+        assert server.wait_for("model 'quiet': its checkpoint is gone from the registry; no longer served")
+        assert health(server) == {"status": "ok", "models": loaded - 1, "streams": 0, "waiting": 0}
+    finally:
+        for name in ("doomed", "quiet"):
+            shutil.rmtree(home / "models" / name, ignore_errors=True)
+
+
+def test_a_model_named_at_start_is_not_served_once_its_files_are_gone(home, tmp_path, monkeypatch):
+    own = tmp_path / "own"
+    shutil.copytree(home, own)
+    monkeypatch.setenv("LSTMGEN_HOME", str(own))
+    s = Server(own, "-m", "tiny", "-m", "char")
+    try:
+        body = {"model": "tiny", "prompt": "Why", "max_tokens": 3}
+        assert post(s, body).status_code == 200
+        shutil.rmtree(own / "models" / "tiny")
+        r = post(s, body)
+        assert r.status_code == 404 and "not served" in r.json()["error"]["message"], r.text
+        assert [m["id"] for m in httpx.get(f"{s.url}/v1/models").json()["data"]] == ["char"]
+        assert httpx.get(f"{s.url}/v1/models/tiny").status_code == 404 and health(s)["models"] == 1
+        save_model("char", "tiny")  # trained again under its name
+        assert post(s, body).status_code == 200 and health(s)["models"] == 2
+    finally:
+        assert s.stop() == 0, "".join(s.log)
+
+
+def test_error_messages_sent_to_clients_hide_the_servers_paths(server, home, monkeypatch, tmp_path):
+    monkeypatch.setenv("LSTMGEN_HOME", str(home))
+    save_model("tiny", "damaged")
+    graph = home / "models" / "damaged" / "best.onnx"
+    try:
+        data = bytearray(graph.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        graph.write_bytes(bytes(data))
+        r = post(server, {"model": "damaged", "prompt": "Why"})
+        assert r.status_code == 503, r.text
+        message = r.json()["error"]["message"]
+        assert "models/damaged/best.onnx is damaged" in message and str(home) not in message, message
+    finally:
+        shutil.rmtree(home / "models" / "damaged")
+    # Every error's JSON is made by ApiError.body: a registry reached through a link is hidden by both names.
+    link = tmp_path / "link"
+    link.symlink_to(home)
+    monkeypatch.setenv("LSTMGEN_HOME", str(link))
+    said = ApiError(503, f"{home}/models/x/best.pt, {link}/models/x, {link}2/y; in {link}").body()["error"]
+    assert said["message"] == f"models/x/best.pt, models/x, {link}2/y; in the server's registry"
+
+
+@pytest.mark.parametrize("path", ["/v1/models/../../etc/passwd", "/v1/models/%2e%2e%2ftiny", "/v1/models/tiny/x"])
+def test_a_model_path_with_a_slash_is_a_model_not_served(server, path):
+    answer = raw(server, b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path.encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404"), answer
+    error = json.loads(body)["error"]
+    assert error["code"] == "model_not_found" and "not served" in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert httpx.delete(f"{server.url}/v1/models/tiny").status_code == 405  # the endpoint, another method
+
+
+@pytest.fixture(scope="module")
+def keyed(home):
+    """A server with an API key, serving tiny (named twice) and endless."""
+    s = Server(home, "-m", "tiny", "-m", "endless", "-m", "tiny", env={"LSTMGEN_API_KEY": "s3cret"})
+    yield s
+    assert s.stop() == 0, "".join(s.log)
+
+
+def test_a_model_named_twice_is_served_once(keyed):
+    assert keyed.wait_for("serving 2 model(s): tiny, endless at ")
+    models = httpx.get(f"{keyed.url}/v1/models", headers={"Authorization": "Bearer s3cret"}).json()
+    assert [m["id"] for m in models["data"]] == ["tiny", "endless"]
+
+
+def test_the_auth_schemes_case_does_not_matter_the_keys_does(keyed):
+    models = f"{keyed.url}/v1/models"
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        assert httpx.get(models, headers={"Authorization": f"{scheme} s3cret"}).status_code == 200, scheme
+    for header in ("Bearer S3CRET", "Basic s3cret", "Bearers3cret", "s3cret"):
+        assert httpx.get(models, headers={"Authorization": header}).status_code == 401, header
+    r = post(keyed, {"model": "tiny", "prompt": "Why", "max_tokens": 3}, headers={"Authorization": "bearer s3cret"})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "then"),
+    [("GET", "/v1/nope", 404), ("POST", "/v1/chat/completions", 404), ("GET", "/v1", 404),
+     ("GET", "/v1/models/nope", 404), ("DELETE", "/v1/models", 405), ("GET", "/v1/completions", 405),
+     ("OPTIONS", "/v1/models", 405), ("PROPFIND", "/v1/models", 405)],
+)  # fmt: skip
+def test_every_v1_request_without_the_key_gets_401_before_anything_else(keyed, method, path, then):
+    r = httpx.request(method, f"{keyed.url}{path}", json={})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
+    r = httpx.request(method, f"{keyed.url}{path}", json={}, headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == then and "error" in r.json(), r.text
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "says"),
+    [([], "", "is empty"), (["--api-key", ""], None, "is empty"), (["--api-key", " "], None, "is empty"),
+     (["--api-key", "a\nb"], None, "holds the control character '\\n'"), ([], "a\x7fb", "control character"),
+     ([], "s3cret ", "starts or ends with whitespace")],
+)  # fmt: skip
+def test_an_api_key_no_client_can_send_is_refused_from_the_flag_and_the_variable(monkeypatch, args, key, says):
+    """An empty LSTMGEN_API_KEY (an unset shell variable in a unit file) must not mean "no key"."""
+    import lstmgen.serve
+    from lstmgen.cli import app
+
+    from .cli.runner import runner
+
+    started = []
+    monkeypatch.setattr(lstmgen.serve, "serve", lambda options, **kw: started.append(options))
+    r = runner.invoke(app, ["serve", *args], env={"LSTMGEN_API_KEY": key})
+    assert r.exit_code == 2 and started == [] and r.stdout == "", (r.exit_code, r.stderr)
+    assert r.stderr.startswith("error: --api-key (or LSTMGEN_API_KEY)") and says in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def readme_section() -> str:

@@ -225,3 +225,22 @@ def test_word_and_bpe_models_get_lstmgen_samples_text_too(tokenizer, jokes_csv):
     for job in jobs:
         assert job.state == "done" and got(job) == expected(load_for_inference(name), job)
     assert all(r.text.startswith(("Why did", "Hey,")) for r in jobs[0].results)
+
+
+def test_a_removed_model_is_reported_once_and_once_retired_its_thread_ends_after_its_jobs(models):
+    """`lstmgen rm` while serving: the periodic look at the files tells the server (once), which unloads the
+    model; its scheduler takes no more jobs but finishes those it has."""
+    removed = []
+    scheduler = Scheduler("endless", load_for_inference("endless"), on_removed=removed.append)
+    job = Job(["Why"], SampleOptions(max_tokens=300), seed=1)
+    scheduler.submit(job)
+    scheduler.step()
+    shutil.rmtree(registry.entry_dir("model", "endless"))
+    assert not scheduler.check_reload() and removed == ["endless"]
+    assert not scheduler.check_reload() and removed == ["endless"]  # said once
+    scheduler.retire()
+    scheduler.start()
+    scheduler.thread.join(30)
+    assert not scheduler.thread.is_alive()
+    assert job.state == "done" and job.results[0].tokens == 300 and job.results[0].reason == "max_tokens"
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -68,6 +69,8 @@ def serve(
     limits = Limits(body_bytes=limit_body_bytes, body_seconds=limit_body_seconds, prompt_chars=limit_prompt_chars,
                     max_tokens=limit_max_tokens, n=limit_n, stop=limit_stop, streams=limit_streams,
                     waiting=limit_waiting)  # fmt: skip
+    if api_key is None:  # click reads LSTMGEN_API_KEY= as unset: an empty key must be refused, not mean no auth
+        api_key = os.environ.get("LSTMGEN_API_KEY")
     options = ServeOptions(models=tuple(model or ()), host=host, port=port, api_key=api_key,
                            drain_seconds=drain_seconds, limits=limits)  # fmt: skip
 

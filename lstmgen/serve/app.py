@@ -31,14 +31,19 @@ from .scheduler import Job
 # TextStream's stop reasons as OpenAI's finish_reason; "loop" is lstmgen's own (the text repeats itself).
 FINISH = {"eor": "stop", "stop": "stop", "max_tokens": "length", "loop": "loop"}
 
+OTHER_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]  # those /v1 paths not served get 404 or 405
+
 
 class Models:
     """The served models: those named at start, or (none named) every model in the registry, including ones
-    trained after the server started (loaded on first use). Each decodes in the engine process (engine.py)."""
+    trained after the server started (loaded on first use). Each decodes in the engine process (engine.py).
+    A model whose checkpoint is gone (`lstmgen rm`) is served no more, named at start or not: new requests
+    get 404, and it leaves the engine (its running requests finish) at the next request for it or the
+    engine's next look at its files (scheduler.RELOAD_EVERY). Trained again, it is loaded again."""
 
     def __init__(self, names: tuple[str, ...], limits: Limits, on_note: Callable[[str], None] | None = None):
         self.fixed, self.limits, self.on_note = tuple(names), limits, on_note
-        self.engine = Engine(limits, on_note)
+        self.engine = Engine(limits, on_note, on_removed=self._removed)
         self.loaded: set[str] = set()
         self.loading: dict[str, asyncio.Lock] = {}
         try:
@@ -58,15 +63,16 @@ class Models:
 
     def listed(self) -> list[str]:
         """The names GET /v1/models shows."""
-        if self.fixed:
-            return list(self.fixed)
-        return [n for n in registry.names("model") if _checkpoint(n) is not None]
+        return [n for n in self.fixed or registry.names("model") if _checkpoint(n) is not None]
+
+    def served(self, name: str) -> bool:
+        """Whether `name` is one of listed(), from its own files alone: a few stat calls, 30 us a request."""
+        return (not self.fixed or name in self.fixed) and _checkpoint(name) is not None
 
     async def get(self, name: str) -> str:
         """`name` once it is loaded, or ApiError 404 (not served) / 503 (cannot be loaded)."""
-        if name in self.loaded:
-            return name
-        if name not in self.listed():
+        if not self.served(name):  # loaded or not: the files on disk say what is served, as /v1/models does
+            self.drop(name)
             served = self.listed()
             shown = f": {', '.join(served[:20])}" if served else " (none yet: train one with `lstmgen train`)"
             raise ApiError(
@@ -75,6 +81,8 @@ class Models:
                 "model",
                 "model_not_found",
             )
+        if name in self.loaded:
+            return name
         async with self.loading.setdefault(name, asyncio.Lock()):
             if name not in self.loaded:
                 try:
@@ -83,6 +91,18 @@ class Models:
                     raise ApiError(503, f"model {name!r} cannot be loaded: {e}", "model") from None
                 self.loaded.add(name)
         return name
+
+    def drop(self, name: str) -> None:
+        """Stop serving a loaded model whose files are gone: the engine frees it once its running requests end."""
+        if name in self.loaded:
+            self.loaded.discard(name)
+            self.engine.unload(name)
+            self._note(f"model {name!r}: its checkpoint is gone from the registry; no longer served")
+
+    def _removed(self, name: str) -> None:
+        """The engine saw `name`'s checkpoint go (its periodic look at the files)."""
+        if not self.served(name):  # not trained again meanwhile
+            self.drop(name)
 
     def counts(self) -> tuple[int, int]:
         """(streams decoding, requests waiting) over all models."""
@@ -111,14 +131,16 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
     """The ASGI app. api_key: every /v1 request must send `Authorization: Bearer KEY`. local_only (the server
     listens on a loopback address): requests whose Host header names another host are refused, so a web page
     elsewhere cannot reach the server through DNS rebinding."""
-    expected = f"Bearer {api_key}".encode() if api_key else None
+    expected = api_key.encode() if api_key else None
     page = resources.files(__package__).joinpath("playground.html").read_bytes()
 
     def authorize(request: Request) -> None:
         if expected is None:
             return
-        given = request.headers.get("authorization", "").encode("latin-1")
-        if not hmac.compare_digest(given, expected):  # constant time: no timing hints about the key
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        given = given.lstrip(" ").encode("latin-1")  # the bytes sent: a UTF-8 key arrives as its UTF-8 bytes
+        # The scheme's case does not matter (RFC 7235: some clients send `bearer`); the key's does.
+        if not hmac.compare_digest(given, expected) or scheme.lower() != "bearer":  # no timing hints about the key
             raise ApiError(
                 401,
                 "missing or wrong API key: send the header `Authorization: Bearer KEY` with the key "
@@ -148,7 +170,7 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
     async def get_model(request: Request) -> Response:
         authorize(request)
         name = request.path_params["name"]
-        if name not in models.listed():
+        if not models.served(name):
             raise ApiError(
                 404,
                 f"model {name!r} is not served here; GET /v1/models lists those that are",
@@ -190,6 +212,7 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
                 engine.cancel(job)
 
     async def not_found(request: Request) -> Response:
+        authorize(request)  # first: a client without the key learns nothing, not even which endpoints exist
         path = request.url.path.rstrip("/")
         if path in ("/v1/models", "/v1/completions") or path.startswith("/v1/models/"):
             raise HTTPException(405)  # a known endpoint, another method
@@ -205,6 +228,11 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
         return JSONResponse(exc.body(), status_code=exc.status)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path == "/v1" or request.url.path.startswith("/v1/"):  # a method not_found is not routed
+            try:
+                authorize(request)  # 401 before saying what is there, as not_found does
+            except ApiError as e:
+                return await api_error(request, e)
         if exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
         else:
@@ -228,9 +256,12 @@ def create_app(models: Models, limits: Limits, api_key: str | None = None, local
         Route("/", playground, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/models/{name}", get_model, methods=["GET"]),
+        # Any path: a name with a '/' in it (`../x`, or `%2e%2e%2fx` decoded) is a model not served (404), not
+        # another endpoint.
+        Route("/v1/models/{name:path}", get_model, methods=["GET"]),
         Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/{rest:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        Route("/v1", not_found, methods=OTHER_METHODS),
+        Route("/v1/{rest:path}", not_found, methods=OTHER_METHODS),
     ]
     handlers = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

@@ -7,10 +7,11 @@ their own. So the server process only speaks HTTP, and this process, started by 
 thread per model: the two meet over a socket pair with JSON messages, one per step with news.
 
     server -> engine  ["load", request, name] ["submit", job, name, prompts, options, seed, stream]
-                      ["cancel", job] ["stop"]
+                      ["cancel", job] ["unload", name] ["stop"]
     engine -> server  ["ready"] ["loaded", request, error or null] ["note", message]
                       ["news", [[job, state, prompt_tokens, generation, updates, results, error], ...],
                        {model: [streams, waiting]}]
+                      ["removed", name] (its checkpoint is gone: the server decides whether to unload it)
 
 The engine ignores SIGINT and SIGTERM (the server drains, then tells it to stop) and exits when the
 server's end of the socket closes, whatever killed the server.
@@ -54,8 +55,13 @@ class Engine:
     hands it the loop, messages are read as they come (loop.add_reader) and the jobs they concern are
     updated and woken, and `load_async` awaits its answer."""
 
-    def __init__(self, limits: Limits, on_note: Callable[[str], None] | None = None):
-        self.on_note = on_note
+    def __init__(
+        self,
+        limits: Limits,
+        on_note: Callable[[str], None] | None = None,
+        on_removed: Callable[[str], None] | None = None,
+    ):
+        self.on_note, self.on_removed = on_note, on_removed
         ours, theirs = socket.socketpair()
         command = [sys.executable, "-m", "lstmgen.serve.engine", str(theirs.fileno()), json.dumps(asdict(limits))]
         self.proc = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
@@ -129,6 +135,14 @@ class Engine:
         job.id = self._id()
         self._send(["submit", job.id, name, job.prompts, asdict(job.options), job.seed, job.stream])
         self.jobs[job.id] = job
+
+    def unload(self, name: str) -> None:
+        """Free a model: it takes no new requests, and leaves the engine once its running ones have finished."""
+        if self.gone is None and not self.stopped:
+            try:
+                _send(self.conn, ["unload", name])
+            except OSError:
+                pass  # the engine has ended: the reader finds out and fails what was running
 
     def cancel(self, job: Job) -> None:
         """Free a job's streams (its client has gone): they leave the batch at the engine's next step."""
@@ -206,7 +220,7 @@ class Engine:
                     del self.jobs[job_id]
                 if job.waker is not None:
                     job.waker.set()
-            self.stats.update(message[2])
+            self.stats = message[2]  # every model the engine holds: one unloaded drops out
         elif kind == "loaded":
             _, request, error = message
             answer = self.answers.pop(request, None)
@@ -216,6 +230,8 @@ class Engine:
                 answer.set_result(error)
         elif kind == "note" and self.on_note is not None:
             self.on_note(message[1])
+        elif kind == "removed" and self.on_removed is not None:
+            self.on_removed(message[1])
 
 
 # -- the engine process --------------------------------------------------------------------------------
@@ -227,6 +243,7 @@ class _Process:
     def __init__(self, conn: Connection, limits: Limits):
         self.conn, self.limits = conn, limits
         self.schedulers: dict = {}
+        self.leaving: list = []  # unloaded schedulers finishing their running requests
         self.jobs: dict[int, Job] = {}
         self.sending = threading.Lock()  # scheduler threads send their news one at a time
 
@@ -246,15 +263,22 @@ class _Process:
                     job = self.jobs.pop(message[1], None)
                     if job is not None:
                         job.cancel()
-                        self.schedulers[job.model].wake()
+                        for scheduler in [self.schedulers.get(job.model), *self.leaving]:  # the job's is one
+                            if scheduler is not None:
+                                scheduler.wake()
                 elif kind == "load":
                     self._load(*message[1:])
+                elif kind == "unload":
+                    scheduler = self.schedulers.pop(message[1], None)
+                    if scheduler is not None:
+                        scheduler.retire()
+                        self.leaving = [s for s in self.leaving if s.thread.is_alive()] + [scheduler]
                 elif kind == "stop":
                     break
         except (EOFError, OSError):
             pass  # the server has gone
         finally:
-            for scheduler in self.schedulers.values():
+            for scheduler in [*self.schedulers.values(), *self.leaving]:
                 scheduler.stop()
 
     def _load(self, request: int, name: str) -> None:
@@ -269,7 +293,7 @@ class _Process:
                 error = str(e)
             else:
                 scheduler = Scheduler(name, loaded, max_streams=self.limits.streams, max_waiting=self.limits.waiting,
-                                      on_update=self.news, on_note=self.note)  # fmt: skip
+                                      on_update=self.news, on_note=self.note, on_removed=self.removed)  # fmt: skip
                 self.schedulers[name] = scheduler
                 scheduler.start()
         self.send(["loaded", request, error])
@@ -301,10 +325,16 @@ class _Process:
             if job.finished:
                 self.jobs.pop(job.id, None)
         stats = {name: [s.active, s.waiting] for name, s in list(self.schedulers.items())}
+        for s in self.leaving:  # unloaded, its requests still running: counted until they end
+            counts = stats.setdefault(s.name, [0, 0])
+            counts[0], counts[1] = counts[0] + s.active, counts[1] + s.waiting
         self.send(["news", items, stats])
 
     def note(self, message: str) -> None:
         self.send(["note", message])
+
+    def removed(self, name: str) -> None:
+        self.send(["removed", name])
 
 
 def main(argv: list[str]) -> None:

@@ -42,10 +42,28 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self):
-        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))  # `-m char -m char` serves one
         if not 0 <= self.port <= 65535:
             raise UsageError(f"--port must be 0 (any free port) to 65535 (got {self.port})")
-        if self.api_key is not None and not self.api_key.strip():
-            raise UsageError("--api-key (or LSTMGEN_API_KEY) is empty; give a key, or leave it unset for no key")
+        if self.api_key is not None:
+            _check_key(self.api_key)
         if not 0 <= self.drain_seconds < math.inf:
             raise UsageError(f"--drain-seconds must be 0 or more (got {self.drain_seconds})")
+
+
+def _check_key(key: str) -> None:
+    """A key some client can send: HTTP header values cannot hold control characters, and servers strip the
+    whitespace around them, so such a key would turn every /v1 request away."""
+    if not key.strip():
+        raise UsageError("--api-key (or LSTMGEN_API_KEY) is empty; give a key, or leave it unset for no key")
+    bad = next((c for c in key if ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise UsageError(
+            f"--api-key (or LSTMGEN_API_KEY) holds the control character {bad!r}, which no HTTP header can carry; "
+            "give a key of printable characters"
+        )
+    if key != key.strip(" \t"):
+        raise UsageError(
+            "--api-key (or LSTMGEN_API_KEY) starts or ends with whitespace, which HTTP drops from headers; "
+            "give the key without it"
+        )

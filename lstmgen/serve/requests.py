@@ -8,7 +8,9 @@ are accepted and ignored. Model names are registry names, checked as such: no re
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import registry
 from ..errors import LstmgenError, OptionError, UsageError, shown_int
@@ -26,8 +28,27 @@ class ApiError(Exception):
         self.status, self.message, self.param, self.code = status, message, param, code
 
     def body(self) -> dict:
+        """The JSON sent: every error a client sees is made here, so this is where server paths are hidden."""
         kind = self.TYPES.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+        return {"error": {"message": public(self.message), "type": kind, "param": self.param, "code": self.code}}
+
+
+def public(message: str) -> str:
+    """`message` as a client may see it: paths in the registry relative to it (`models/char/best.onnx`), the
+    registry itself as "the server's registry", so clients learn nothing of the server's filesystem. The
+    server's own log keeps the full paths."""
+    try:
+        root = registry.home()
+    except LstmgenError:
+        return message
+    if root == Path(root.anchor):  # LSTMGEN_HOME=/: nothing sensible to cut
+        return message
+    for shown in sorted({str(root), str(root.resolve())}, key=len, reverse=True):  # a symlinked home: both
+        # The registry, or a path in it; not a sibling that shares its name's start (`home2`).
+        message = re.sub(
+            re.escape(shown) + r"(/|(?![\w-]))", lambda m: "" if m[1] else "the server's registry", message
+        )
+    return message
 
 
 @dataclass(frozen=True)

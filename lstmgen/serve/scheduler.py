@@ -120,15 +120,18 @@ class Scheduler:
         max_waiting: int = 1024,
         on_update: Callable[[list[Job]], None] | None = None,
         on_note: Callable[[str], None] | None = None,
+        on_removed: Callable[[str], None] | None = None,
     ):
         self.name, self.max_streams, self.max_waiting = name, max_streams, max_waiting
-        self.on_update, self.on_note = on_update, on_note
+        self.on_update, self.on_note, self.on_removed = on_update, on_note, on_removed
         self.current = Generation(loaded, _signature(loaded.path))
         self.generations = [self.current]
         self.inbox: deque[Job] = deque()
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
         self.stopping = False
+        self.retiring = False  # unloaded: the thread ends once its jobs have
+        self.missing = False  # the checkpoint was gone at the last look (on_removed has been told)
         self.refused: tuple | None = None  # the files of a checkpoint that could not be loaded: not retried
         self.steps = 0
         self.counts = (0, 0)  # (streams, waiting) when on_update last heard
@@ -174,16 +177,22 @@ class Scheduler:
         if self.thread is not None:
             self.thread.join(timeout)
 
+    def retire(self) -> None:
+        """Take no new jobs (the model is no longer served); the thread ends once those it has are done."""
+        with self.cond:
+            self.retiring = True
+            self.cond.notify()
+
     def _run(self) -> None:
         next_look = time.monotonic() + RELOAD_EVERY
         while True:
             with self.cond:
-                while not self.stopping and not self.inbox and not self.active:
+                while not self.stopping and not self.retiring and not self.inbox and not self.active:
                     if not self.cond.wait(timeout=max(0.0, next_look - time.monotonic())):
                         break  # timed out: time to look at the files
-                if self.stopping:
+                if self.stopping or self.retiring and not self.inbox and not self.active:
                     break
-            if time.monotonic() >= next_look:
+            if time.monotonic() >= next_look and not self.retiring:
                 self.check_reload()
                 next_look = time.monotonic() + RELOAD_EVERY
             try:
@@ -341,8 +350,12 @@ class Scheduler:
 
         try:
             path = registry.model_file(self.name)
-        except LstmgenError:  # removed from the registry: keep serving the model in memory
+        except LstmgenError:  # removed from the registry (`lstmgen rm`): the server stops serving it
+            if not self.missing and self.on_removed is not None:
+                self.on_removed(self.name)
+            self.missing = True
             return False
+        self.missing = False
         signature = _signature(path)
         if signature is None or signature in (self.current.signature, self.refused):
             return False
