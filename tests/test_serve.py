@@ -460,7 +460,7 @@ def test_api_key_then_sigterm_lets_running_requests_finish_and_exits_0(home):
             for _ in range(50):  # no new connections once the signal is handled (within 0.1 s when idle)
                 try:
                     httpx.get(f"{s.url}/health")
-                except httpx.ConnectError:
+                except (httpx.ConnectError, httpx.RemoteProtocolError):  # refused, or accepted as it closed
                     break
                 time.sleep(0.1)
             else:

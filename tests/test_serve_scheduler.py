@@ -244,3 +244,21 @@ def test_a_removed_model_is_reported_once_and_once_retired_its_thread_ends_after
     assert not scheduler.thread.is_alive()
     assert job.state == "done" and job.results[0].tokens == 300 and job.results[0].reason == "max_tokens"
 
+
+def test_the_engine_connection_stays_blocking_under_uvloop():
+    """uvloop's add_reader makes the socket non-blocking, and a message not all arrived yet then raised
+    BlockingIOError midway through Connection's read: the server took it for the engine's death, and a
+    busy machine's streams ended in "the decoding engine process ended unexpectedly"."""
+    import os
+
+    uvloop = pytest.importorskip("uvloop")  # what uvicorn runs on where it is installed (not on Windows)
+    from lstmgen.serve.engine import Engine
+    from lstmgen.serve.options import Limits
+
+    engine, loop = Engine(Limits()), uvloop.new_event_loop()
+    try:
+        engine.start(loop)
+        assert os.get_blocking(engine.conn.fileno())
+    finally:
+        engine.stop()
+        loop.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -130,6 +131,10 @@ class Engine:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         loop.add_reader(self.conn.fileno(), self._readable)
+        # uvloop (libuv's uv_poll_init) makes a watched descriptor non-blocking, and Connection reads a message
+        # in parts: a big one not all arrived yet raised BlockingIOError midway, taken for the engine's death
+        # (a stream cut short under load). Readable means a message has begun, and its rest follows at once.
+        os.set_blocking(self.conn.fileno(), True)
 
     def submit(self, name: str, job: Job) -> None:
         job.id = self._id()
