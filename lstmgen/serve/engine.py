@@ -257,8 +257,8 @@ class _Process:
             _send(self.conn, message)
 
     def run(self) -> None:
-        self.send(["ready"])
         try:
+            self.send(["ready"])  # the server may be gone already (Ctrl-C while it started): end quietly
             while True:
                 message = _recv(self.conn)
                 kind = message[0]
