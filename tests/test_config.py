@@ -413,9 +413,9 @@ def test_values_at_the_ends_of_their_ranges_train_or_fail_with_one_line(toy_corp
     cfg = tiny_config(**{k: repr(v) for k, v in extremes.items()})
     try:
         summary = train(cfg, toy_corpus)
-    except LstmgenError as e:
-        assert "diverged" in str(e)
-    else:  # the bottom's 5e-324 s budget ends the run before its first step, and that is its limit working
+    except LstmgenError as e:  # the bottom's 5e-324 s budget ends before the first step: its limit working
+        assert "diverged" in str(e) or "ran out before the first step" in str(e)
+    else:
         assert summary["stop_reason"] in ("max_steps", "max_time") and checkpoint_steps(cfg.name) == summary["steps"]
 
 
