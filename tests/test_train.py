@@ -69,9 +69,11 @@ def test_time_limit(toy_corpus):
 
 
 def test_max_time_bounds_the_whole_run_its_start_up_final_validation_and_save_included(toy_corpus, monkeypatch):
-    # A run whose start-up already took its budget trains no step, and says how long it really took.
-    summary = train(tiny_config(max_steps="null", max_time=5), toy_corpus, started=time.perf_counter() - 10)
-    assert summary["stop_reason"] == "max_time" and summary["steps"] == 0 and summary["elapsed_s"] >= 10
+    # A run whose start-up already took its budget trains no step: an error that says how long start-up took,
+    # and no model of 0 steps in the registry.
+    with pytest.raises(LstmgenError, match=r"train.max_time: 5 s\) ran out before the first step \(start-up took 1\d"):
+        train(tiny_config(max_steps="null", max_time=5), toy_corpus, started=time.perf_counter() - 10)
+    assert registry.names("model") == []
     # A slow validation pass (0.6 s here): the loop stops early enough to validate and save once more.
     real = train_mod.evaluate
     monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: time.sleep(0.6) or real(*a, **k))
