@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
+import re
 import sys
 import tempfile
 import warnings
@@ -260,22 +261,23 @@ def _read_csv(
 ) -> tuple[list[str], str, list[str] | None]:
     import pandas as pd  # deferred: keeps `lstmgen --help` fast
 
-    _check_quoting(source)
+    text = source.text  # decoded once here: each read of the property decodes the file again
+    _check_quoting(source, text)
     try:
         with warnings.catch_warnings():
             # index_col=False: a row with more fields than the header is an error, not a silent index shift
             warnings.simplefilter("error", pd.errors.ParserWarning)
             df = pd.read_csv(
-                io.StringIO(source.text), keep_default_na=False, index_col=False, dtype_backend="numpy_nullable"
+                io.StringIO(text), keep_default_na=False, index_col=False, dtype_backend="numpy_nullable"
             )
     except pd.errors.ParserWarning:
-        _check_delimiter(source, source.text.split("\n", 1)[0])
+        _check_delimiter(source, text.split("\n", 1)[0])
         raise LstmgenError(
             f"{source.name}: some rows have more fields than the header; quote text that contains commas "
             '(for example 1,"Hi, there")'
         ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
-        _check_delimiter(source, source.text.split("\n", 1)[0])
+        _check_delimiter(source, text.split("\n", 1)[0])
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise LstmgenError(f"{source.name} is not a readable CSV: {first}") from None
     if len(df.columns) == 1:
@@ -303,7 +305,7 @@ def _read_csv(
             raise LstmgenError(
                 f"{source.name}: cannot tell which column holds the text{hint}; columns: {cols}; pass --column NAME"
             )
-    _check_unique(source, list(df.columns), column)
+    _check_unique(source, text, list(df.columns), column)
     texts = [str(v).strip() if v is not None else "" for v in df[column].tolist()]
     for row, t in enumerate(texts, 1):  # the cap a text line has, for a record from a cell
         if len(t) > source.max_line_chars:
@@ -328,42 +330,51 @@ def _read_csv(
                 f"{source.name}: --label-column {_shown(label_column, quote=True)} is the text column; pick the "
                 "column that holds each record's category"
             )
-        _check_unique(source, list(df.columns), label_column)
+        _check_unique(source, text, list(df.columns), label_column)
         cells = [str(v).strip() if v is not None else "" for v in df[label_column].tolist()]
         kept = [label for label, t in zip(cells, texts, strict=True) if t]  # the records' rows
         labels = record_labels(kept, str(label_column), source.name)
     return records, str(column), labels
 
 
-def _check_quoting(source: Source) -> None:
+AFTER_CLOSING_QUOTE = re.compile(r'"[ \t]+(?=,|\n|$)')  # spaces pandas reads past: no quoting error
+
+
+def _check_quoting(source: Source, text: str) -> None:
     """Refuse a quote that is opened and not closed where a field ends: pandas reads such a field on into the
     next rows, so records vanish into one another with their IDs inside the text (a guess, not an error).
     Python's csv module in strict mode is the RFC 4180 reading: within quotes, a quote is doubled or ends the
-    field. About 1 s per 100 MB."""
+    field; spaces after a closing quote are let through first, as pandas reads them. About 1 s per 100 MB."""
     import csv
 
-    csv.field_size_limit(sys.maxsize)  # long cells are the record cap's to refuse, with its own message
-    reader = csv.reader(io.StringIO(source.text), strict=True)
+    if AFTER_CLOSING_QUOTE.search(text):
+        text = AFTER_CLOSING_QUOTE.sub('"', text)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # long cells are the record cap's to refuse (a C long: 32 bits on Windows)
+    reader = csv.reader(io.StringIO(text), strict=True)
     opened = 1
     try:
         for _ in reader:
             opened = reader.line_num + 1  # where the next row starts
     except csv.Error as e:
+        _check_delimiter(source, text.split("\n", 1)[0])  # a ';' file with quoted fields: say that instead
         where = f"line {reader.line_num:,}" if reader.line_num == opened else (
             f"the field quoted on line {opened:,} runs on to line {reader.line_num:,}")  # fmt: skip
         raise LstmgenError(
             f"{source.name} is not a readable CSV: {where}, {e}; close each quoted field with a quote before the "
             'next comma or line end, and double a quote inside one ("")'
         ) from None
+    finally:
+        csv.field_size_limit(limit)  # process-wide state: a library caller's own setting is left as it was
 
 
-def _check_unique(source: Source, columns: list, column) -> None:
+def _check_unique(source: Source, text: str, columns: list, column) -> None:
     """Refuse a text column whose header name is given twice or more: pandas renames the second "Joke" to
     "Joke.1", and which one the user meant is a guess. Duplicates among the other columns do not matter."""
     import pandas as pd
 
     try:  # the header row as written: names as given, not as pandas made them unique
-        first = pd.read_csv(io.StringIO(source.text), header=None, nrows=1, dtype=str, keep_default_na=False,
+        first = pd.read_csv(io.StringIO(text), header=None, nrows=1, dtype=str, keep_default_na=False,
                             index_col=False)  # fmt: skip
         header = [str(v) for v in first.iloc[0].tolist()]
     except Exception:  # noqa: BLE001 - the full read above succeeded; a header it cannot re-read is not a duplicate

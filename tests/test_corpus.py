@@ -250,9 +250,12 @@ def test_a_quote_left_open_is_refused_not_read_on_into_the_next_rows(tmp_path):
         read_records(read_source(path))
     with pytest.raises(LstmgenError, match=r"line 2, ',' expected after '\"'; close each quoted field"):
         read_records(read_source(write(tmp_path, "b.csv", 'ID,Joke\n1,"abc"def\n2,x\n')))
-    fine = 'ID,Joke\n1,"two\nlines"\n2,"a ""quote"" inside"\n3,He said "hi"\n'  # RFC 4180, and a bare quote
+    fine = 'ID,Joke\n1,"two\nlines"\n2,"a ""quote"" inside"\n3,He said "hi"\n4,"spaces after" \t\n'  # as pandas
     assert read_records(read_source(write(tmp_path, "c.csv", fine)))[0] == ["two\nlines", 'a "quote" inside',
-                                                                          'He said "hi"']  # fmt: skip
+                                                                          'He said "hi"', "spaces after"]  # fmt: skip
+    semicolons = '"id";"Joke"\n"1";"a; b"\n"2";"c"\n'  # a European export: the delimiter is the news, not quoting
+    with pytest.raises(LstmgenError, match="d.csv looks delimited by ';', not commas"):
+        read_records(read_source(write(tmp_path, "d.csv", semicolons)))
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
