@@ -190,11 +190,7 @@ def load(name: str, which: str | None = None) -> Checkpoint:
     this model: a file copied in from another would sample, score and export under the wrong name."""
     path = registry.model_file(name, which)
     ckpt = Checkpoint.from_payload(registry.load_pt(path), path)
-    if ckpt.name != name:
-        raise LstmgenError(
-            f"{path} was saved by model {ckpt.name!r}, not {name!r} (copied in?); put back the one {name!r} saved, or "
-            f"train {name!r} again with --overwrite"
-        )
+    registry.check_owner(path, ckpt.name, name)
     return ckpt
 
 
@@ -210,11 +206,7 @@ def latest(name: str) -> Checkpoint:
 def check_same_layout(ckpt: Checkpoint, cfg: Config) -> None:
     """A run resumes with what lays out its weights, data position and carried hidden state unchanged: the
     model's shape, the corpus, batch_size and seq_len. Values equal to the saved ones are fine."""
-    if ckpt.name != cfg.name:  # a checkpoint copied in from another model: its state is not this model's
-        raise LstmgenError(
-            f"the last.pt of model {cfg.name!r} was saved by model {ckpt.name!r} (copied in?); resume {ckpt.name!r} "
-            f"under its own name, or start {cfg.name!r} over with --overwrite"
-        )
+    registry.check_owner(ckpt.path or "the checkpoint", ckpt.name, cfg.name)  # a library caller's, of another model
     saved, now = ckpt.config, cfg.to_dict()
     layout = [
         f"{sec}.{k}"

@@ -250,6 +250,17 @@ def require(kind: str, name: str) -> Path:
     return d
 
 
+def check_owner(path: Path | str, saved_by, name: str) -> None:
+    """Refuse a model file (checkpoint or graph) that another model saved: copied in by hand, or the whole
+    entry copied, it would sample, score and export under the wrong name. Names compare without case, as a
+    case-insensitive file system (macOS, Windows) finds `Jokes` under models/jokes."""
+    if not isinstance(saved_by, str) or saved_by.casefold() != name.casefold():
+        raise LstmgenError(
+            f"{path} was saved by model {saved_by!r}, not {name!r} (copied in? an entry cannot be copied or "
+            f"renamed by hand); put back the file model {name!r} saved, or `lstmgen rm {name}` and train it again"
+        )
+
+
 def refuse_inside(path: Path | str, what: str) -> None:
     """Refuse to write `path` inside the registry, where a stray file would sit in an entry (export's --out,
     show's --plot). Links are followed: a link into the registry is refused. `what`: the fix, such as
@@ -719,7 +730,8 @@ def info(kind: str, name: str) -> dict:
     raw, unreadable = read_json_checked(d / "info.json")
     problems = [f"info.json {unreadable}"] if unreadable else []
     owner = (raw.get("kind", kind), raw.get("name", name))
-    if owner != (kind, name):  # another entry's figures: none of them is shown under this name
+    foreign = owner[0] != kind or not isinstance(owner[1], str) or owner[1].casefold() != name.casefold()
+    if foreign:  # another entry's figures: none of them is shown under this name
         problems.append(f"info.json belongs to {_shown_owner(*owner)} (copied in?)")
         raw = {}
     for key, value in raw.items():
@@ -730,7 +742,7 @@ def info(kind: str, name: str) -> dict:
             problems.append(f"info.json's {key} is damaged")
             continue
         data[key] = value
-    if not unreadable and raw:
+    if not unreadable and not foreign:
         problems += [f"info.json lacks {key}" for key in REQUIRED[kind] if key not in raw]
     if kind == "model":
         data["checkpoints"] = sorted(p.stem for p in d.glob("*.pt") if p.stem in ("best", "last") and p.is_file())
@@ -740,6 +752,8 @@ def info(kind: str, name: str) -> dict:
         fix = (
             f"prepare it again with --overwrite, or `lstmgen rm {name}`"
             if kind == "corpus"
+            else f"`lstmgen rm {name}`, or train it again with --overwrite"
+            if foreign  # the copy's checkpoints are another model's too, most likely: resuming is refused
             else f"`lstmgen train --name {name} --resume` rewrites info.json, or `lstmgen rm {name}`"
             if data["checkpoints"]
             else f"train it again with --overwrite, or `lstmgen rm {name}`"

@@ -348,9 +348,12 @@ def check_belongs(path: Path, meta: dict, checkpoint: Path) -> None:
     """Raise unless the graph whose metadata is `meta` was built from `checkpoint`: GraphStale when it
     was built from another checkpoint of the same model (rebuild it), GraphMismatch when from another
     model (refuse)."""
-    if meta["checkpoint"] == checkpoint_fingerprint(checkpoint):
-        return
     name = Path(checkpoint).parent.name
+    if meta["checkpoint"] == checkpoint_fingerprint(checkpoint):
+        from .registry import check_owner
+
+        check_owner(path, meta["name"], name)  # graph and checkpoint both another model's: the entry copied
+        return
     if meta["name"] != name:
         raise GraphMismatch(
             f"{path} is the graph of model {meta['name']!r}, not of {name!r} ({Path(checkpoint).name} differs); "

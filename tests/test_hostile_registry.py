@@ -486,7 +486,7 @@ def test_files_copied_in_from_another_entry_are_named_not_used(two_models, jokes
     (home / "models" / "tiny" / "best.pt").write_bytes((home / "models" / "ok" / "best.pt").read_bytes())
     for command in (["sample", "Why", "--model", "tiny"], ["eval", "--model", "tiny"], ["export", "tiny"]):
         r = runner.invoke(app, command)
-        assert r.exit_code == 1 and "best.pt was saved by model 'ok', not 'tiny' (copied in?)" in r.output, r.output
+        assert r.exit_code == 1 and "best.pt was saved by model 'ok', not 'tiny' (copied in?" in r.output, r.output
     (home / "models" / "tiny" / "info.json").write_bytes((home / "models" / "ok" / "info.json").read_bytes())
     row = {m["name"]: m for m in registry.list_entries()["models"]}["tiny"]
     assert row["damaged"].startswith("info.json belongs to model 'ok' (copied in?)") and "steps" not in row
@@ -496,3 +496,24 @@ def test_files_copied_in_from_another_entry_are_named_not_used(two_models, jokes
     r = runner.invoke(app, ["train", "-c", "char", "--corpus", "toy", "--name", "new", "--max-steps", "2"])
     assert r.exit_code == 1 and "toy/corpus.pt does not match its entry's info.json (copied in" in r.output
     assert snapshot() == before
+
+
+def test_a_whole_model_entry_copied_by_hand_is_refused_on_every_path(two_models):
+    """`cp -r models/ok models/copy`: graph and checkpoint agree with each other, so only their saved name
+    tells; the ONNX Runtime path (sample, eval) used to serve it under the copy's name."""
+    home = registry.home()
+    shutil.copytree(home / "models" / "ok", home / "models" / "copy")
+    for command in (["sample", "Why", "--model", "copy"], ["eval", "--model", "copy"], ["export", "copy"],
+                    ["train", "--name", "copy", "--resume"]):  # fmt: skip
+        r = runner.invoke(app, command)
+        assert r.exit_code == 1 and "was saved by model 'ok', not 'copy' (copied in?" in r.output, (command, r.output)
+    row = {m["name"]: m for m in registry.list_entries()["models"]}["copy"]
+    assert row["damaged"] == ("info.json belongs to model 'ok' (copied in?): `lstmgen rm copy`, or train it again "
+                              "with --overwrite")  # fmt: skip
+    assert runner.invoke(app, ["rm", "copy"]).exit_code == 0  # the fix it names works
+
+
+def test_an_empty_info_json_is_damaged(two_models):
+    (registry.home() / "models" / "tiny" / "info.json").write_text("{}")
+    row = {m["name"]: m for m in registry.list_entries()["models"]}["tiny"]
+    assert row["damaged"].startswith("info.json lacks ")
