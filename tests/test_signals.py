@@ -59,3 +59,21 @@ def test_ctrl_c_ends_sample_with_one_line_and_130(tiny_model, command):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and stderr == "interrupted\n", stderr
+
+
+def test_a_sigint_its_parent_ignores_is_still_ignored(tiny_model):
+    """A shell script's `lstmgen sample - &` inherits SIGINT ignored, so that Ctrl-C aimed at the script spares
+    its background jobs: the entry point's own handler must not undo that."""
+    command = [sys.executable, "-m", "lstmgen", "sample", "-", "--max-tokens", "5"]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            bufsize=1,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    proc.stdin.write("Why\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline()  # running, and waiting for more
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert proc.poll() is None  # ignored, as its parent asked
+    proc.stdin.write("Hey\n")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.startswith("Hey"), err

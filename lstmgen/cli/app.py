@@ -112,8 +112,11 @@ for name, command in (("prepare", prepare.prepare), ("train", train.train), ("sa
 def main():
     """Console entry point. Runs the app non-standalone so that usage errors are one line, like every other."""
     output.launched = time.perf_counter() - output.process_age()
+    global _sigint_seen, _said_interrupted
+    _sigint_seen = _said_interrupted = False
     _closed_standard_streams()
-    signal.signal(signal.SIGINT, _on_sigint)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the parent ignores it (`cmd &`)
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         code = app(standalone_mode=False)
     except _click_exceptions().ClickException as e:
@@ -160,6 +163,14 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+NOTHING_ON_STDOUT = {"serve"}  # commands with no product on stdout: a closed one loses nothing (a daemon's `>&-`)
+
+
+def _command(args: list[str]) -> str | None:
+    """The subcommand named in argv (its first word that is not an option), before typer has parsed it."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def _closed_standard_streams() -> None:
     """A shell can start us with fd 0, 1 or 2 closed (`<&-`, `>&-`): Python then has None for that stream,
     and the next file opened takes the free descriptor, so a child process's output could land in a registry
@@ -172,6 +183,9 @@ def _closed_standard_streams() -> None:
                 os.dup2(sys.__dict__[name].fileno(), fd)
     if sys.stdout is None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else may take fd 1
+        if _command(sys.argv[1:]) in NOTHING_ON_STDOUT:
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - for the whole process
+            return
         problems.print("[bold red]error:[/] stdout is closed; give lstmgen somewhere to write (> /dev/null to discard)")
         sys.exit(EXIT_USAGE)
 
