@@ -405,12 +405,13 @@ STREAMS_PER_BATCH = 64  # streams decoded together: per-step overhead, not arith
 
 
 def bounded_lines(file, limit: int) -> Iterator[str]:
-    """The lines of a text file (stdin), each read only up to `limit` + 1 characters: a longer line is cut
-    there and is the last one read (check_prompt refuses it, which ends the run), so a 1 GB line never sits
-    in memory whole, and an endless one (`< /dev/zero`) is refused as soon as it passes the limit."""
-    while line := file.readline(limit + 1):
+    """The lines of a text file (stdin), each read only up to `limit` + 2 characters (a line of `limit` and
+    its \r\n fits whole): a longer line is cut there and is the last one read (check_prompt refuses it,
+    which ends the run), so a 1 GB line never sits in memory whole, and an endless one (`< /dev/zero`) is
+    refused as soon as it passes the limit."""
+    while line := file.readline(limit + 2):
         yield line
-        if len(line) > limit and not line.endswith("\n"):
+        if len(line) == limit + 2 and not line.endswith("\n"):  # cut: longer than the limit, whatever its end
             return
 
 

@@ -232,3 +232,15 @@ def test_a_stop_string_longer_than_64_tokens_ends_the_sample_where_it_completes(
     ended = [i for i, t in enumerate(ids) if stream.add(t)]
     assert ended[:1] == [249] and stream.reason == "stop"
     assert stream.result()[1] + stop == vocab.detokenize([vocab.itos[i] for i in ids[:250]])
+
+
+def test_stdin_lines_at_the_prompt_cap_are_read_whole_whatever_their_line_end():
+    """A CRLF line of exactly the cap was taken for a cut one, and the rest of stdin was dropped, exit 0."""
+    import io
+
+    from lstmgen.sample import bounded_lines
+
+    for end in ("\n", "\r\n"):
+        text = f"abcde{end}fghij{end}klm{end}"
+        assert list(bounded_lines(io.StringIO(text), 5)) == [f"abcde{end}", f"fghij{end}", f"klm{end}"]
+    assert list(bounded_lines(io.StringIO("abcdefgh" * 3 + "\nmore\n"), 5)) == ["abcdefg"]  # cut: the last read
