@@ -230,8 +230,13 @@ def test_word_and_bpe_models_get_lstmgen_samples_text_too(tokenizer, jokes_csv):
 def test_a_removed_model_is_reported_once_and_once_retired_its_thread_ends_after_its_jobs(models):
     """`lstmgen rm` while serving: the periodic look at the files tells the server (once), which unloads the
     model; its scheduler takes no more jobs but finishes those it has."""
-    removed = []
-    scheduler = Scheduler("endless", load_for_inference("endless"), on_removed=removed.append)
+    import gc
+    import weakref
+
+    removed, loaded = [], load_for_inference("endless")
+    scheduler = Scheduler("endless", loaded, on_removed=removed.append)
+    session = weakref.ref(loaded.backend)
+    del loaded
     job = Job(["Why"], SampleOptions(max_tokens=300), seed=1)
     scheduler.submit(job)
     scheduler.step()
@@ -243,6 +248,8 @@ def test_a_removed_model_is_reported_once_and_once_retired_its_thread_ends_after
     scheduler.thread.join(30)
     assert not scheduler.thread.is_alive()
     assert job.state == "done" and job.results[0].tokens == 300 and job.results[0].reason == "max_tokens"
+    gc.collect()
+    assert session() is None  # the retired model's ONNX Runtime session is freed, though the engine keeps the thread
 
 
 def test_the_engine_connection_stays_blocking_under_uvloop():

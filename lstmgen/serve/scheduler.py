@@ -200,6 +200,8 @@ class Scheduler:
             except Exception as e:  # noqa: BLE001 - a bug must fail its requests, not hang them
                 self._fail_all(LstmgenError(f"internal error ({type(e).__name__}: {e}); this is a bug in lstmgen"))
         self._fail_all(LstmgenError("the server stopped before this request finished"))
+        if self.retiring:  # its model is served no more: let go of its ONNX Runtime session and weights
+            self.current, self.generations = None, []
 
     # -- one step -------------------------------------------------------------------------------------
 
