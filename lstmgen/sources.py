@@ -18,6 +18,7 @@ from pathlib import Path
 from .errors import LstmgenError
 
 TEXT_COLUMNS = ("joke", "text")  # auto-detected CSV columns, case-insensitive
+BINARY_LOOK = 1 << 16  # a NUL in the first 64 KiB (bytes, or characters of a wide encoding): a binary file
 CHUNK_BYTES = 4 << 20  # streaming reads: large enough to amortise Python, small enough to bound memory
 # A line read as one record (--records line) may be at most this many characters: a longer one is refused,
 # not cut into several records (a text that long is one stream: --records file). Memory holds one such line
@@ -156,7 +157,7 @@ def read_source(
     binary = _binary_message(name)
     if not wide:  # checked before decoding, so a binary file is named as one rather than as mis-encoded
         with p.open("rb") as f:
-            head = f.read(65536)
+            head = f.read(BINARY_LOOK)
         if b"\x00" in head:
             raise LstmgenError(_wide_text_message(name, head) or binary)
     is_csv = fmt == "csv" or (fmt == "auto" and name.lower().endswith(".csv"))
@@ -164,7 +165,7 @@ def read_source(
     digest, blank, scanned = hashlib.sha256(), True, 0
     for text in source.chunks(digest.update):  # one pass hashes and decodes it all: a bad byte fails first
         blank = blank and not text.strip()
-        if scanned < 65536 and "\x00" in text[: 65536 - scanned]:  # a wide encoding's NULs, decoded
+        if scanned < BINARY_LOOK and "\x00" in text[: BINARY_LOOK - scanned]:  # a wide encoding's NULs, decoded
             raise LstmgenError(binary)
         scanned += len(text)
     if blank:
@@ -200,7 +201,7 @@ def _spool_stdin(spool_dir: Path | None, check_nul: bool) -> Path:
     looked = 0
     with open(fd, "wb", buffering=0) as f:  # unbuffered: a full disk fails in write(), caught here
         while data := sys.stdin.buffer.read1(CHUNK_BYTES):  # read1: what has come, not a wait for 4 MiB
-            if check_nul and looked < 65536 and b"\x00" in data[: 65536 - looked]:
+            if check_nul and looked < BINARY_LOOK and b"\x00" in data[: BINARY_LOOK - looked]:
                 raise LstmgenError((looked == 0 and _wide_text_message("<stdin>", data)) or _binary_message("<stdin>"))
             looked += len(data)
             try:

@@ -13,6 +13,7 @@ from .options import MODEL_NAMES, Quiet
 from .output import err, note, quiet
 
 _L = Limits()
+API_KEY_VARIABLE = "LSTMGEN_API_KEY"
 
 
 def _limit(help: str):
@@ -31,7 +32,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port, printed at start).")] = 8000,
     api_key: Annotated[
         Optional[str],
-        typer.Option(envvar="LSTMGEN_API_KEY", show_envvar=True,
+        typer.Option(envvar=API_KEY_VARIABLE, show_envvar=True,
                      help="Require `Authorization: Bearer KEY` on /v1 (prefer the variable: a flag shows in `ps`)."),
     ] = None,
     drain_seconds: Annotated[
@@ -70,7 +71,7 @@ def serve(
                     max_tokens=limit_max_tokens, n=limit_n, stop=limit_stop, streams=limit_streams,
                     waiting=limit_waiting)  # fmt: skip
     if api_key is None:  # click reads LSTMGEN_API_KEY= as unset: an empty key must be refused, not mean no auth
-        api_key = os.environ.get("LSTMGEN_API_KEY")
+        api_key = os.environ.get(API_KEY_VARIABLE)
     options = ServeOptions(models=tuple(model or ()), host=host, port=port, api_key=api_key,
                            drain_seconds=drain_seconds, limits=limits)  # fmt: skip
 
