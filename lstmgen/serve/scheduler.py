@@ -347,7 +347,8 @@ class Scheduler:
     def check_reload(self) -> bool:
         """Start a new generation if the model's checkpoint (best, else last) has a new graph; streams
         already running finish on theirs. A graph mid-save is looked at again next time; one that cannot
-        be loaded is reported once and the model keeps serving what it has. True when it reloaded."""
+        be loaded is reported once and the model keeps serving what it has; a checkpoint gone from the registry
+        (`lstmgen rm`) is reported once to on_removed. True when it reloaded."""
         from ..runtime import GraphMissing, GraphStale, open_graph
 
         try:
