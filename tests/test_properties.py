@@ -89,6 +89,30 @@ def csv_documents(draw) -> bytes:
     return buf.getvalue().encode()
 
 
+@FAST
+@given(
+    texts=st.lists(st.text(alphabet=st.sampled_from(list('ab ,;"\'\n\t\u00e9\U0001f600')), min_size=1, max_size=30)
+                   .filter(str.strip), min_size=1, max_size=8),
+    style=st.sampled_from(["minimal", "all", "nonnumeric", "crlf", "pandas"]),
+)  # fmt: skip
+def test_every_csv_a_writer_makes_reads_back_as_written(tmp_path, texts, style):
+    """The quoting check refuses only broken quoting: what Python's csv module (each quoting style, \r\n line
+    ends) and pandas.to_csv write reads back the same, quotes, commas and line breaks inside cells included."""
+    import pandas as pd
+
+    buf = io.StringIO()
+    if style == "pandas":
+        pd.DataFrame({"ID": range(len(texts)), "Joke": texts}).to_csv(buf, index=False)
+    else:
+        quoting = {"all": csv.QUOTE_ALL, "nonnumeric": csv.QUOTE_NONNUMERIC}.get(style, csv.QUOTE_MINIMAL)
+        writer = csv.writer(buf, quoting=quoting, lineterminator="\r\n" if style == "crlf" else "\n")
+        writer.writerow(["ID", "Joke"])
+        writer.writerows(enumerate(texts))
+    path = tmp_path / "written.csv"
+    path.write_text(buf.getvalue(), newline="")
+    assert read_records(read_source(str(path)), column="Joke")[0] == [t.strip() for t in texts]
+
+
 def prepare_library_path(path, tokenizer: str, records: str) -> None:
     """What `lstmgen prepare PATH --tokenizer T --records R` runs, with the CLI's defaults (see cli.prepare)."""
     source = read_source(str(path), "auto", "utf-8")
