@@ -178,9 +178,10 @@ def _closed_standard_streams() -> None:
     before any work, since a command's product would be lost after the registry changed."""
     for fd, name, mode in ((0, "stdin", "r"), (2, "stderr", "w")):
         if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 - for the whole process; takes fd 0 or 2
-            if sys.__dict__[name].fileno() != fd:
-                os.dup2(sys.__dict__[name].fileno(), fd)
+            stream = open(os.devnull, mode)  # noqa: SIM115 - for the whole process; takes fd 0 or 2 when free
+            if stream.fileno() != fd:
+                os.dup2(stream.fileno(), fd)
+            setattr(sys, name, stream)
     if sys.stdout is None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else may take fd 1
         if _command(sys.argv[1:]) in NOTHING_ON_STDOUT:
