@@ -250,11 +250,16 @@ def require(kind: str, name: str) -> Path:
     return d
 
 
+def same_entry(saved_by, name: str) -> bool:
+    """Whether a file that names its entry `saved_by` belongs to entry `name`. Without case: a case-insensitive
+    file system (macOS, Windows) finds `Jokes` under models/jokes."""
+    return isinstance(saved_by, str) and saved_by.casefold() == name.casefold()
+
+
 def check_owner(path: Path | str, saved_by, name: str) -> None:
     """Refuse a model file (checkpoint or graph) that another model saved: copied in by hand, or the whole
-    entry copied, it would sample, score and export under the wrong name. Names compare without case, as a
-    case-insensitive file system (macOS, Windows) finds `Jokes` under models/jokes."""
-    if not isinstance(saved_by, str) or saved_by.casefold() != name.casefold():
+    entry copied, it would sample, score and export under the wrong name."""
+    if not same_entry(saved_by, name):
         raise LstmgenError(
             f"{path} was saved by model {saved_by!r}, not {name!r} (copied in? an entry cannot be copied or "
             f"renamed by hand); put back the file model {name!r} saved, or `lstmgen rm {name}` and train it again"
@@ -730,7 +735,7 @@ def info(kind: str, name: str) -> dict:
     raw, unreadable = read_json_checked(d / "info.json")
     problems = [f"info.json {unreadable}"] if unreadable else []
     owner = (raw.get("kind", kind), raw.get("name", name))
-    foreign = owner[0] != kind or not isinstance(owner[1], str) or owner[1].casefold() != name.casefold()
+    foreign = owner[0] != kind or not same_entry(owner[1], name)
     if foreign:  # another entry's figures: none of them is shown under this name
         problems.append(f"info.json belongs to {_shown_owner(*owner)} (copied in?)")
         raw = {}
