@@ -155,11 +155,9 @@ def read_source(
         if p.is_dir():
             raise LstmgenError(f"input {path} is a directory; give a .csv or .txt file")
     binary = _binary_message(name)
-    if not wide:  # checked before decoding, so a binary file is named as one rather than as mis-encoded
+    if not wide and path != "-":  # checked before decoding, so a binary file is named as one, not as mis-encoded
         with p.open("rb") as f:
-            head = f.read(BINARY_LOOK)
-        if b"\x00" in head:
-            raise LstmgenError(_wide_text_message(name, head) or binary)
+            _refuse_binary(name, f.read(BINARY_LOOK))
     is_csv = fmt == "csv" or (fmt == "auto" and name.lower().endswith(".csv"))
     source = Source(p, name, "", is_csv, encoding, max_line_chars)
     digest, blank, scanned = hashlib.sha256(), True, 0
@@ -174,14 +172,18 @@ def read_source(
     return source
 
 
-def _wide_text_message(name: str, head: bytes) -> str | None:
-    """The error for text in UTF-16 or UTF-32, known by its byte-order mark (Windows' "Unicode" text files),
-    or None when `head` has no such mark."""
+def _refuse_binary(name: str, head: bytes) -> None:
+    """Refuse input whose first bytes (up to BINARY_LOOK) hold a NUL: text in UTF-16 or UTF-32, known by its
+    byte-order mark (Windows' "Unicode" text files), is named with the --encoding to pass; else binary."""
+    if b"\x00" not in head:
+        return
     for bom, encoding in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
                           (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):  # fmt: skip
         if head.startswith(bom):
-            return f"{name} is {encoding.upper()} text (it starts with a byte-order mark); pass --encoding {encoding}"
-    return None
+            raise LstmgenError(
+                f"{name} is {encoding.upper()} text (it starts with a byte-order mark); pass --encoding {encoding}"
+            )
+    raise LstmgenError(_binary_message(name))
 
 
 def _binary_message(name: str) -> str:
@@ -198,12 +200,12 @@ def _spool_stdin(spool_dir: Path | None, check_nul: bool) -> Path:
     except OSError as e:
         raise write_failed(e, spool_dir) from None
     atexit.register(Path(tmp).unlink, missing_ok=True)
-    looked = 0
+    head = b""  # the first BINARY_LOOK bytes, however the pipe splits them
     with open(fd, "wb", buffering=0) as f:  # unbuffered: a full disk fails in write(), caught here
         while data := sys.stdin.buffer.read1(CHUNK_BYTES):  # read1: what has come, not a wait for 4 MiB
-            if check_nul and looked < BINARY_LOOK and b"\x00" in data[: BINARY_LOOK - looked]:
-                raise LstmgenError((looked == 0 and _wide_text_message("<stdin>", data)) or _binary_message("<stdin>"))
-            looked += len(data)
+            if check_nul and len(head) < BINARY_LOOK:
+                head += data[: BINARY_LOOK - len(head)]
+                _refuse_binary("<stdin>", head)
             try:
                 f.write(data)
             except OSError as e:
