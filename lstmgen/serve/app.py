@@ -63,7 +63,7 @@ class Models:
 
     def listed(self) -> list[str]:
         """The names GET /v1/models shows."""
-        return [n for n in self.fixed or registry.names("model") if _checkpoint(n) is not None]
+        return [n for n in self.fixed or registry.names("model") if self.served(n)]
 
     def served(self, name: str) -> bool:
         """Whether `name` is one of listed(), from its own files alone: a few stat calls, 30 us a request."""
