@@ -302,7 +302,7 @@ def lock(kind: str, name: str, doing: str):
             # O_NOFOLLOW: a lock file replaced by a link must not make us truncate the file it points to
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except (FileNotFoundError, FileExistsError):  # a releasing process removed the locks dir meanwhile
-            if path.parent.exists() and not path.parent.is_dir():  # a file in its place: that never clears
+            if _is_file(path.parent):  # a file in its place: that never clears
                 raise LstmgenError(
                     f"cannot lock {kind} {name!r}: {path.parent} is a file, where lstmgen keeps its lock files; "
                     "move it away"
@@ -339,6 +339,15 @@ def lock(kind: str, name: str, doing: str):
             path.parent.rmdir()
         except OSError:  # other locks are held, or it is gone already
             pass
+
+
+def _is_file(path: Path) -> bool:
+    """Whether something other than a directory is at `path`, in one stat: two calls (exists, is_dir) would
+    see a directory another process removes between them as a file."""
+    try:
+        return not stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _try_lock(fd: int) -> bool:
