@@ -187,13 +187,6 @@ class Engine:
         if self.gone is not None:
             return
         self.gone = message
-        if self.on_note is not None:  # the server's log says so once, with how the process ended
-            try:
-                code = self.proc.wait(1)  # its end is seen on the socket first: let the OS reap it
-            except subprocess.TimeoutExpired:
-                code = None
-            how = "still running" if code is None else f"signal {-code}" if code < 0 else f"exit code {code}"
-            self.on_note(f"the decoding engine process ended ({how}); requests get 503 until the server restarts")
         if self.loop is not None:
             self.loop.remove_reader(self.conn.fileno())
         for job in self.jobs.values():
@@ -205,6 +198,20 @@ class Engine:
             if not answer.done():
                 answer.set_exception(EngineGone(message))
         self.answers.clear()
+        if self.on_note is not None:
+            if self.loop is not None and self.loop.is_running():  # reaping may wait: not on the event loop
+                self.loop.run_in_executor(None, self._note_end)
+            else:
+                self._note_end()
+
+    def _note_end(self) -> None:
+        """The server's log says once how the engine process ended."""
+        try:
+            code = self.proc.wait(1)  # its end is seen on the socket first: let the OS reap it
+        except subprocess.TimeoutExpired:
+            code = None
+        how = "still running" if code is None else f"signal {-code}" if code < 0 else f"exit code {code}"
+        self.on_note(f"the decoding engine process ended ({how}); requests get 503 until the server restarts")
 
     def _dispatch(self, message: list) -> None:
         kind = message[0]
