@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,13 +35,15 @@ def filter_logits(logits: np.ndarray, temperature=1.0, top_k=None, top_p=None) -
     n, v = logits.shape
     logits = logits.astype(np.float32, copy=False)
     shifted = logits - logits.max(axis=-1, keepdims=True)  # <= 0; -inf stays -inf
-    temperature = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (n,))
-    with np.errstate(over="ignore", divide="ignore"):
-        inverse = 1.0 / temperature  # (N,)
-    if ((inverse > 1e-30) & (inverse < 1e30)).all():  # the usual case, in float32: -inf * a finite positive is -inf
-        logits = shifted * inverse.astype(np.float32)[:, None]
+    # In Python floats, not numpy's: this runs at every decoding step, where a numpy call's overhead counts.
+    temperatures = temperature if isinstance(temperature, (list, tuple, np.ndarray)) else (temperature,)
+    inverse = [1.0 / t if t else math.inf for t in map(float, temperatures)]
+    if all(1e-30 < i < 1e30 for i in inverse):  # the usual case, in float32: -inf * a finite positive is -inf
+        same = len(set(inverse)) == 1  # one scale for every row: (N,) of equal values multiply alike
+        logits = shifted * (np.float32(inverse[0]) if same else np.array(inverse, dtype=np.float32)[:, None])
     else:  # a subnormal or huge temperature: divided in float64, where no 0 * inf (NaN) can arise
-        with np.errstate(over="ignore"):
+        temperature = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (n,))
+        with np.errstate(over="ignore", divide="ignore"):
             logits = (shifted.astype(np.float64) / temperature[:, None]).astype(np.float32)
     top_k = top_k if isinstance(top_k, (list, tuple, np.ndarray)) else [top_k] * n
     top_p = top_p if isinstance(top_p, (list, tuple, np.ndarray)) else [top_p] * n
@@ -226,26 +229,35 @@ def choose(scores: np.ndarray, streams: list[Stream], eor_id: int, banned: tuple
         logits = logits.copy() if logits is scores else logits
         logits[rows] = np.where(stuck, np.where(allowed_mask, scores[rows], NEG_INF), allowed)
     nxt = np.empty(n, dtype=np.int64)
-    greedy = np.array([s.options.greedy for s in streams], dtype=bool)
-    if greedy.any():
-        nxt[greedy] = logits[greedy].argmax(axis=-1)
-    sampled = np.flatnonzero(~greedy)
-    if sampled.size:
-        picked = [streams[j] for j in sampled]
-        temperature, top_k, top_p = ([getattr(s.options, a) for s in picked] for a in ("temperature", "top_k", "top_p"))
-        probs = weights(filter_logits(logits[sampled], temperature, top_k, top_p))  # pick() needs no softmax
-        uniforms: dict[int, np.ndarray] = {}  # id(Draws) -> (size, 1): one draw per generator per step
-        for s in picked:
-            if id(s.draws) not in uniforms:
-                uniforms[id(s.draws)] = s.draws.rng.random((s.draws.size, 1), dtype=np.float32)
-        u = np.concatenate([uniforms[id(s.draws)][s.member : s.member + 1] for s in picked])  # (R, 1)
-        nxt[sampled] = pick(probs, u)
+    greedy = [s.options.greedy for s in streams]
+    sampled = [j for j, g in enumerate(greedy) if not g]
+    if len(sampled) < n:
+        rows = [j for j, g in enumerate(greedy) if g]
+        nxt[rows] = logits[rows].argmax(axis=-1)
+    if sampled:
+        picked = [streams[j].options for j in sampled]
+        temperature, top_k, top_p = ([getattr(o, a) for o in picked] for a in ("temperature", "top_k", "top_p"))
+        rows = logits if len(sampled) == n else logits[sampled]
+        probs = weights(filter_logits(rows, temperature, top_k, top_p))  # pick() needs no softmax
+        nxt[sampled] = pick(probs, _uniforms([streams[j] for j in sampled]))
     for s, t in zip(streams, nxt.tolist(), strict=True):
         s.steps += 1
         s.history.append(t)
         if s.seen is not None:
             s.seen[t] = True
     return nxt
+
+
+def _uniforms(streams: list[Stream]) -> np.ndarray:
+    """Each stream's uniform for this step, (R, 1) float32: every generator among them draws once, one value
+    per member, and each stream takes its member's (see Draws)."""
+    drawn: dict[int, np.ndarray] = {}  # id(Draws) -> (size, 1)
+    for s in streams:
+        if id(s.draws) not in drawn:
+            drawn[id(s.draws)] = s.draws.rng.random((s.draws.size, 1), dtype=np.float32)
+    if len(streams) == 1:
+        return drawn[id(streams[0].draws)][streams[0].member : streams[0].member + 1]
+    return np.concatenate([drawn[id(s.draws)][s.member : s.member + 1] for s in streams])
 
 
 def generate(
