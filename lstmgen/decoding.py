@@ -38,13 +38,18 @@ def filter_logits(logits: np.ndarray, temperature=1.0, top_k=None, top_p=None) -
     # In Python floats, not numpy's: this runs at every decoding step, where a numpy call's overhead counts.
     temperatures = temperature if isinstance(temperature, (list, tuple, np.ndarray)) else (temperature,)
     inverse = [1.0 / t if t else math.inf for t in map(float, temperatures)]
-    if all(1e-30 < i < 1e30 for i in inverse):  # the usual case, in float32: -inf * a finite positive is -inf
+    usual = [1e-30 < i < 1e30 for i in inverse]  # in float32: -inf * a finite positive is -inf
+    if all(usual):
         same = len(set(inverse)) == 1  # one scale for every row: (N,) of equal values multiply alike
         logits = shifted * (np.float32(inverse[0]) if same else np.array(inverse, dtype=np.float32)[:, None])
-    else:  # a subnormal or huge temperature: divided in float64, where no 0 * inf (NaN) can arise
+    else:  # a subnormal or huge temperature: its row divided in float64, where no 0 * inf (NaN) can arise
         temperature = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (n,))
+        usual = np.broadcast_to(np.array(usual), (n,))
+        logits = np.empty_like(shifted)
+        # each row as it would be alone: the other rows' temperatures must not change its arithmetic
+        logits[usual] = shifted[usual] * (1.0 / temperature[usual]).astype(np.float32)[:, None]
         with np.errstate(over="ignore", divide="ignore"):
-            logits = (shifted.astype(np.float64) / temperature[:, None]).astype(np.float32)
+            logits[~usual] = (shifted[~usual].astype(np.float64) / temperature[~usual, None]).astype(np.float32)
     top_k = top_k if isinstance(top_k, (list, tuple, np.ndarray)) else [top_k] * n
     top_p = top_p if isinstance(top_p, (list, tuple, np.ndarray)) else [top_p] * n
     for k in {k for k in top_k if k and k < v}:  # one partition per distinct k: rows sharing it go together

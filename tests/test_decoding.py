@@ -62,6 +62,21 @@ def test_extreme_temperatures_give_greedy_or_uniform_never_nan():
     np.testing.assert_allclose(rows[1], filter_logits(logits)[0])
 
 
+def test_each_row_is_filtered_as_it_would_be_alone():
+    """Streams with different settings share one call (the server's batches): a row's result must be the
+    one it gets alone, bit for bit, or a seed would give other text when other requests are running."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 40)).astype(np.float32) * 4
+    logits[1, 3] = -np.inf  # a banned token
+    temperature, top_k, top_p = [0.8, 0.8, 1.7, 1e-35, 0.8], [None, 5, None, None, 5], [None, None, 0.9, None, 0.5]
+    together = filter_logits(logits, temperature, top_k, top_p)
+    for i in range(5):
+        alone = filter_logits(logits[i : i + 1], temperature[i], top_k[i], top_p[i])
+        assert together[i].tobytes() == alone[0].tobytes(), i
+    shared = filter_logits(logits, [0.8] * 5)  # one temperature for all, given per row or once: the same
+    assert shared.tobytes() == filter_logits(logits, 0.8).tobytes()
+
+
 def test_loop_detection_agrees_with_its_definition_on_random_tails():
     """is_looping only examines the periods where the newest token repeats; the definition checks them all."""
 
