@@ -86,6 +86,7 @@ def test_concurrent_train_and_prepare_refuse_and_sample_reads_the_last_checkpoin
         while "training busy" not in first.stderr.readline():
             assert first.poll() is None
         while not (registry.entry_dir("model", "busy") / "last.pt").exists():
+            assert first.poll() is None  # a run that died before its first save would leave us waiting for ever
             time.sleep(0.05)
         second = subprocess.run(
             [*CLI, "train", "--corpus", "toy", "--name", "busy", "--overwrite", *sets],

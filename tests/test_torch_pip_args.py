@@ -106,7 +106,7 @@ def test_probe_gives_up_at_once_on_a_closed_port():
         port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
     start = time.monotonic()
     assert not t.reachable(f"http://127.0.0.1:{port}/", timeout=5)
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 3  # well inside the timeout: a refusal is not waited for
 
 
 def test_probe_waits_at_most_its_timeout_for_a_server_that_never_answers():
@@ -115,7 +115,7 @@ def test_probe_waits_at_most_its_timeout_for_a_server_that_never_answers():
         s.listen()  # connections complete in the backlog, but no reply ever comes
         start = time.monotonic()
         assert not t.reachable(f"http://127.0.0.1:{s.getsockname()[1]}/", timeout=0.5)
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 3  # the 0.5 s timeout and a busy machine's delays, not for ever
 
 
 def fake_nvidia_smi(tmp_path, stdout: str, code: int) -> str:

@@ -82,8 +82,9 @@ def test_max_time_bounds_the_whole_run_its_start_up_final_validation_and_save_in
     summary = train(cfg, toy_corpus, started=started)
     wall = time.perf_counter() - started
     assert summary["stop_reason"] == "max_time" and summary["steps"] > 5
-    # The budget holds to its last save; 10% of slack for a loaded machine's scheduling, not for the design.
-    assert summary["elapsed_s"] <= 3.3 and abs(wall - summary["elapsed_s"]) < 0.25  # the real wall time, whole
+    # The budget holds to its last save; 15% of slack for a loaded machine's scheduling, not for the design
+    # (a loop that did not stop early for its last validation and save would end past 3 + 0.6 s).
+    assert summary["elapsed_s"] <= 3.45 and abs(wall - summary["elapsed_s"]) < 0.4  # the real wall time, whole
     assert checkpoint.load("tiny", "last").history[-1]["step"] == summary["steps"]  # validated at its last step
 
 

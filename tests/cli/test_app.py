@@ -34,11 +34,21 @@ def test_user_text_is_never_read_as_markup(tmp_path):
 
 def run_main(monkeypatch, capsys, *args):
     """The installed entry point (`main`), in-process: exit code and stderr."""
+    import signal
+
     from lstmgen import cli
+    from lstmgen.cli import output
 
     monkeypatch.setattr("sys.argv", ["lstmgen", *map(str, args)])
+    # main() notes when the process started (train's budget counts from it) and takes over SIGINT: left
+    # behind, every later in-process train would time its budget from pytest's start.
+    monkeypatch.setattr(output, "launched", output.launched)
+    handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit) as e:
-        cli.main()
+        try:
+            cli.main()
+        finally:
+            signal.signal(signal.SIGINT, handler)
     return e.value.code, capsys.readouterr().err
 
 
