@@ -22,6 +22,13 @@ settings.register_profile("suite", derandomize=True, database=None)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
+# What the terminal tests assert is rich's output in a plain environment: a CI machine's colour or width
+# settings would change it for every command, in-process and in subprocesses alike.
+for variable in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+    os.environ.pop(variable, None)
+if os.environ.get("TERM") in ("dumb", "unknown"):
+    os.environ["TERM"] = "xterm-256color"
+
 JOKES = [
     "Why did the cat sit on the mat? It was warm.",
     "What do you call a sleepy dog? A napping pup.",
