@@ -263,6 +263,32 @@ def test_prepare_on_a_full_disk_leaves_the_previous_corpus_or_none(jokes_csv, di
         assert listing["corpora"][0]["seed"] == 1 and listing["corpora"][0]["damaged"] is None
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a file size limit set in the child (POSIX)")
+def test_stdin_that_does_not_end_is_refused_when_its_disk_fills_and_leaves_nothing():
+    """stdin is copied to the registry's disk before it is read: a stream that never ends (`yes |`) runs
+    until that disk is full, then is one line, with the scratch copy gone. The full disk here is a file
+    size limit (RLIMIT_FSIZE, whose signal Python ignores), so writes past 1 MiB fail as they would."""
+    import resource
+    import subprocess
+    import sys
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    endless = subprocess.Popen(["yes", "a joke that never ends"], stdout=subprocess.PIPE)
+    try:
+        r = subprocess.run([sys.executable, "-m", "lstmgen", "prepare", "-", "--name", "endless"],
+                           stdin=endless.stdout, capture_output=True, text=True, timeout=120,
+                           preexec_fn=small_disk)  # fmt: skip
+    finally:
+        endless.kill()
+        endless.wait()
+        endless.stdout.close()
+    assert r.returncode == 1 and r.stdout == "", r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: could not write") and "File too large" in r.stderr
+    assert not registry.home().exists() or snapshot() == {}
+
+
 def test_a_failed_first_save_leaves_no_empty_entry_directory(tmp_path, disk_full):
     path = registry.home() / "models" / "fresh" / "last.pt"
     disk_full(after_bytes=10)
