@@ -555,7 +555,11 @@ class Trainer:
         if len(hidden) != 2 or any(tuple(h.shape) != expected for h in hidden):
             raise ValueError(f"the carried hidden state is not (h, c) of shape {expected}")
         rows = group.per_rank(batch_size)  # last.pt holds every rank's lanes: (n_layer, B, H); ours are a slice
-        self.hidden = tuple(h[:, group.rank * rows : (group.rank + 1) * rows].to(self.device) for h in hidden)
+        # In float32, the weights' dtype: a bf16 run carries a bf16 state, which an fp32 run (precision changed,
+        # or auto on a CPU without bf16) cannot take, while a bf16 run casts float32 back to the same values.
+        self.hidden = tuple(
+            h[:, group.rank * rows : (group.rank + 1) * rows].to(self.device, dtype=torch.float32) for h in hidden
+        )
 
 
 def train(cfg: Config, corpus: dict, *, resume: Checkpoint | None = None, on_event: OnEvent | None = None,

@@ -55,6 +55,19 @@ def test_interrupted_then_resumed_run_is_bit_identical(toy_corpus, precision):
     assert losses[0] == losses[1]
 
 
+def test_a_bf16_run_resumes_in_fp32(toy_corpus):
+    """A bf16 run carries a bf16 hidden state; resumed where it runs in fp32 (precision changed, or its last.pt
+    copied to a CPU without bf16), that state must be taken, not crash oneDNN's fp32 LSTM."""
+    if not cpu_bf16_lstm_works():
+        pytest.skip("this CPU's oneDNN LSTM refuses bf16 (no avx512_bf16/AMX)")
+    calls = iter(range(100))
+    first = train(tiny_config(max_steps=13, precision="bf16"), toy_corpus, should_stop=lambda: next(calls) >= 7)
+    assert first["stop_reason"] == "interrupted"
+    assert checkpoint.load("tiny", "last").train_state["hidden"][0].dtype == torch.bfloat16
+    second = train(tiny_config(max_steps=13, precision="fp32"), toy_corpus, resume=checkpoint.load("tiny", "last"))
+    assert second["steps"] == 13 and second["stop_reason"] == "max_steps"
+
+
 def test_early_stopping_with_patience(toy_corpus, monkeypatch):
     losses = iter([5.0, 4.0, 4.5, 4.6, 4.7, 4.8])
     monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: (next(losses) * 10, 10))
