@@ -108,7 +108,18 @@ def plan(request: TrainRequest, dry_run: bool = False) -> Plan:
         raise LstmgenError(f"model {name!r} was {was}, not from {request.parent!r}; drop --from to resume it")
     cfg = load_config(None, request.overrides, base=last.config)
     check_same_layout(last, cfg)
-    return Plan(cfg, last)
+    note = None
+    if request.config is not None:  # it starts a model with no checkpoint yet; here it must at least agree
+        given = load_config(request.config, request.overrides)  # a missing or broken file is an error
+        try:
+            check_same_layout(last, given)
+        except LstmgenError as e:
+            raise LstmgenError(f"--config {request.config}: {e}; a resumed run keeps its saved config, so --config "
+                               "can be dropped") from None  # fmt: skip
+        if given.to_dict() != cfg.to_dict():
+            note = (f"model {name!r} resumes with its saved config; --config {request.config} is used only to start "
+                    "a model that has no checkpoint yet, so change settings on resume with --set")  # fmt: skip
+    return Plan(cfg, last, note)
 
 
 def plan_from(request: TrainRequest) -> Plan:

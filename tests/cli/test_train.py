@@ -39,6 +39,19 @@ def test_the_original_command_with_resume_appended_resumes(trained):
                                             *TINY, "--resume")  # fmt: skip
 
 
+def test_resume_reads_the_config_it_is_given_instead_of_ignoring_it(trained):
+    # --config starts a model that has no checkpoint yet; with one, it must exist and agree, and a setting
+    # that differs from the saved config is said to be unused (it once resumed silently, even from no file).
+    assert "does not exist" in bad("train", "-c", "/no/such.yaml", "--name", "tiny", "--resume")
+    err = bad("train", "-c", "word", "--corpus", "toy", "--name", "tiny", *TINY, "--resume")
+    assert err.startswith("error: --config word: cannot resume model 'tiny' with a different")
+    r = run("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", *TINY, "--set",
+            "train.lr=0.5", "--resume", "--quiet")  # fmt: skip
+    assert r.exit_code == 0 and "resumes with its saved config" not in r.stderr  # --set applies on resume
+    r = run("train", "-c", "configs/char.yaml", "--corpus", "toy", "--name", "tiny", *TINY[:10], "--resume", "--quiet")
+    assert r.exit_code == 0 and "resumes with its saved config; --config configs/char.yaml is used only" in r.stderr
+
+
 def test_failed_overwrite_keeps_the_old_model(trained):
     before = (registry.entry_dir("model", "tiny") / "last.pt").read_bytes()
     assert "too few" in bad(
