@@ -24,6 +24,7 @@ together. The next split would move the atomic-write and safe-load primitives to
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import itertools
@@ -551,7 +552,7 @@ def save_corpus(name: str, corpus: dict, also: Callable[[Path], None] | None = N
             also(staged)
 
     try:
-        _put_entry(d, write)
+        put_entry(d, write)
     except SaveFailed as e:
         kept = "the previous corpus of this name is unchanged" if existed else "nothing was saved"
         fix = "free some space" if e.reason == "no space left on device" else "fix that"
@@ -570,19 +571,23 @@ def write_error(e: OSError, where: Path) -> SaveFailed:
     return SaveFailed(where, reason, f"could not write {where} ({reason}); {fix}, then run the command again")
 
 
-def _put_entry(d: Path, write) -> None:
+def put_entry(d: Path, write: Callable[[Path], None]) -> None:
     """Build an entry with write(staging_dir) in a hidden directory beside `d`, then rename it into place
     (after moving an older `d` aside, and deleting that once the new one is in). A failure before the renames
     leaves `d` as it was; a crash between the two renames leaves no entry, never a half one; the staging or
     trash directory it leaves is cleared under the entry's next lock."""
     parent = d.parent
     staged = parent / f"{STAGING}{secrets.token_hex(4)}-{d.name}"
+    made_parent = not parent.exists()  # models/ or corpora/ for the first entry: gone again if nothing arrives
     try:
         staged.mkdir(parents=True)
         write(staged)
         _fsync_dir(staged)
     except BaseException as e:
         _delete_tree(staged, strict=False)
+        if made_parent:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
         if isinstance(e, OSError):
             raise write_error(e, parent) from None
         raise

@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
@@ -156,11 +157,11 @@ class Trainer:
         self.all_lanes = batchify(corpus["splits"]["train"], t.batch_size)  # (B, L) compact ids, a view
         self.lanes = self.group.share(self.all_lanes)  # (B / world, L): this rank's lanes
         self.n_windows = num_windows(self.lanes, t.seq_len)
-        # A fresh run replaces what was there, but only at its first save: a run that fails before that
-        # (bad settings, early divergence) leaves an earlier model of this name untouched.
+        # A fresh run replaces what was there, but only at its first save, and whole: a run that fails before
+        # or during it (bad settings, early divergence, a full disk) leaves an earlier model of this name, or
+        # none, as it was.
         self.references = self._references()  # read before a fresh run replaces the earlier info.json
-        old = [*self.model_dir.glob("*.pt"), *self.model_dir.glob("*.onnx"), self.model_dir / "heldout.npz"]
-        self.stale = [*old, self.model_dir / "info.json"] if resume is None else []
+        self.fresh_entry = resume is None  # the next save builds the whole entry, then puts it in place
         self.state = LoopState()
         self.saved: dict[str, int] = {}  # which -> step, for the checkpoints this run has on disk
         self.hidden = None  # (h, c), each (n_layer, B / world, H); None at an epoch start = zeros
@@ -488,28 +489,13 @@ class Trainer:
         return ckpt
 
     def _write(self, which: str, status: str, ranks: list[dict] | None) -> None:
-        path = self.model_dir / f"{which}.pt"
-
-        def drop_stale() -> None:
-            # An older run's other files go once this checkpoint is on disk, just before its rename; `path`
-            # itself is replaced by the rename, so the directory never lacks it if the old run had one.
-            while self.stale:
-                old = self.stale.pop()
-                if old != path:
-                    old.unlink(missing_ok=True)
-
         ckpt = self.checkpoint(ranks)
         try:
-            ckpt.save(path, before_replace=drop_stale)
-            if which == "best" or status != "training":  # saved for inference: its decoding graph beside it
-                from .onnx_graph import save_graph
-
-                ckpt.path = path
-                save_graph(ckpt)
-            self.saved[which] = self.state.step
-            info = ckpt.summary(status, self.model.num_params(), _now("microseconds"), epochs=self.epochs_done())
-            info["unigram_bits_per_char"] = self.references["unigram_bits_per_char"]  # the same split
-            registry.write_json(self.model_dir / "info.json", info)
+            if self.fresh_entry:  # the checkpoint, its graph, heldout.npz and info.json arrive together or not at all
+                registry.put_entry(self.model_dir, lambda staged: self._save_into(staged, which, status, ckpt))
+                self.fresh_entry = False
+            else:
+                self._save_into(self.model_dir, which, status, ckpt)
         except registry.SaveFailed as e:
             fix = "free some space" if e.reason == "no space left on device" else "fix that"
             then = "continue with --resume" if "last" in self.saved else "run the same command again"
@@ -517,6 +503,20 @@ class Trainer:
                 f"could not save {e.path.name} of step {self.state.step:,} in {self.model_dir} ({e.reason}); "
                 f"{self._kept()}; {fix}, then {then}"
             ) from None
+        self.saved[which] = self.state.step
+
+    def _save_into(self, d: Path, which: str, status: str, ckpt: Checkpoint) -> None:
+        """Write checkpoint `which` into the entry directory `d`, each file atomically: the .pt, for inference
+        (best, or the run's end) its decoding graph and heldout.npz, then info.json."""
+        ckpt.path = d / f"{which}.pt"
+        ckpt.save(ckpt.path)
+        if which == "best" or status != "training":
+            from .onnx_graph import save_graph
+
+            save_graph(ckpt)
+        info = ckpt.summary(status, self.model.num_params(), _now("microseconds"), epochs=self.epochs_done())
+        info["unigram_bits_per_char"] = self.references["unigram_bits_per_char"]  # the same split
+        registry.write_json(d / "info.json", info)
 
     def _kept(self) -> str:
         """What a failure leaves behind, for its error line."""

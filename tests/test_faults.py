@@ -3,6 +3,7 @@ tests/stress/kill9.py; these are the fast, deterministic cases."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,6 +172,46 @@ def test_a_failed_first_save_of_a_fresh_run_says_to_run_it_again(tiny_model, toy
     with pytest.raises(LstmgenError, match="nothing was saved, and an earlier model .* run the same command again"):
         train(tiny_config(max_steps=8), toy_corpus)  # --overwrite of tiny
     assert {p.name: p.read_bytes() for p in registry.entry_dir("model", "tiny").iterdir()} == before
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["new", "overwrite"])
+def test_a_first_save_that_fails_midway_leaves_the_earlier_model_or_none(toy_corpus, disk_full, earlier, tmp_path):
+    """A fresh run's first save writes best.pt, heldout.npz, best.onnx and info.json. A disk that filled
+    after some of them once left a half entry (best.pt, no info.json) that became the default model, which
+    neither running the command again nor --resume could mend. Now the save arrives whole or not at all."""
+    from .conftest import _FullDisk
+    from .test_hostile_registry import snapshot
+
+    if earlier:
+        train(tiny_config(max_steps=4), toy_corpus)
+    home, kept = registry.home(), tmp_path / "kept"
+    shutil.copytree(home, kept, symlinks=True)
+    before = snapshot()
+
+    def restore():
+        shutil.rmtree(home)
+        shutil.copytree(kept, home, symlinks=True)
+
+    counted, real = [2**62], registry.os.fdopen
+    registry.os.fdopen = lambda *a, **k: _FullDisk(real(*a, **k), counted)  # never full: it counts
+    try:
+        train(tiny_config(max_steps=4, seed=9), toy_corpus)
+    finally:
+        registry.os.fdopen = real
+    total = 2**62 - counted[0]  # both saves of a whole run: best at step 4, then last
+    in_first_save = 0
+    for budget in sorted({0, 100, 1_000, 10_000, total // 8, total // 4, total // 3}):
+        restore()
+        disk_full(after_bytes=budget)
+        with pytest.raises(LstmgenError, match="no space left on device") as e:
+            train(tiny_config(max_steps=4, seed=9), toy_corpus)
+        if "nothing was saved" in str(e.value):
+            in_first_save += 1
+            assert snapshot() == before, budget
+        else:  # the first save was whole: a later one failed, and the model it left is complete
+            assert "best.pt of step 4 is intact" in str(e.value)
+            assert registry.info("model", "tiny")["steps"] == 4
+    assert in_first_save >= 4  # the budgets do fall inside the first save
 
 
 def _lock_hammer(home: str, rounds: int, marker_dir: str) -> int:
