@@ -483,6 +483,17 @@ def test_api_key_then_sigterm_lets_running_requests_finish_and_exits_0(home):
         s.stop()
 
 
+def test_sighup_stops_the_server_as_sigterm_does(home):
+    """A closed terminal's SIGHUP: stop accepting, drain, exit 0, the engine process gone with it."""
+    s = Server(home, "--model", "tiny")
+    try:
+        assert httpx.get(f"{s.url}/health", timeout=10).status_code == 200
+        s.proc.send_signal(signal.SIGHUP)
+        assert s.proc.wait(30) == 0
+    finally:
+        s.stop()
+
+
 def test_sigterm_cuts_what_is_still_running_after_the_drain_timeout_and_exits_0(home):
     s = Server(home, "--model", "endless", "--drain-seconds", "1", "--limit-max-tokens", "200000")
     try:

@@ -16,7 +16,7 @@ from .conftest import toy_run
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_signal_saves_a_checkpoint_and_resume_continues(jokes_csv, signum, code):
     cli = [sys.executable, "-m", "lstmgen"]
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
@@ -45,6 +45,20 @@ def test_signal_saves_a_checkpoint_and_resume_continues(jokes_csv, signum, code)
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["steps"] == steps + 3
+
+
+def test_training_outlives_the_reader_of_its_progress(jokes_csv):
+    """`lstmgen train ... 2>&1 | head`: once the reader leaves, progress lines have nowhere to go. That once
+    ended the run at its next line, unsaved and without a word; the messages are what is lost now."""
+    cli = [sys.executable, "-m", "lstmgen"]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    subprocess.run([*cli, "prepare", str(jokes_csv), "--name", "toy"], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([*cli, "train", "--corpus", "toy", "--name", "head", *toy_run(300, 100)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert "training head" in proc.stderr.readline()
+    proc.stderr.close()  # `| head -1` has read its line and gone
+    assert proc.wait(timeout=120) == 0
+    assert checkpoint.load("head", "last").train_state["step"] == 300
 
 
 @pytest.mark.parametrize("command", [["sample", "--max-tokens", "5"], ["sample", "--max-tokens", "5", "--stream"]])

@@ -17,7 +17,8 @@ from typer.core import TyperCommand
 from .. import __version__
 from ..errors import LstmgenError, UsageError
 from . import configs, entries, evaluate, export, output, prepare, sample, serve, train
-from .output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, err, error, out, problems, silence_stdout
+from .output import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, LosableStream, err, error, out, problems, silence_stdout
+from .signals import exit_on_ending_signals
 
 app = typer.Typer(
     help="Train LSTM text generators from a CSV or text file, then sample and evaluate them.\n\n"
@@ -115,8 +116,11 @@ def main():
     global _sigint_seen, _said_interrupted
     _sigint_seen = _said_interrupted = False
     _closed_standard_streams()
+    if not isinstance(sys.stderr, LosableStream):
+        sys.stderr = LosableStream(sys.stderr)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the parent ignores it (`cmd &`)
         signal.signal(signal.SIGINT, _on_sigint)
+    exit_on_ending_signals()
     try:
         code = app(standalone_mode=False)
     except _click_exceptions().ClickException as e:

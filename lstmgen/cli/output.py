@@ -88,6 +88,38 @@ def _finite(value):
     return value
 
 
+class LosableStream:
+    """stderr that a reader's leaving cannot fail: `train ... 2>&1 | head` or a closed terminal (EPIPE, EIO)
+    once ended an hours-long run at its next progress line, unsaved. On the first failed write or flush, fd
+    2 is pointed at devnull and the messages are what is lost, never the work. The rest is the stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self._lose()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            self._lose()
+
+    def _lose(self) -> None:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+            self._stream.flush()  # what was buffered goes to devnull now
+        except (OSError, ValueError, AttributeError):  # no real file behind it: replace the stream itself
+            self._stream = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def silence_stdout() -> None:
     """Point stdout at devnull so the interpreter's final flush cannot raise again."""
     try:

@@ -9,7 +9,6 @@ from rich.markup import escape
 
 from .options import MAX_LINE_CHARS, MODEL_NAMES, Format, JsonOut, MaxLineChars, Quiet, Records, Tokenizer
 from .output import err, labels_line, out_json, quiet
-from .signals import exit_on_sigterm
 
 
 # Long only in its options and help text: the body parses, makes one library call and renders.
@@ -109,8 +108,7 @@ def prepare(
     options = PrepareOptions(kind, val_frac, test_frac, seed, min_freq, max_vocab, vocab_size, max_labels)
     texts = [TextInput(path, format.value, encoding, column, records.value, max_line_chars, label_column)
              for path in inputs]  # fmt: skip
-    with exit_on_sigterm():
-        done = prepare_corpus(name, texts, options, overwrite, vocab_from, extend_vocab)
+    done = prepare_corpus(name, texts, options, overwrite, vocab_from, extend_vocab)
     meta = done.meta
     if json_out:
         out_json({"name": done.name, "path": str(done.path), **meta})

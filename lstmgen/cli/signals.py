@@ -7,28 +7,28 @@ import signal
 
 from .output import err, problems
 
+# The signals that end a session besides Ctrl-C: a supervisor's SIGTERM, a closed terminal's SIGHUP.
+ENDING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
-@contextlib.contextmanager
-def exit_on_sigterm():
-    """SIGTERM ends the command like Ctrl-C does, through every `finally`: scratch files go, locks are freed."""
+
+def exit_on_ending_signals() -> None:
+    """For the whole process: SIGTERM and SIGHUP end any command as Ctrl-C does, through every `finally`
+    (scratch files go, locks are freed, `export` leaves no half folder), exiting 128 + the signal. A signal
+    the parent set to be ignored (`nohup`) stays ignored. `train` and `serve` take them over while they run,
+    to save a checkpoint or drain requests first."""
 
     def stop(signum, frame):
         raise SystemExit(128 + signum)
 
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    for s in ENDING:
+        with contextlib.suppress(ValueError):  # not the main thread
+            if signal.getsignal(s) is signal.SIG_DFL:
+                signal.signal(s, stop)
 
 
 class StopSignals:
-    """While active, the first Ctrl-C/SIGTERM asks training to stop after the current step; a second Ctrl-C
-    aborts, a second SIGTERM changes nothing."""
+    """While active, the first Ctrl-C/SIGTERM/SIGHUP asks training to stop after the current step (and save);
+    a second Ctrl-C aborts, a second SIGTERM or SIGHUP changes nothing."""
 
     def __init__(self, announce: bool = True):
         self.signum = 0
@@ -53,7 +53,7 @@ class StopSignals:
         problems.print(f"{newline}stopping after this step and saving a checkpoint (press Ctrl-C again to abort)")
 
     def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in (signal.SIGINT, *ENDING):
             try:
                 self.previous[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread: no handlers, training runs to its limits

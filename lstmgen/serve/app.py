@@ -512,6 +512,23 @@ class Server(uvicorn.Server):
         if self.started:
             self.ready()
 
+    @contextlib.contextmanager
+    def capture_signals(self):
+        """uvicorn's SIGINT and SIGTERM, and SIGHUP (a closed terminal) like SIGTERM: drain, then exit 0."""
+        with super().capture_signals():
+            hangup = getattr(signal, "SIGHUP", None)
+            if hangup is not None and signal.getsignal(hangup) is signal.SIG_IGN:  # nohup: it stays ignored
+                hangup = None
+            try:
+                previous = signal.signal(hangup, self.handle_exit) if hangup is not None else None
+            except ValueError:  # not the main thread: uvicorn's own capture did nothing either
+                hangup = None
+            try:
+                yield
+            finally:
+                if hangup is not None:
+                    signal.signal(hangup, previous)
+
     def handle_exit(self, sig, frame):
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True  # a second Ctrl-C: stop waiting for running requests

@@ -1,6 +1,7 @@
 """The app as a whole: help, exit codes, one error line per failure, pipes, --quiet, completion."""
 
 import json
+import sys
 
 import pytest
 
@@ -43,13 +44,39 @@ def run_main(monkeypatch, capsys, *args):
     # main() notes when the process started (train's budget counts from it) and takes over SIGINT: left
     # behind, every later in-process train would time its budget from pytest's start.
     monkeypatch.setattr(output, "launched", output.launched)
-    handler = signal.getsignal(signal.SIGINT)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    monkeypatch.setattr(sys, "stderr", sys.stderr)  # main() wraps it (output.LosableStream)
     with pytest.raises(SystemExit) as e:
         try:
             cli.main()
         finally:
-            signal.signal(signal.SIGINT, handler)
+            for s, h in handlers.items():
+                signal.signal(s, h)
     return e.value.code, capsys.readouterr().err
+
+
+def test_sigterm_or_sighup_during_export_leaves_no_partial_folder(trained, tmp_path, monkeypatch, capsys):
+    """Every command ends on SIGTERM (a supervisor) or SIGHUP (a closed terminal) through its clean-up, as on
+    Ctrl-C: export once died of the signal's default action, leaving a hidden folder with half a model."""
+    import os
+    import signal
+
+    from lstmgen import export as export_mod
+
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    real_fsync = os.fsync
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+
+        def signalled_midway(fd, signum=signum):
+            real_fsync(fd)
+            os.kill(os.getpid(), signum)  # delivered here, after the folder's first file
+
+        monkeypatch.setattr(export_mod.os, "fsync", signalled_midway)
+        code, err = run_main(monkeypatch, capsys, "export", "tiny", "--out", exports / "out")
+        monkeypatch.setattr(export_mod.os, "fsync", real_fsync)
+        assert code == 128 + signum, err
+        assert list(exports.iterdir()) == []  # no out, no .out.*.tmp
 
 
 def test_out_of_memory_is_one_line_that_says_what_to_shrink(trained, monkeypatch, capsys):
