@@ -124,9 +124,9 @@ class Checkpoint:
             payload["lineage"] = self.lineage
         return payload
 
-    def save(self, path: Path, before_replace=None) -> None:
+    def save(self, path: Path) -> None:
         """Atomically (see registry.atomic_write); raises registry.SaveFailed with the reason."""
-        registry.save_pt(path, self.to_payload(), before_replace)
+        registry.save_pt(path, self.to_payload())
 
     @classmethod
     def from_payload(cls, payload: dict, path: Path) -> Checkpoint:

@@ -260,8 +260,6 @@ def _uniforms(streams: list[Stream]) -> np.ndarray:
     for s in streams:
         if id(s.draws) not in drawn:
             drawn[id(s.draws)] = s.draws.rng.random((s.draws.size, 1), dtype=np.float32)
-    if len(streams) == 1:
-        return drawn[id(streams[0].draws)][streams[0].member : streams[0].member + 1]
     return np.concatenate([drawn[id(s.draws)][s.member : s.member + 1] for s in streams])
 
 

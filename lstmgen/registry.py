@@ -414,12 +414,11 @@ class _RecordingWriter:
         self.f.flush()
 
 
-def atomic_write(path: Path, write, before_replace=None) -> None:
+def atomic_write(path: Path, write) -> None:
     """Call write(file) on a temp file beside `path`, fsync, then rename over `path`: readers see old or new.
 
-    `before_replace()` runs after the new bytes are safely on disk and before the rename (train uses it to
-    drop an older run's files only once the new checkpoint exists). A process killed at any moment
-    leaves `path` complete, old or new, plus at worst a `.NAME.*.tmp` file that `clear_partial` removes.
+    A process killed at any moment leaves `path` complete, old or new, plus at worst a `.NAME.*.tmp` file
+    that `clear_partial` removes.
     """
     tmp, made = None, not path.parent.exists()
     try:
@@ -435,8 +434,6 @@ def atomic_write(path: Path, write, before_replace=None) -> None:
                 raise writer.error from None
             f.flush()
             os.fsync(f.fileno())
-        if before_replace is not None:
-            before_replace()
         os.replace(tmp, path)
     except BaseException as e:
         if tmp is not None:
@@ -472,10 +469,10 @@ def clear_partial(d: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def save_pt(path: Path, payload: dict, before_replace=None) -> None:
+def save_pt(path: Path, payload: dict) -> None:
     import torch
 
-    atomic_write(path, lambda f: torch.save(payload, f), before_replace)
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_pt(path: Path) -> dict:
